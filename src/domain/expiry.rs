@@ -1,0 +1,90 @@
+//! When a credential stops being spendable.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+/// WeChat's validity of a formId or prepay_id, counted from the user's action.
+pub const CREDENTIAL_VALIDITY: Duration = Duration::days(7);
+
+/// `expires_at = collected_at + 7 days − safety margin`, at second precision.
+///
+/// The margin covers clock skew between the user's phone, this service and
+/// WeChat, and the time a send takes: spending a credential in its last
+/// seconds risks a 41028 that wastes a WeChat call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    safety_margin: Duration,
+}
+
+impl ExpiryPolicy {
+    /// Panics never: a margin larger than the validity simply makes every
+    /// credential arrive expired, which ingest reports item by item.
+    pub fn new(safety_margin: Duration) -> Self {
+        Self {
+            safety_margin: safety_margin.max(Duration::zero()),
+        }
+    }
+
+    pub fn safety_margin(&self) -> Duration {
+        self.safety_margin
+    }
+
+    /// The expiry of a credential collected at `collected_at` (now when
+    /// absent). A `collected_at` in the future (a phone's clock running
+    /// ahead) is clamped to `now` so it cannot stretch the validity.
+    pub fn expires_at(&self, collected_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let collected = collected_at.map_or(now, |at| at.min(now));
+        let expires = collected + CREDENTIAL_VALIDITY - self.safety_margin;
+        // Truncating (never rounding up) keeps the stored second conservative.
+        expires.duration_trunc(Duration::seconds(1)).unwrap_or(expires)
+    }
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        Self::new(Duration::seconds(3600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).unwrap()
+    }
+
+    #[test]
+    fn seven_days_minus_margin() {
+        let policy = ExpiryPolicy::new(Duration::seconds(3600));
+        let now = at(1_800_000_000);
+        assert_eq!(
+            policy.expires_at(Some(at(1_799_990_000)), now),
+            at(1_799_990_000 + 7 * 86_400 - 3600)
+        );
+        assert_eq!(
+            policy.expires_at(None, now),
+            at(1_800_000_000 + 7 * 86_400 - 3600)
+        );
+    }
+
+    #[test]
+    fn future_collection_is_clamped_to_now() {
+        let policy = ExpiryPolicy::new(Duration::zero());
+        let now = at(1_800_000_000);
+        assert_eq!(
+            policy.expires_at(Some(at(1_900_000_000)), now),
+            now + CREDENTIAL_VALIDITY
+        );
+    }
+
+    #[test]
+    fn sub_second_precision_is_truncated() {
+        let policy = ExpiryPolicy::new(Duration::zero());
+        let now = at(1_800_000_000) + Duration::milliseconds(999);
+        assert_eq!(
+            policy.expires_at(None, now),
+            at(1_800_000_000) + CREDENTIAL_VALIDITY
+        );
+    }
+}

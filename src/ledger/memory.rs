@@ -1,0 +1,182 @@
+//! The embedded ledger: books in process memory, one lock per shard of
+//! openids. Same rules as Redis (they live in [`super::book`]); nothing
+//! survives a restart.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::book::{Book, Event, SettleMode};
+use super::stored_id::StoredId;
+use super::{
+    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerLimits, NewCredential,
+    ReserveOutcome, Settle, SettleOutcome, UsageDeltas, convert,
+};
+use crate::domain::OpenId;
+
+const SHARDS: usize = 64;
+/// Every this many writes to a shard, books that have ended are dropped, so
+/// users who never come back do not hold memory forever.
+const PURGE_EVERY: u32 = 4096;
+
+#[derive(Default)]
+struct Shard {
+    books: HashMap<OpenId, Book>,
+    writes: u32,
+}
+
+pub struct MemoryLedger {
+    limits: LedgerLimits,
+    hasher: RandomState,
+    shards: Vec<Mutex<Shard>>,
+    usage: Mutex<UsageDeltas>,
+}
+
+impl MemoryLedger {
+    pub fn new(limits: LedgerLimits) -> Self {
+        Self {
+            limits,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            usage: Mutex::default(),
+        }
+    }
+
+    /// Runs `op` on the openid's book under its shard lock, with the rules
+    /// every write shares: housekeeping first, the reach event last, and the
+    /// book stored back (or removed when empty).
+    fn write<T>(
+        &self,
+        openid: &OpenId,
+        now: DateTime<Utc>,
+        op: impl FnOnce(&mut Book, i64, &mut Vec<Event>) -> T,
+    ) -> (T, Vec<Event>) {
+        let now = now.timestamp();
+        let shard_at = (self.hasher.hash_one(openid) as usize) % SHARDS;
+        let mut shard = lock(&self.shards[shard_at]);
+        shard.writes = shard.writes.wrapping_add(1);
+        if shard.writes.is_multiple_of(PURGE_EVERY) {
+            shard
+                .books
+                .retain(|_, book| book.ends_at().is_some_and(|end| end > now));
+        }
+        let mut book = shard.books.remove(openid).unwrap_or_default();
+        let mut events = Vec::new();
+        book.forget_if_ended(now);
+        let reach_before = book.reach();
+        book.housekeep(now, &mut events);
+        let result = op(&mut book, now, &mut events);
+        let reach_after = book.reach();
+        if reach_before != reach_after {
+            events.push(Event::Reach {
+                from: reach_before,
+                to: reach_after,
+            });
+        }
+        if book.ends_at().is_some() {
+            shard.books.insert(openid.clone(), book);
+        }
+        (result, events)
+    }
+
+    fn read(&self, openid: &OpenId) -> Option<Book> {
+        let shard_at = (self.hasher.hash_one(openid) as usize) % SHARDS;
+        lock(&self.shards[shard_at]).books.get(openid).cloned()
+    }
+}
+
+impl Default for MemoryLedger {
+    fn default() -> Self {
+        Self::new(LedgerLimits::default())
+    }
+}
+
+/// A poisoned lock means a panic mid-operation; the book rules never leave a
+/// book half-written between statements that can panic, so carry on.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn add(
+        &self,
+        openid: &OpenId,
+        batch: &[NewCredential],
+        now: DateTime<Utc>,
+    ) -> Result<AddOutcome, LedgerError> {
+        let items: Vec<_> = batch
+            .iter()
+            .map(|c| (c.kind, StoredId::encode(&c.id), c.expires_at.timestamp()))
+            .collect();
+        let cap = self.limits.max_credentials_per_user;
+        let ((statuses, evicted, available), events) = self.write(openid, now, |book, now, events| {
+            let (statuses, evicted) = book.add(&items, cap, now, events);
+            (statuses, evicted, book.available())
+        });
+        Ok(convert::add_outcome(&statuses, evicted, available, &events))
+    }
+
+    async fn reserve(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ReserveOutcome, LedgerError> {
+        let (taken, events) = self.write(openid, now, |book, _, _| {
+            book.reserve(*lease.as_bytes(), deadline.timestamp())
+        });
+        convert::reserve_outcome(taken, &events)
+    }
+
+    async fn settle(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        how: Settle,
+        now: DateTime<Utc>,
+    ) -> Result<SettleOutcome, LedgerError> {
+        let mode = match how {
+            Settle::Commit => SettleMode::Commit,
+            Settle::Burn => SettleMode::Burn,
+            Settle::Refund => SettleMode::Refund,
+        };
+        let (result, events) = self.write(openid, now, |book, now, events| {
+            book.settle(*lease.as_bytes(), mode, now, events).0
+        });
+        Ok(convert::settle_outcome(result, &events))
+    }
+
+    async fn inspect(&self, openid: &OpenId, now: DateTime<Utc>) -> Result<Holdings, LedgerError> {
+        let mut book = self.read(openid).unwrap_or_default();
+        book.housekeep(now.timestamp(), &mut Vec::new());
+        Ok(convert::holdings(&book))
+    }
+
+    async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
+        let mut usage = lock(&self.usage);
+        for (day, fields) in deltas {
+            let stored = usage.entry(*day).or_default();
+            for (field, delta) in fields {
+                *stored.entry(field.clone()).or_default() += delta;
+            }
+        }
+        Ok(())
+    }
+
+    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
+        let usage = lock(&self.usage);
+        Ok(days
+            .iter()
+            .map(|day| usage.get(day).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+-- add: stores a batch of credentials for one openid.
+-- KEYS[1] the openid's book
+-- ARGV[1] now (unix s), ARGV[2] cap of live credentials,
+-- then per item: kind (0 form, 1 prepay), stored key, expires (unix s)
+-- Returns {statuses (1 accepted, 2 duplicate, 3 expired), evicted, available, events}
+-- Keeps: an id is stored once while remembered; at most cap live credentials,
+-- the soonest-expiring unleased ones evicted first.
+
+local key, now, cap = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local book, before, events = open(key, now)
+
+local statuses = {}
+for i = 3, #ARGV, 3 do
+  local kind, k, expires = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
+  local status
+  if expires <= now then
+    status = 3
+  elseif find(book, k) then
+    status = 2
+  else
+    local entry = {expires = expires, kind = kind, uses = uses_of(kind), burned = false, key = k}
+    local at = #book.entries + 1
+    for j, e in ipairs(book.entries) do
+      if not (e.expires < expires or (e.expires == expires and key_less(e.key, k))) then
+        at = j
+        break
+      end
+    end
+    table.insert(book.entries, at, entry)
+    push(events, EV_COLLECTED, kind, entry.uses, expires)
+    status = 1
+  end
+  statuses[#statuses + 1] = status
+end
+
+-- Evict the soonest-expiring live credentials no lease holds.
+local live = 0
+for _, e in ipairs(book.entries) do
+  if e.uses > 0 or leased_uses(book, e) > 0 then live = live + 1 end
+end
+local excess, evicted, i = live - cap, 0, 1
+while excess > 0 and i <= #book.entries do
+  local e = book.entries[i]
+  if e.uses > 0 and leased_uses(book, e) == 0 then
+    push(events, EV_EVICTED, e.kind, e.uses, e.expires)
+    table.remove(book.entries, i)
+    excess, evicted = excess - 1, evicted + 1
+  else
+    i = i + 1
+  end
+end
+
+-- Forget the soonest-expiring tombstones beyond cap.
+local tombstones = 0
+for _, e in ipairs(book.entries) do
+  if e.uses == 0 and leased_uses(book, e) == 0 then tombstones = tombstones + 1 end
+end
+excess, i = tombstones - cap, 1
+while excess > 0 and i <= #book.entries do
+  local e = book.entries[i]
+  if e.uses == 0 and leased_uses(book, e) == 0 then
+    table.remove(book.entries, i)
+    excess = excess - 1
+  else
+    i = i + 1
+  end
+end
+
+local sends = available(book)
+close(key, book, before, events)
+return {statuses, evicted, sends, events}

@@ -1,0 +1,563 @@
+//! The ledger contract, run against the embedded ledger and against Redis
+//! (a real redis-server per test): every test here must pass for both.
+
+mod support;
+
+use chrono::{DateTime, Duration, Utc};
+use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+use formid_ledger::ledger::{
+    AddStatus, LeaseId, Ledger, LedgerEvent, LedgerLimits, MemoryLedger, NewCredential, RedisLedger,
+    RedisTarget, Settle, Settled,
+};
+
+use CredentialKind::{Form, Prepay};
+
+/// A ledger under test plus whatever keeps it alive.
+struct Subject {
+    ledger: Box<dyn Ledger>,
+    _redis: Option<support::RedisServer>,
+}
+
+fn memory(limits: LedgerLimits) -> Subject {
+    Subject {
+        ledger: Box::new(MemoryLedger::new(limits)),
+        _redis: None,
+    }
+}
+
+fn redis(limits: LedgerLimits) -> Subject {
+    let server = support::RedisServer::start();
+    let ledger = RedisLedger::new(
+        RedisTarget::Single(server.url()),
+        &support::unique_prefix("contract"),
+        limits,
+    );
+    Subject {
+        ledger: Box::new(ledger),
+        _redis: Some(server),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
+}
+
+fn user(name: &str) -> OpenId {
+    OpenId::parse(name).unwrap()
+}
+
+fn cred(kind: CredentialKind, id: &str, expires_at: DateTime<Utc>) -> NewCredential {
+    NewCredential {
+        kind,
+        id: CredentialId::parse(id).unwrap(),
+        expires_at,
+    }
+}
+
+fn hex_id(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+async fn reserve(ledger: &dyn Ledger, openid: &OpenId, at: DateTime<Utc>) -> Option<(LeaseId, String)> {
+    let out = ledger
+        .reserve(openid, LeaseId::random(), at + Duration::seconds(30), at)
+        .await
+        .unwrap();
+    out.reservation.map(|r| (r.lease, r.id.as_str().to_owned()))
+}
+
+/// Reserves and commits until nothing is left; returns the ids in spend order.
+async fn drain(ledger: &dyn Ledger, openid: &OpenId, at: DateTime<Utc>) -> Vec<String> {
+    let mut spent = Vec::new();
+    while let Some((lease, id)) = reserve(ledger, openid, at).await {
+        let out = ledger.settle(openid, lease, Settle::Commit, at).await.unwrap();
+        assert_eq!(out.settled, Settled::Spent);
+        spent.push(id);
+        assert!(spent.len() <= 1000, "ledger never ran dry");
+    }
+    spent
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $name() { super::$name(super::memory(Default::default())).await })*
+        }
+        mod redis_server {
+            $(#[tokio::test] async fn $name() { super::$name(super::redis(Default::default())).await })*
+        }
+    };
+}
+
+contract!(
+    counts_accepted_duplicates_and_expired,
+    spends_the_oldest_expiry_first,
+    ties_are_spent_in_a_fixed_order,
+    prepay_pays_for_three_sends,
+    spent_ids_stay_duplicates_until_they_expire,
+    refund_puts_the_use_back_first_in_line,
+    burn_drops_every_use_left,
+    settling_twice_changes_nothing,
+    reserve_retried_with_its_lease_takes_one_use,
+    stale_leases_are_refunded_by_the_next_operation,
+    refund_after_expiry_lapses,
+    a_lease_never_feeds_an_id_reposted_after_expiry,
+    expired_credentials_disappear,
+    eviction_drops_the_soonest_expiring_over_the_cap,
+    leased_credentials_are_not_evicted,
+    inspect_changes_nothing,
+    openids_are_independent,
+    usage_counters_add_up,
+);
+
+async fn counts_accepted_duplicates_and_expired(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("alice"), now());
+    let week = t + Duration::days(6);
+    let out = l
+        .add(
+            &u,
+            &[
+                cred(Form, &hex_id(1), week),
+                cred(Form, &hex_id(1), week), // duplicate within the batch
+                cred(Prepay, "wx2026112300001", week),
+                cred(Form, &hex_id(2), t), // expires now: expired
+                cred(Form, &hex_id(3), t - Duration::seconds(1)),
+            ],
+            t,
+        )
+        .await
+        .unwrap();
+    use AddStatus::*;
+    assert_eq!(out.items, vec![Accepted, Duplicate, Accepted, Expired, Expired]);
+    assert_eq!(out.available_sends, 4);
+    assert_eq!(out.evicted, 0);
+    let collected: Vec<_> = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, LedgerEvent::Collected { .. }))
+        .collect();
+    assert_eq!(collected.len(), 2);
+    assert!(out.events.contains(&LedgerEvent::Reach {
+        from: None,
+        to: Some(week)
+    }));
+
+    let again = l
+        .add(&u, &[cred(Prepay, "wx2026112300001", week)], t)
+        .await
+        .unwrap();
+    assert_eq!(again.items, vec![Duplicate]);
+    assert_eq!(again.available_sends, 4);
+    assert!(
+        again.events.is_empty(),
+        "a duplicate changes nothing: {:?}",
+        again.events
+    );
+}
+
+async fn spends_the_oldest_expiry_first(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("bob"), now());
+    let expiry = |days_ago: i64| t - Duration::days(days_ago) + Duration::days(7) - Duration::hours(1);
+    l.add(
+        &u,
+        &[
+            cred(Form, "today1", expiry(0)),
+            cred(Form, "today2", expiry(0) + Duration::seconds(1)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    l.add(&u, &[cred(Prepay, "prepay2daysago", expiry(2))], t)
+        .await
+        .unwrap();
+    l.add(&u, &[cred(Form, "form3daysago", expiry(3))], t)
+        .await
+        .unwrap();
+    assert_eq!(
+        drain(l, &u, t).await,
+        [
+            "form3daysago",
+            "prepay2daysago",
+            "prepay2daysago",
+            "prepay2daysago",
+            "today1",
+            "today2"
+        ]
+    );
+}
+
+async fn ties_are_spent_in_a_fixed_order(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("carol"), now());
+    let e = t + Duration::days(3);
+    // Same expiry: verbatim ids before packed-hex ones, then by bytes.
+    l.add(
+        &u,
+        &[
+            cred(Form, "zz", e),
+            cred(Form, &hex_id(9), e),
+            cred(Form, "AA", e),
+            cred(Form, &hex_id(3), e),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        drain(l, &u, t).await,
+        ["AA".into(), "zz".into(), hex_id(3), hex_id(9)]
+    );
+}
+
+async fn prepay_pays_for_three_sends(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("dave"), now());
+    l.add(&u, &[cred(Prepay, "wxprepay", t + Duration::days(2))], t)
+        .await
+        .unwrap();
+    assert_eq!(drain(l, &u, t).await.len(), 3);
+    assert_eq!(l.inspect(&u, t).await.unwrap().available_sends(), 0);
+}
+
+async fn spent_ids_stay_duplicates_until_they_expire(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("erin"), now());
+    let e = t + Duration::days(1);
+    l.add(&u, &[cred(Form, &hex_id(7), e)], t).await.unwrap();
+    assert_eq!(drain(l, &u, t).await.len(), 1);
+    let again = l.add(&u, &[cred(Form, &hex_id(7), e)], t).await.unwrap();
+    assert_eq!(again.items, vec![AddStatus::Duplicate]);
+    assert_eq!(again.available_sends, 0);
+    // Once its expiry passes the id is forgotten.
+    let later = e + Duration::seconds(1);
+    let fresh = l
+        .add(&u, &[cred(Form, &hex_id(7), later + Duration::days(1))], later)
+        .await
+        .unwrap();
+    assert_eq!(fresh.items, vec![AddStatus::Accepted]);
+}
+
+async fn refund_puts_the_use_back_first_in_line(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("frank"), now());
+    l.add(
+        &u,
+        &[
+            cred(Form, "old", t + Duration::days(1)),
+            cred(Form, "new", t + Duration::days(2)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    let (lease, id) = reserve(l, &u, t).await.unwrap();
+    assert_eq!(id, "old");
+    assert_eq!(l.inspect(&u, t).await.unwrap().available_sends(), 1);
+    let out = l.settle(&u, lease, Settle::Refund, t).await.unwrap();
+    assert_eq!(out.settled, Settled::Refunded);
+    assert!(matches!(out.events[0], LedgerEvent::Refunded { kind: Form, .. }));
+    assert_eq!(drain(l, &u, t).await, ["old", "new"]);
+}
+
+async fn burn_drops_every_use_left(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("grace"), now());
+    l.add(
+        &u,
+        &[
+            cred(Prepay, "wxbad", t + Duration::days(1)),
+            cred(Form, "good", t + Duration::days(2)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    let (lease, id) = reserve(l, &u, t).await.unwrap();
+    assert_eq!(id, "wxbad");
+    let out = l.settle(&u, lease, Settle::Burn, t).await.unwrap();
+    assert_eq!(out.settled, Settled::Burned { uses: 3 });
+    assert!(out.events.contains(&LedgerEvent::Burned {
+        kind: Prepay,
+        uses: 3,
+        expires_at: t + Duration::days(1)
+    }));
+    assert_eq!(drain(l, &u, t).await, ["good"]);
+    // A burned id re-posted is still a duplicate: it must not come back.
+    let again = l
+        .add(&u, &[cred(Prepay, "wxbad", t + Duration::days(1))], t)
+        .await
+        .unwrap();
+    assert_eq!(again.items, vec![AddStatus::Duplicate]);
+}
+
+async fn settling_twice_changes_nothing(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("heidi"), now());
+    l.add(&u, &[cred(Prepay, "wxp", t + Duration::days(1))], t)
+        .await
+        .unwrap();
+    let (lease, _) = reserve(l, &u, t).await.unwrap();
+    for how in [Settle::Commit, Settle::Refund, Settle::Burn, Settle::Commit] {
+        let first = how == Settle::Commit && l.inspect(&u, t).await.unwrap().leased == 1;
+        let out = l.settle(&u, lease, how, t).await.unwrap();
+        if first {
+            assert_eq!(out.settled, Settled::Spent);
+        } else {
+            assert_eq!(out.settled, Settled::UnknownLease);
+            assert!(out.events.is_empty());
+        }
+    }
+    assert_eq!(l.inspect(&u, t).await.unwrap().available_sends(), 2);
+}
+
+async fn reserve_retried_with_its_lease_takes_one_use(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("ivan"), now());
+    l.add(&u, &[cred(Prepay, "wxp", t + Duration::days(1))], t)
+        .await
+        .unwrap();
+    let lease = LeaseId::random();
+    let deadline = t + Duration::seconds(30);
+    let first = l
+        .reserve(&u, lease, deadline, t)
+        .await
+        .unwrap()
+        .reservation
+        .unwrap();
+    let retry = l
+        .reserve(&u, lease, deadline, t)
+        .await
+        .unwrap()
+        .reservation
+        .unwrap();
+    assert_eq!(first, retry);
+    let held = l.inspect(&u, t).await.unwrap();
+    assert_eq!((held.available_sends(), held.leased), (2, 1));
+}
+
+async fn stale_leases_are_refunded_by_the_next_operation(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("judy"), now());
+    l.add(&u, &[cred(Form, "only", t + Duration::days(1))], t)
+        .await
+        .unwrap();
+    let lease = LeaseId::random();
+    l.reserve(&u, lease, t + Duration::seconds(30), t)
+        .await
+        .unwrap()
+        .reservation
+        .unwrap();
+    assert!(
+        reserve(l, &u, t + Duration::seconds(29)).await.is_none(),
+        "held until the deadline"
+    );
+    // Past the deadline, the next operation hands the use out again.
+    let later = t + Duration::seconds(30);
+    let out = l
+        .reserve(&u, LeaseId::random(), later + Duration::seconds(30), later)
+        .await
+        .unwrap();
+    assert_eq!(out.reservation.unwrap().id.as_str(), "only");
+    assert!(out.events.contains(&LedgerEvent::Refunded {
+        kind: Form,
+        expires_at: t + Duration::days(1)
+    }));
+    // The old lease is gone: its late commit changes nothing.
+    let late = l.settle(&u, lease, Settle::Commit, later).await.unwrap();
+    assert_eq!(late.settled, Settled::UnknownLease);
+}
+
+async fn refund_after_expiry_lapses(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("ken"), now());
+    let e = t + Duration::seconds(20);
+    l.add(&u, &[cred(Form, "short", e)], t).await.unwrap();
+    let lease = LeaseId::random();
+    l.reserve(&u, lease, t + Duration::seconds(60), t).await.unwrap();
+    let out = l.settle(&u, lease, Settle::Refund, e).await.unwrap();
+    assert_eq!(out.settled, Settled::Lapsed);
+    assert_eq!(l.inspect(&u, e).await.unwrap().available_sends(), 0);
+}
+
+async fn a_lease_never_feeds_an_id_reposted_after_expiry(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("kim"), now());
+    l.add(&u, &[cred(Form, "abc", t + Duration::seconds(30))], t)
+        .await
+        .unwrap();
+    let lease = LeaseId::random();
+    l.reserve(&u, lease, t + Duration::seconds(90), t).await.unwrap();
+    // The form expires; the same id comes back as a new prepay.
+    let later = t + Duration::seconds(30);
+    let out = l
+        .add(&u, &[cred(Prepay, "abc", later + Duration::days(1))], later)
+        .await
+        .unwrap();
+    assert_eq!(out.items, vec![AddStatus::Accepted]);
+    let refund = l.settle(&u, lease, Settle::Refund, later).await.unwrap();
+    assert_eq!(refund.settled, Settled::Lapsed);
+    let held = l.inspect(&u, later).await.unwrap();
+    assert_eq!(
+        held.credentials.iter().map(|c| c.uses_left).collect::<Vec<_>>(),
+        [3]
+    );
+}
+
+async fn expired_credentials_disappear(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("lena"), now());
+    l.add(
+        &u,
+        &[
+            cred(Form, "a", t + Duration::seconds(10)),
+            cred(Prepay, "wxb", t + Duration::days(1)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.inspect(&u, t).await.unwrap().available_sends(), 4);
+    let later = t + Duration::seconds(10);
+    let held = l.inspect(&u, later).await.unwrap();
+    assert_eq!(held.available_sends(), 3);
+    assert_eq!(held.credentials.len(), 1);
+    assert_eq!(drain(l, &u, later).await, ["wxb", "wxb", "wxb"]);
+}
+
+async fn eviction_drops_the_soonest_expiring_over_the_cap(_: Subject) {
+    for s in [
+        memory(LedgerLimits {
+            max_credentials_per_user: 3,
+        }),
+        redis(LedgerLimits {
+            max_credentials_per_user: 3,
+        }),
+    ] {
+        let (l, u, t) = (&*s.ledger, user("mike"), now());
+        let day = |d| t + Duration::days(d);
+        l.add(
+            &u,
+            &[
+                cred(Form, "d3", day(3)),
+                cred(Form, "d5", day(5)),
+                cred(Prepay, "wxd2", day(2)),
+            ],
+            t,
+        )
+        .await
+        .unwrap();
+        let out = l
+            .add(&u, &[cred(Form, "d6", day(6)), cred(Form, "d1", day(1))], t)
+            .await
+            .unwrap();
+        assert_eq!(out.items, vec![AddStatus::Accepted, AddStatus::Accepted]);
+        assert_eq!(out.evicted, 2);
+        let evicted: Vec<_> = out
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                LedgerEvent::Evicted {
+                    kind,
+                    uses,
+                    expires_at,
+                } => Some((*kind, *uses, *expires_at)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evicted, [(Form, 1, day(1)), (Prepay, 3, day(2))]);
+        assert_eq!(out.available_sends, 3);
+        assert_eq!(drain(l, &u, t).await, ["d3", "d5", "d6"]);
+    }
+}
+
+async fn leased_credentials_are_not_evicted(_: Subject) {
+    for s in [
+        memory(LedgerLimits {
+            max_credentials_per_user: 1,
+        }),
+        redis(LedgerLimits {
+            max_credentials_per_user: 1,
+        }),
+    ] {
+        let (l, u, t) = (&*s.ledger, user("nina"), now());
+        l.add(&u, &[cred(Prepay, "wxheld", t + Duration::days(1))], t)
+            .await
+            .unwrap();
+        let (lease, _) = reserve(l, &u, t).await.unwrap();
+        // The prepay expires first but is leased: the next-soonest goes.
+        let out = l
+            .add(&u, &[cred(Form, "later", t + Duration::days(2))], t)
+            .await
+            .unwrap();
+        assert_eq!(out.evicted, 1);
+        assert!(matches!(
+            out.events[..],
+            [
+                LedgerEvent::Collected { .. },
+                LedgerEvent::Evicted { kind: Form, .. }
+            ]
+        ));
+        let done = l.settle(&u, lease, Settle::Commit, t).await.unwrap();
+        assert_eq!(done.settled, Settled::Spent);
+        // Settled, the prepay is evictable again.
+        let out = l
+            .add(&u, &[cred(Form, "latest", t + Duration::days(3))], t)
+            .await
+            .unwrap();
+        assert_eq!(out.evicted, 1);
+        assert!(out.events.contains(&LedgerEvent::Evicted {
+            kind: Prepay,
+            uses: 2,
+            expires_at: t + Duration::days(1)
+        }));
+        assert_eq!(drain(l, &u, t).await, ["latest"]);
+    }
+}
+
+async fn inspect_changes_nothing(s: Subject) {
+    let (l, u, t) = (&*s.ledger, user("olga"), now());
+    l.add(
+        &u,
+        &[
+            cred(Form, "b", t + Duration::days(2)),
+            cred(Prepay, "wxa", t + Duration::days(1)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    let (lease, _) = reserve(l, &u, t).await.unwrap();
+    let view = l.inspect(&u, t).await.unwrap();
+    assert_eq!(view.leased, 1);
+    let shown: Vec<_> = view.credentials.iter().map(|c| (c.kind, c.uses_left)).collect();
+    assert_eq!(shown, [(Prepay, 2), (Form, 1)]);
+    // Past the lease deadline the view counts the use as back, but nothing
+    // is written: the lease still settles.
+    let later = t + Duration::seconds(31);
+    assert_eq!(l.inspect(&u, later).await.unwrap().available_sends(), 4);
+    assert_eq!(l.inspect(&user("nobody"), t).await.unwrap().available_sends(), 0);
+    assert_eq!(
+        l.settle(&u, lease, Settle::Commit, t).await.unwrap().settled,
+        Settled::Spent
+    );
+}
+
+async fn openids_are_independent(s: Subject) {
+    let (l, t) = (&*s.ledger, now());
+    let (a, b) = (user("pat"), user("quinn"));
+    l.add(&a, &[cred(Form, "shared-id", t + Duration::days(1))], t)
+        .await
+        .unwrap();
+    let out = l
+        .add(&b, &[cred(Form, "shared-id", t + Duration::days(1))], t)
+        .await
+        .unwrap();
+    assert_eq!(out.items, vec![AddStatus::Accepted]);
+    assert_eq!(drain(l, &a, t).await.len(), 1);
+    assert_eq!(l.inspect(&b, t).await.unwrap().available_sends(), 1);
+}
+
+async fn usage_counters_add_up(s: Subject) {
+    let l = &*s.ledger;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let next = day.succ_opt().unwrap();
+    let mut deltas = formid_ledger::ledger::UsageDeltas::new();
+    deltas.entry(day).or_default().insert("collected.form".into(), 3);
+    deltas.entry(day).or_default().insert("x.form.100".into(), -2);
+    l.add_usage(&deltas).await.unwrap();
+    l.add_usage(&deltas).await.unwrap();
+    let read = l.usage(&[day, next]).await.unwrap();
+    assert_eq!(read[0].get("collected.form"), Some(&6));
+    assert_eq!(read[0].get("x.form.100"), Some(&-4));
+    assert!(read[1].is_empty());
+}

@@ -1,0 +1,279 @@
+//! What only a real Redis can show: many instances racing on one openid,
+//! a server killed and restarted from its AOF, the memory a credential
+//! costs, and the scripts running unchanged on a Redis Cluster.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+use formid_ledger::ledger::{
+    AddStatus, LeaseId, Ledger, LedgerError, LedgerLimits, MemoryLedger, NewCredential, RedisLedger,
+    RedisTarget, Settle, Settled,
+};
+use support::{Persistence, RedisCluster, RedisServer};
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
+}
+
+fn single(server: &RedisServer, prefix: &str) -> RedisLedger {
+    RedisLedger::new(RedisTarget::Single(server.url()), prefix, LedgerLimits::default())
+}
+
+fn forms_and_prepays(t: DateTime<Utc>, forms: u32, prepays: u32) -> Vec<NewCredential> {
+    let form = (0..forms).map(|n| NewCredential {
+        kind: CredentialKind::Form,
+        id: CredentialId::parse(&format!("{n:032x}")).unwrap(),
+        expires_at: t + Duration::hours(1) + Duration::seconds(n.into()),
+    });
+    let prepay = (0..prepays).map(|n| NewCredential {
+        kind: CredentialKind::Prepay,
+        id: CredentialId::parse(&format!("wx2026112316{n:06}")).unwrap(),
+        expires_at: t + Duration::hours(2) + Duration::seconds(n.into()),
+    });
+    form.chain(prepay).collect()
+}
+
+/// 120 tasks, spread over `ledgers` (separate connections, as separate
+/// service instances would be), each reserve and commit once against one
+/// openid holding 10 forms and 10 prepays (40 uses).
+async fn race(ledgers: Vec<Arc<dyn Ledger>>) {
+    let (u, t) = (OpenId::parse("racer").unwrap(), now());
+    let added = ledgers[0]
+        .add(&u, &forms_and_prepays(t, 10, 10), t)
+        .await
+        .unwrap();
+    assert_eq!(added.available_sends, 40);
+
+    let tasks: Vec<_> = (0..120)
+        .map(|n| {
+            let ledger = ledgers[n % ledgers.len()].clone();
+            let u = u.clone();
+            tokio::spawn(async move {
+                let lease = LeaseId::random();
+                let got = ledger
+                    .reserve(&u, lease, t + Duration::seconds(60), t)
+                    .await
+                    .unwrap()
+                    .reservation;
+                if got.is_some() {
+                    let done = ledger.settle(&u, lease, Settle::Commit, t).await.unwrap();
+                    assert_eq!(done.settled, Settled::Spent);
+                }
+                got.map(|r| (r.kind, r.id.as_str().to_owned()))
+            })
+        })
+        .collect();
+    let mut handed_out: HashMap<String, (CredentialKind, u32)> = HashMap::new();
+    let mut none = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Some((kind, id)) => handed_out.entry(id).or_insert((kind, 0)).1 += 1,
+            None => none += 1,
+        }
+    }
+    let sent: u32 = handed_out.values().map(|(_, n)| n).sum();
+    assert_eq!((sent, none), (40, 80));
+    for (id, (kind, times)) in &handed_out {
+        assert_eq!(*times, u32::from(kind.uses()), "{id} handed out {times} times");
+    }
+    assert_eq!(ledgers[0].inspect(&u, t).await.unwrap().available_sends(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reserves_never_hand_out_a_use_twice_in_memory() {
+    race(vec![Arc::new(MemoryLedger::default())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reserves_never_hand_out_a_use_twice_across_instances() {
+    let server = RedisServer::start();
+    let a: Arc<dyn Ledger> = Arc::new(single(&server, "race"));
+    let b: Arc<dyn Ledger> = Arc::new(single(&server, "race"));
+    race(vec![a, b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reserves_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let a: Arc<dyn Ledger> = Arc::new(RedisLedger::new(
+        RedisTarget::Cluster(cluster.nodes()),
+        "race",
+        LedgerLimits::default(),
+    ));
+    let b: Arc<dyn Ledger> = Arc::new(RedisLedger::new(
+        RedisTarget::Cluster(cluster.nodes()),
+        "race",
+        LedgerLimits::default(),
+    ));
+    race(vec![a, b]).await;
+}
+
+#[tokio::test]
+async fn every_operation_runs_on_a_cluster_across_slots() {
+    let cluster = RedisCluster::start(3);
+    let ledger = RedisLedger::new(
+        RedisTarget::Cluster(cluster.nodes()),
+        "fl",
+        LedgerLimits::default(),
+    );
+    let t = now();
+    for n in 0..60 {
+        let u = OpenId::parse(&format!("user{n}")).unwrap();
+        let out = ledger.add(&u, &forms_and_prepays(t, 2, 1), t).await.unwrap();
+        assert_eq!(out.available_sends, 5);
+        let lease = LeaseId::random();
+        let r = ledger
+            .reserve(&u, lease, t + Duration::seconds(30), t)
+            .await
+            .unwrap();
+        assert!(r.reservation.is_some());
+        let burned = ledger.settle(&u, lease, Settle::Burn, t).await.unwrap();
+        assert_eq!(burned.settled, Settled::Burned { uses: 1 });
+        assert_eq!(ledger.inspect(&u, t).await.unwrap().available_sends(), 4);
+    }
+    // The openids landed on every node: the scripts ran on all of them.
+    for server in cluster.servers() {
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut server.client()).unwrap();
+        assert!(keys > 0, "node {} holds no books", server.port());
+    }
+    let day = t.date_naive();
+    let deltas = [(day, [("collected.form".to_owned(), 2i64)].into())].into();
+    ledger.add_usage(&deltas).await.unwrap();
+    assert_eq!(ledger.usage(&[day]).await.unwrap()[0]["collected.form"], 2);
+}
+
+#[tokio::test]
+async fn the_ledger_survives_a_killed_server_through_its_aof() {
+    let mut server = RedisServer::start_with(Persistence::AppendOnly);
+    let ledger = single(&server, "fl");
+    let (u, t) = (OpenId::parse("durable").unwrap(), now());
+    ledger.add(&u, &forms_and_prepays(t, 3, 1), t).await.unwrap();
+    let spent = LeaseId::random();
+    ledger
+        .reserve(&u, spent, t + Duration::seconds(30), t)
+        .await
+        .unwrap();
+    ledger.settle(&u, spent, Settle::Commit, t).await.unwrap();
+    let held = LeaseId::random();
+    ledger
+        .reserve(&u, held, t + Duration::seconds(30), t)
+        .await
+        .unwrap();
+    let before = ledger.inspect(&u, t).await.unwrap();
+    assert_eq!((before.available_sends(), before.leased), (4, 1));
+
+    server.kill();
+    assert!(matches!(
+        ledger.inspect(&u, t).await,
+        Err(LedgerError::Unavailable(_))
+    ));
+    server.restart();
+
+    // Same answers from the restarted server, through the same client.
+    let mut after = Err(LedgerError::Unavailable("not tried".into()));
+    for _ in 0..50 {
+        after = ledger.inspect(&u, t).await;
+        if after.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(after.unwrap(), before);
+    // The lease outlived the restart: past its deadline its use comes back.
+    let later = t + Duration::seconds(30);
+    assert_eq!(ledger.inspect(&u, later).await.unwrap().available_sends(), 5);
+    let again = ledger.add(&u, &forms_and_prepays(t, 3, 1), later).await.unwrap();
+    assert!(again.items.iter().all(|s| *s == AddStatus::Duplicate));
+    assert_eq!(again.available_sends, 5);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_and_recovered_from() {
+    let mut server = RedisServer::start();
+    let ledger = single(&server, "fl").with_timeout(std::time::Duration::from_millis(300));
+    ledger.ping().await.unwrap();
+    server.kill();
+    assert!(matches!(ledger.ping().await, Err(LedgerError::Unavailable(_))));
+    let u = OpenId::parse("offline").unwrap();
+    assert!(matches!(
+        ledger.add(&u, &forms_and_prepays(now(), 1, 0), now()).await,
+        Err(LedgerError::Unavailable(_))
+    ));
+    server.restart();
+    let mut ok = false;
+    for _ in 0..50 {
+        if ledger.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the ledger reconnects once Redis is back");
+    assert_eq!(
+        ledger
+            .add(&u, &forms_and_prepays(now(), 1, 0), now())
+            .await
+            .unwrap()
+            .available_sends,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_server_down_at_start_up_is_connected_later() {
+    let port = support::free_port();
+    let ledger = RedisLedger::new(
+        RedisTarget::Single(format!("redis://127.0.0.1:{port}/0")),
+        "fl",
+        LedgerLimits::default(),
+    )
+    .with_timeout(std::time::Duration::from_millis(300));
+    assert!(matches!(ledger.ping().await, Err(LedgerError::Unavailable(_))));
+    let _server = RedisServer::start_on(port);
+    ledger.ping().await.unwrap();
+}
+
+/// The stored form costs at most 48 bytes of Redis memory per credential at
+/// 10 formIds per openid (the figure is printed; `scripts/bench` reports it
+/// alongside the rates).
+#[tokio::test]
+async fn ten_form_ids_per_openid_cost_at_most_48_bytes_each() {
+    let server = RedisServer::start();
+    let ledger = single(&server, "fl");
+    let mut client = server.client();
+    let used = |c: &mut redis::Connection| -> i64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let t = now();
+    let users = 5_000;
+    let before = used(&mut client);
+    for n in 0..users {
+        // 28-character openids, like WeChat's.
+        let u = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
+        let batch: Vec<NewCredential> = (0..10u32)
+            .map(|i| NewCredential {
+                kind: CredentialKind::Form,
+                id: CredentialId::parse(&format!(
+                    "{:032x}",
+                    (u128::from(n as u32) << 32) | u128::from(i) | (0xabcd << 80)
+                ))
+                .unwrap(),
+                expires_at: t + Duration::days(6) + Duration::seconds(i.into()),
+            })
+            .collect();
+        ledger.add(&u, &batch, t).await.unwrap();
+    }
+    let per_credential = (used(&mut client) - before) as f64 / f64::from(users * 10);
+    println!("redis memory per credential at 10 formIds/openid: {per_credential:.1} bytes");
+    assert!(per_credential <= 48.0, "{per_credential:.1} bytes per credential");
+}

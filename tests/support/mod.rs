@@ -1,0 +1,284 @@
+//! Test harness: real `redis-server` processes on free ports in temp dirs,
+//! stopped when dropped, safe to use from many tests at once.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Persistence of a test server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    None,
+    /// AOF with fsync on every write: survives SIGKILL.
+    AppendOnly,
+    /// A cluster node (no persistence).
+    Cluster,
+}
+
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    persistence: Persistence,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(Persistence::None)
+    }
+
+    pub fn start_with(persistence: Persistence) -> Self {
+        let mut dir = tempfile::Builder::new()
+            .prefix("fl-redis-")
+            .tempdir()
+            .expect("temp dir");
+        // A free port can be taken by a parallel test between probing and
+        // binding; try a few.
+        for _ in 0..10 {
+            let port = free_port();
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+                persistence,
+            };
+            if server.spawn() {
+                return server;
+            }
+            dir = server.take_dir();
+        }
+        panic!("could not start redis-server on a free port");
+    }
+
+    fn take_dir(mut self) -> TempDir {
+        self.kill();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn spawn(&mut self) -> bool {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let mut cmd = Command::new(binary);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"));
+        match self.persistence {
+            Persistence::None => cmd.args(["--appendonly", "no"]),
+            Persistence::AppendOnly => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
+            Persistence::Cluster => cmd
+                .args(["--appendonly", "no", "--cluster-enabled", "yes"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.path().join("nodes.conf")),
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it) or named by REDIS_SERVER");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                self.child = None;
+                return false;
+            }
+            if ping(self.addr()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// SIGKILL: no shutdown save, no goodbye to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (its AOF, if
+    /// any, is replayed).
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
+    }
+
+    /// A synchronous client for assertions about what the server holds.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to test redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// True when something at `addr` answers PING like Redis.
+fn ping(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        name,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Redis Cluster of `masters` nodes (no replicas) on free ports.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters).map(|_| RedisServer::start_cluster_node()).collect();
+        let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let status = Command::new(cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli must be installed");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = Self { nodes };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let all_ok = self.nodes.iter().all(|n| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut n.client())
+                    .map(|info| info.contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if all_ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("cluster did not reach cluster_state:ok");
+    }
+
+    /// `host:port` of every node, as REDIS_CLUSTER_NODES takes them.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
+
+impl RedisServer {
+    fn start_cluster_node() -> Self {
+        let mut dir = tempfile::Builder::new()
+            .prefix("fl-cluster-")
+            .tempdir()
+            .expect("temp dir");
+        for _ in 0..10 {
+            let port = free_port();
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+                persistence: Persistence::Cluster,
+            };
+            if server.spawn() {
+                return server;
+            }
+            dir = server.take_dir();
+        }
+        panic!("could not start a cluster node");
+    }
+}
+
+impl RedisServer {
+    /// Starts a server on a given (free) port, e.g. one a client was already
+    /// pointed at while nothing listened there.
+    pub fn start_on(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("fl-redis-")
+            .tempdir()
+            .expect("temp dir");
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+            persistence: Persistence::None,
+        };
+        assert!(server.spawn(), "redis-server did not start on port {port}");
+        server
+    }
+}
