@@ -1,0 +1,193 @@
+//! The control routes under `/sandbox`: handing out login codes, formIds,
+//! prepay_ids and templates, reading inboxes and stats, setting faults.
+//! Input is parsed here, once (unknown fields rejected), and every refusal,
+//! actix's own extractor errors included, becomes a `{"code","message"}` 4xx.
+
+use actix_web::{HttpResponse, ResponseError, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Simulator;
+use super::errors::ControlError;
+use super::faults::FaultRequest;
+use crate::domain::OpenId;
+
+const MAX_FORM_IDS: u32 = 1000;
+const MAX_TEMPLATE_ID_LEN: usize = 128;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/login-codes").route(web::post().to(login_code)))
+        .service(resource("/form-ids").route(web::post().to(form_ids)))
+        .service(resource("/payments").route(web::post().to(payment)))
+        .service(resource("/inbox/{openid}").route(web::get().to(inbox)))
+        .service(
+            resource("/faults")
+                .route(web::get().to(active_fault))
+                .route(web::post().to(set_fault)),
+        )
+        .service(resource("/stats").route(web::get().to(stats)))
+        .service(
+            resource("/templates")
+                .route(web::get().to(templates))
+                .route(web::post().to(register_template)),
+        );
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().error_handler(|err, _req| ControlError::invalid(err.to_string()).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| ControlError::invalid(err.to_string()).into())
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| ControlError::invalid(err.to_string()).into())
+}
+
+pub async fn not_found() -> HttpResponse {
+    ControlError::NotFound.error_response()
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    ControlError::MethodNotAllowed.error_response()
+}
+
+fn parse_openid(raw: &str) -> Result<OpenId, ControlError> {
+    OpenId::parse(raw).map_err(|err| ControlError::invalid(err.to_string()))
+}
+
+/// Past or present only: WeChat never hands out a credential from the future.
+fn parse_issued_at(raw: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ControlError> {
+    let Some(raw) = raw else { return Ok(now) };
+    let issued_at = DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| ControlError::invalid("issued_at must be an RFC 3339 timestamp"))?
+        .to_utc();
+    if issued_at > now {
+        return Err(ControlError::invalid("issued_at must not be in the future"));
+    }
+    Ok(issued_at)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginCodeRequest {
+    openid: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn login_code(
+    sim: web::Data<Simulator>,
+    body: web::Json<LoginCodeRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    let code = sim.lock().issue_login_code(openid, Utc::now());
+    Ok(HttpResponse::Ok().json(json!({ "code": code })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormIdsRequest {
+    openid: String,
+    count: u32,
+    issued_at: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn form_ids(
+    sim: web::Data<Simulator>,
+    body: web::Json<FormIdsRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    if !(1..=MAX_FORM_IDS).contains(&body.count) {
+        return Err(ControlError::invalid(format!(
+            "count must be 1 to {MAX_FORM_IDS}"
+        )));
+    }
+    let now = Utc::now();
+    let issued_at = parse_issued_at(body.issued_at.as_deref(), now)?;
+    let ids = sim.lock().issue_form_ids(&openid, body.count, issued_at, now);
+    Ok(HttpResponse::Ok().json(json!({ "form_ids": ids })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentRequest {
+    openid: String,
+    issued_at: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn payment(
+    sim: web::Data<Simulator>,
+    body: web::Json<PaymentRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    let now = Utc::now();
+    let issued_at = parse_issued_at(body.issued_at.as_deref(), now)?;
+    let prepay_id = sim.lock().issue_prepay_id(&openid, issued_at, now);
+    Ok(HttpResponse::Ok().json(json!({ "prepay_id": prepay_id })))
+}
+
+#[tracing::instrument(skip_all)]
+async fn inbox(sim: web::Data<Simulator>, path: web::Path<String>) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&path)?;
+    let messages = sim.lock().inbox(&openid);
+    Ok(HttpResponse::Ok().json(json!({ "openid": openid.as_str(), "messages": messages })))
+}
+
+async fn active_fault(sim: web::Data<Simulator>) -> HttpResponse {
+    let fault = sim.lock().fault();
+    HttpResponse::Ok().json(json!({ "active": fault }))
+}
+
+#[tracing::instrument(skip_all)]
+async fn set_fault(
+    sim: web::Data<Simulator>,
+    body: web::Json<FaultRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let fault = body.into_inner().into_fault()?;
+    sim.lock().set_fault(fault);
+    Ok(HttpResponse::Ok().json(json!({ "active": fault })))
+}
+
+async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
+    let stats = sim.lock().stats();
+    HttpResponse::Ok().json(stats)
+}
+
+async fn templates(sim: web::Data<Simulator>) -> HttpResponse {
+    let templates = sim.lock().templates();
+    HttpResponse::Ok().json(json!({ "templates": templates }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateRequest {
+    template_id: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn register_template(
+    sim: web::Data<Simulator>,
+    body: web::Json<TemplateRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let id = body.into_inner().template_id;
+    let well_formed = !id.is_empty()
+        && id.len() <= MAX_TEMPLATE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !well_formed {
+        return Err(ControlError::invalid(format!(
+            "template_id must be 1 to {MAX_TEMPLATE_ID_LEN} characters of A-Z, a-z, 0-9, '_' or '-'"
+        )));
+    }
+    sim.lock().register_template(id.clone());
+    Ok(HttpResponse::Ok().json(json!({ "template_id": id })))
+}

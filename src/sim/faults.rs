@@ -1,0 +1,150 @@
+//! Injected failures of the WeChat routes: the fault a control request
+//! sets, the gate every `/sandbox/wechat` request passes before anything
+//! else, and the per-connection socket handle that lets `drop` close a
+//! connection without answering. Counting faults down is `state`'s job.
+
+use std::any::Any;
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::Simulator;
+use super::errors::{ControlError, wx_answer};
+use super::wechat::SEND_PATH;
+
+const MAX_DELAY_MS: u64 = 60_000;
+
+/// The active fault and how many more requests it hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Fault {
+    pub errcode: Option<i64>,
+    pub http_status: Option<u16>,
+    pub delay_ms: Option<u64>,
+    pub drop: bool,
+    pub count: u32,
+}
+
+/// Body of `POST /sandbox/faults`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    errcode: Option<i64>,
+    http_status: Option<u16>,
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    drop: bool,
+    count: u32,
+}
+
+impl FaultRequest {
+    /// The fault to install; `None` clears the current one.
+    pub fn into_fault(self) -> Result<Option<Fault>, ControlError> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let endings = [self.errcode.is_some(), self.http_status.is_some(), self.drop];
+        match endings.iter().filter(|set| **set).count() {
+            0 if self.delay_ms.is_none() => {
+                return Err(ControlError::invalid(
+                    "a fault needs one of errcode, http_status, drop or delay_ms",
+                ));
+            }
+            0 | 1 => {}
+            _ => {
+                return Err(ControlError::invalid(
+                    "at most one of errcode, http_status and drop",
+                ));
+            }
+        }
+        if self.errcode == Some(0) {
+            return Err(ControlError::invalid(
+                "errcode 0 means success; it is not a fault",
+            ));
+        }
+        if self.http_status.is_some_and(|s| !(400..=599).contains(&s)) {
+            return Err(ControlError::invalid("http_status must be 400 to 599"));
+        }
+        if self.delay_ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
+            return Err(ControlError::invalid(format!(
+                "delay_ms must be at most {MAX_DELAY_MS}"
+            )));
+        }
+        Ok(Some(Fault {
+            errcode: self.errcode,
+            http_status: self.http_status,
+            delay_ms: self.delay_ms,
+            drop: self.drop,
+            count: self.count,
+        }))
+    }
+}
+
+/// Middleware on the WeChat scope: a fault wins over every other check,
+/// token checks included, as a network or WeChat outage would.
+pub async fn gate(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let is_send = req.path().ends_with(SEND_PATH);
+    let fault = req
+        .app_data::<web::Data<Simulator>>()
+        .and_then(|sim| sim.lock().take_fault(is_send));
+    let Some(fault) = fault else {
+        return next.call(req).await;
+    };
+    tracing::debug!(path = req.path(), ?fault, "injecting fault");
+    if let Some(ms) = fault.delay_ms {
+        actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let response = if fault.drop {
+        drop_connection(req.request())
+    } else if let Some(errcode) = fault.errcode {
+        wx_answer(errcode, "injected fault")
+    } else if let Some(status) = fault.http_status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        HttpResponse::build(status)
+            .content_type("text/plain")
+            .body("injected fault")
+    } else {
+        return next.call(req).await;
+    };
+    Ok(req.into_response(response))
+}
+
+/// A second handle on a connection's socket, kept in its extensions.
+struct ConnectionSocket(std::net::TcpStream);
+
+/// Register on any `HttpServer` serving [`Simulator::scope`] (it costs one
+/// duplicated file descriptor per connection), so the `drop` fault can
+/// close the connection before any byte of a response is written.
+pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+    #[cfg(unix)]
+    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = stream.as_fd().try_clone_to_owned() {
+            ext.insert(ConnectionSocket(std::net::TcpStream::from(fd)));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (conn, ext);
+}
+
+fn drop_connection(req: &HttpRequest) -> HttpResponse {
+    if let Some(socket) = req.conn_data::<ConnectionSocket>()
+        && socket.0.shutdown(Shutdown::Both).is_ok()
+    {
+        // The socket is closed under actix's feet: this is never delivered.
+        return HttpResponse::NoContent().finish();
+    }
+    // Without `on_connect` (or over TLS) the best left is a response whose
+    // body fails, which makes actix abort the connection mid-answer.
+    let failing =
+        futures_util::stream::once(async { Err::<web::Bytes, _>(io::Error::other("injected drop")) });
+    HttpResponse::Ok().streaming(failing)
+}

@@ -1,0 +1,165 @@
+//! The WeChat simulator (SPEC §8): a strict, in-memory fake of the four
+//! WeChat endpoints the product calls, plus control routes that let tests,
+//! sandbox mode and benchmarks hand out credentials, inject faults and see
+//! what was delivered. It owns no I/O beyond its own HTTP routes; restarting
+//! it forgets everything.
+//!
+//! # Credentials
+//! appid `wxsandbox`, secret `sandbox-secret` (see [`SimConfig::default`]).
+//!
+//! # Built-in templates
+//! Registered from the start (more with `POST /sandbox/templates`); the
+//! simulator does not check which keywords `data` carries:
+//! - `FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB83A` (order shipped)
+//! - `E3C9ZDcKJxUur44jTBqQX_CTRdPZ6kxZv2QzB_3kUX0` (payment succeeded)
+//! - `fZgcptn8NAKeun01XW_FAF1w5zJp7WeaFOT8cHpEPAI` (appointment reminder)
+//!
+//! # WeChat routes (`/sandbox/wechat/...`)
+//! They answer like WeChat: HTTP 200, `{"errcode", "errmsg"}` on errors.
+//! - `GET /cgi-bin/token?grant_type=client_credential&appid&secret` →
+//!   `{"access_token", "expires_in"}`. Every fetch issues a new token; the
+//!   previous one stays valid for `token_overlap_secs` (or until its own
+//!   expiry if sooner). Checks: grant_type (40002), appid missing/wrong
+//!   (41002/40013), secret missing/wrong (41004/40125).
+//! - `POST /cgi-bin/stable_token` `{grant_type, appid, secret, force_refresh?}`:
+//!   same checks; the same token while it is valid, `expires_in` is what is
+//!   left of it. `force_refresh: true` rotates it (previous valid for the
+//!   overlap); forced refreshes under 30 s apart → 45011, the 21st of a day →
+//!   45009. Its current token is separate from `/cgi-bin/token`'s. Non-JSON or
+//!   mistyped body → 47001.
+//! - `GET /sns/jscode2session?appid&secret&js_code&grant_type=authorization_code`
+//!   → `{"openid", "session_key"}`: same appid/secret checks, grant_type
+//!   40002, no js_code 41008, unknown or older than 5 minutes 40029, already
+//!   used 40163.
+//! - `POST /cgi-bin/message/wxopen/template/send?access_token=T`
+//!   `{touser, template_id, page?, form_id, data, emphasis_keyword?}`, checked
+//!   in this order: no token 41001; unknown token 40001; token past its ttl
+//!   42001, or superseded and past the overlap 40001 (whichever happened
+//!   first); body not JSON or fields of the wrong type 47001 (unknown fields
+//!   are ignored, as WeChat does); template not registered 40037; `page`
+//!   present but not `[A-Za-z0-9_/.-]+` (not starting with `/`) optionally
+//!   followed by `?[A-Za-z0-9_=&.%-]*` 41030; `data` missing or not an object
+//!   of objects with a string `"value"` 47003; form_id not issued here, issued
+//!   to another openid, or 7 days old 41028; no uses left 41029; daily limit
+//!   of successful sends (calendar day in UTC+8) reached 45009. Success:
+//!   `{"errcode":0,"errmsg":"ok"}`, one use spent, message in the inbox.
+//!
+//! # Control routes (`/sandbox/...`)
+//! JSON in and out; unknown fields are rejected; errors are 4xx
+//! `{"code", "message"}` (`invalid_request`, `not_found`,
+//! `method_not_allowed`), never 5xx.
+//! - `POST /login-codes` `{"openid"}` → `{"code"}`: single use, 5 minutes.
+//! - `POST /form-ids` `{"openid", "count", "issued_at"?}` → `{"form_ids"}`:
+//!   count 1..=1000, ids are 32 lowercase hex, 1 send each. `issued_at`
+//!   (RFC 3339, default now, not in the future) lets tests make old ids.
+//! - `POST /payments` `{"openid", "issued_at"?}` → `{"prepay_id"}`: `wx` +
+//!   14-digit UTC+8 timestamp + 20 lowercase hex, 3 sends.
+//! - `GET /inbox/{openid}` → `{"openid", "messages": [{template_id, page,
+//!   data, emphasis_keyword, form_id, sent_at}]}`, oldest first; the newest
+//!   [`INBOX_CAPACITY`] per user are kept.
+//! - `POST /faults` `{"errcode"?, "http_status"?, "delay_ms"?, "drop"?, "count"}`
+//!   → `{"active": fault or null}`; `GET /faults` shows it. The next `count`
+//!   requests to any `/sandbox/wechat` route fail that way before any other
+//!   check. At most one of `errcode` (nonzero; HTTP 200 `{"errcode": n,
+//!   "errmsg": "injected fault"}`), `http_status` (400..=599, short text
+//!   body) and `drop` (connection closed, no response); `delay_ms` (≤ 60000)
+//!   waits first and combines with any of them, or alone delays a normal
+//!   answer. A new fault replaces the old; `count: 0` clears.
+//! - `GET /stats` → `{"token_fetches", "sends": {"<errcode>": n}}`: successful
+//!   fetches from both token endpoints; every template-send answer carrying an
+//!   errcode, injected ones included (http_status and drop faults are not).
+//! - `POST /templates` `{"template_id"}` (1–128 of `[A-Za-z0-9_-]`) registers a
+//!   template; `GET /templates` lists them.
+
+mod control;
+mod errors;
+mod faults;
+mod state;
+mod tokens;
+mod wechat;
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix_web::{App, HttpServer, Scope, web};
+
+pub use faults::on_connect;
+pub use state::INBOX_CAPACITY;
+
+use state::State;
+
+/// Templates every simulator knows from the start, so sandbox users can send
+/// without registering one first.
+pub const BUILTIN_TEMPLATES: [&str; 3] = [
+    "FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB83A",
+    "E3C9ZDcKJxUur44jTBqQX_CTRdPZ6kxZv2QzB_3kUX0",
+    "fZgcptn8NAKeun01XW_FAF1w5zJp7WeaFOT8cHpEPAI",
+];
+
+/// The simulated mini-program account. TTL, overlap and limit are
+/// configurable so tests can make tokens rotate in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    pub appid: String,
+    pub secret: String,
+    /// Lifetime of an access_token (WeChat: 7200 s).
+    pub token_ttl_secs: u64,
+    /// How long a superseded token keeps working (WeChat: 5 minutes).
+    pub token_overlap_secs: u64,
+    /// Successful template sends per calendar day in UTC+8.
+    pub daily_limit: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            appid: "wxsandbox".to_owned(),
+            secret: "sandbox-secret".to_owned(),
+            token_ttl_secs: 7200,
+            token_overlap_secs: 300,
+            daily_limit: 1_000_000,
+        }
+    }
+}
+
+/// A handle on one simulated WeChat account; clones share its state.
+#[derive(Clone)]
+pub struct Simulator {
+    state: Arc<Mutex<State>>,
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State::new(config, chrono::Utc::now()))),
+        }
+    }
+
+    /// All routes, under `/sandbox`. The `drop` fault only closes the
+    /// connection cleanly if the server also registers [`on_connect`].
+    pub fn scope(&self) -> Scope {
+        web::scope("/sandbox")
+            .app_data(web::Data::new(self.clone()))
+            .app_data(control::json_config())
+            .app_data(control::query_config())
+            .app_data(control::path_config())
+            .service(wechat::scope())
+            .configure(control::routes)
+            .default_service(web::to(control::not_found))
+    }
+
+    /// No handler holds the lock across an await or panics under it, so a
+    /// poisoned lock still guards consistent state.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs the simulator alone on an already-bound listener.
+pub fn serve(listener: TcpListener, sim: Simulator) -> std::io::Result<actix_web::dev::Server> {
+    let server = HttpServer::new(move || App::new().service(sim.scope()))
+        .on_connect(on_connect)
+        .listen(listener)?
+        .run();
+    Ok(server)
+}

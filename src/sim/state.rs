@@ -1,0 +1,705 @@
+//! The simulator's memory and WeChat's rules over it: app credentials, login
+//! codes, issued formIds and prepay_ids, templates, the template-send checks
+//! in WeChat's order, inboxes, the daily quota, the injected fault and the
+//! counters. Time is always a parameter, so every rule is testable without
+//! sleeping. Token lifetimes live in `tokens`; HTTP lives elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::errors::WxError;
+use super::faults::Fault;
+use super::tokens::{Issued, Tokens};
+use super::{BUILTIN_TEMPLATES, SimConfig};
+use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
+
+/// Messages kept per recipient; older ones are dropped so a long benchmark
+/// cannot grow memory without bound.
+pub const INBOX_CAPACITY: usize = 10_000;
+/// wx.login codes live five minutes.
+const CODE_VALIDITY: TimeDelta = TimeDelta::minutes(5);
+/// Expired entries answer exactly like unknown ones, so forgetting them is
+/// invisible; doing it at most this often keeps issuing O(1) amortised.
+const PRUNE_EVERY: TimeDelta = TimeDelta::minutes(1);
+
+/// `t + secs`, saturating: configured TTLs may be absurdly large.
+pub fn after(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Wall-clock time in Beijing, where WeChat's days begin.
+pub fn wechat_local(t: DateTime<Utc>) -> NaiveDateTime {
+    let utc = t.naive_utc();
+    utc.checked_add_signed(TimeDelta::hours(8)).unwrap_or(utc)
+}
+
+pub fn wechat_day(t: DateTime<Utc>) -> NaiveDate {
+    wechat_local(t).date()
+}
+
+/// What a caller presents to prove it is the app.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppAuth<'a> {
+    pub grant_type: Option<&'a str>,
+    pub appid: Option<&'a str>,
+    pub secret: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub openid: String,
+    pub session_key: String,
+}
+
+/// One delivered template message, as the inbox shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub template_id: String,
+    pub page: Option<String>,
+    pub data: Value,
+    pub emphasis_keyword: Option<String>,
+    pub form_id: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub token_fetches: u64,
+    /// Keyed by errcode; serialised as strings, as JSON object keys must be.
+    pub sends: BTreeMap<i64, u64>,
+}
+
+/// The template-send body. Unknown fields are ignored, as WeChat does.
+#[derive(Deserialize)]
+struct SendBody {
+    touser: String,
+    template_id: String,
+    page: Option<String>,
+    form_id: String,
+    data: Option<Value>,
+    emphasis_keyword: Option<String>,
+}
+
+struct LoginCode {
+    openid: OpenId,
+    issued_at: DateTime<Utc>,
+    used: bool,
+}
+
+struct Credential {
+    openid: OpenId,
+    expires_at: DateTime<Utc>,
+    uses_left: u8,
+}
+
+pub struct State {
+    config: SimConfig,
+    tokens: Tokens,
+    templates: BTreeSet<String>,
+    codes: HashMap<String, LoginCode>,
+    credentials: HashMap<String, Credential>,
+    inboxes: HashMap<String, VecDeque<Message>>,
+    sent_today: Option<(NaiveDate, u64)>,
+    fault: Option<Fault>,
+    token_fetches: u64,
+    sends: BTreeMap<i64, u64>,
+    pruned_at: DateTime<Utc>,
+}
+
+impl State {
+    pub fn new(config: SimConfig, now: DateTime<Utc>) -> Self {
+        Self {
+            tokens: Tokens::new(config.token_ttl_secs, config.token_overlap_secs),
+            config,
+            templates: BUILTIN_TEMPLATES.iter().map(|t| (*t).to_owned()).collect(),
+            codes: HashMap::new(),
+            credentials: HashMap::new(),
+            inboxes: HashMap::new(),
+            sent_today: None,
+            fault: None,
+            token_fetches: 0,
+            sends: BTreeMap::new(),
+            pruned_at: now,
+        }
+    }
+
+    pub fn fetch_token(&mut self, auth: AppAuth<'_>, now: DateTime<Utc>) -> Result<Issued, WxError> {
+        self.check_app(auth, "client_credential")?;
+        self.prune(now);
+        self.token_fetches += 1;
+        Ok(self.tokens.fetch(now))
+    }
+
+    pub fn fetch_stable_token(
+        &mut self,
+        auth: AppAuth<'_>,
+        force_refresh: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Issued, WxError> {
+        self.check_app(auth, "client_credential")?;
+        self.prune(now);
+        let issued = self.tokens.fetch_stable(force_refresh, now)?;
+        self.token_fetches += 1;
+        Ok(issued)
+    }
+
+    pub fn code_to_session(
+        &mut self,
+        auth: AppAuth<'_>,
+        js_code: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Session, WxError> {
+        self.check_app(auth, "authorization_code")?;
+        let js_code = js_code.filter(|c| !c.is_empty()).ok_or(WxError::CodeMissing)?;
+        let code = self.codes.get_mut(js_code).ok_or(WxError::InvalidCode)?;
+        // Expiry before reuse: pruning forgets expired codes, and a code
+        // must answer the same before and after it is forgotten.
+        if now - code.issued_at >= CODE_VALIDITY {
+            return Err(WxError::InvalidCode);
+        }
+        if code.used {
+            return Err(WxError::CodeUsed);
+        }
+        code.used = true;
+        Ok(Session {
+            openid: code.openid.as_str().to_owned(),
+            session_key: base64(&rand::random::<[u8; 16]>()),
+        })
+    }
+
+    /// One template send, start to finish, counted in the stats whatever
+    /// the answer. `body` is `None` when it could not be read.
+    pub fn send(
+        &mut self,
+        access_token: Option<&str>,
+        body: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<(), WxError> {
+        let result = self.try_send(access_token, body, now);
+        let errcode = result.map_or_else(WxError::errcode, |()| 0);
+        *self.sends.entry(errcode).or_default() += 1;
+        result
+    }
+
+    fn try_send(
+        &mut self,
+        access_token: Option<&str>,
+        body: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<(), WxError> {
+        let token = access_token
+            .filter(|t| !t.is_empty())
+            .ok_or(WxError::TokenMissing)?;
+        self.tokens.check(token, now)?;
+        let body = parse_send_body(body).ok_or(WxError::DataFormat)?;
+        if !self.templates.contains(&body.template_id) {
+            return Err(WxError::InvalidTemplateId);
+        }
+        if body.page.as_deref().is_some_and(|page| !is_valid_page(page)) {
+            return Err(WxError::InvalidPage);
+        }
+        let data = body.data.filter(is_valid_data).ok_or(WxError::InvalidData)?;
+        let credential = self
+            .credentials
+            .get_mut(&body.form_id)
+            .filter(|c| c.openid.as_str() == body.touser && now < c.expires_at)
+            .ok_or(WxError::InvalidFormId)?;
+        if credential.uses_left == 0 {
+            return Err(WxError::FormIdUsedUp);
+        }
+        let today = wechat_day(now);
+        let sent = match self.sent_today {
+            Some((day, sent)) if day == today => sent,
+            _ => 0,
+        };
+        if sent >= self.config.daily_limit {
+            return Err(WxError::DailyQuota);
+        }
+        credential.uses_left -= 1;
+        self.sent_today = Some((today, sent + 1));
+        let inbox = self.inboxes.entry(body.touser).or_default();
+        if inbox.len() >= INBOX_CAPACITY {
+            inbox.pop_front();
+        }
+        inbox.push_back(Message {
+            template_id: body.template_id,
+            page: body.page,
+            data,
+            emphasis_keyword: body.emphasis_keyword,
+            form_id: body.form_id,
+            sent_at: now,
+        });
+        Ok(())
+    }
+
+    pub fn issue_login_code(&mut self, openid: OpenId, now: DateTime<Utc>) -> String {
+        self.prune(now);
+        let code = loop {
+            let candidate = Alphanumeric.sample_string(&mut rand::rng(), 32);
+            if !self.codes.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let entry = LoginCode {
+            openid,
+            issued_at: now,
+            used: false,
+        };
+        self.codes.insert(code.clone(), entry);
+        code
+    }
+
+    pub fn issue_form_ids(
+        &mut self,
+        openid: &OpenId,
+        count: u32,
+        issued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        self.prune(now);
+        (0..count)
+            .map(|_| {
+                self.issue(openid, CredentialKind::Form, issued_at, || {
+                    hex::encode(rand::random::<[u8; 16]>())
+                })
+            })
+            .collect()
+    }
+
+    pub fn issue_prepay_id(
+        &mut self,
+        openid: &OpenId,
+        issued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        self.prune(now);
+        let stamp = wechat_local(issued_at).format("%Y%m%d%H%M%S").to_string();
+        self.issue(openid, CredentialKind::Prepay, issued_at, || {
+            format!("wx{stamp}{}", hex::encode(rand::random::<[u8; 10]>()))
+        })
+    }
+
+    fn issue(
+        &mut self,
+        openid: &OpenId,
+        kind: CredentialKind,
+        issued_at: DateTime<Utc>,
+        make_id: impl Fn() -> String,
+    ) -> String {
+        let id = loop {
+            let candidate = make_id();
+            if !self.credentials.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let credential = Credential {
+            openid: openid.clone(),
+            expires_at: issued_at
+                .checked_add_signed(CREDENTIAL_VALIDITY)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            uses_left: kind.uses(),
+        };
+        self.credentials.insert(id.clone(), credential);
+        id
+    }
+
+    pub fn register_template(&mut self, template_id: String) {
+        self.templates.insert(template_id);
+    }
+
+    pub fn templates(&self) -> Vec<String> {
+        self.templates.iter().cloned().collect()
+    }
+
+    pub fn inbox(&self, openid: &OpenId) -> Vec<Message> {
+        self.inboxes
+            .get(openid.as_str())
+            .map(|inbox| inbox.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
+    pub fn set_fault(&mut self, fault: Option<Fault>) {
+        self.fault = fault;
+    }
+
+    /// Spends one request of the active fault. An injected errcode on the
+    /// send route is an answer like any other, so it is counted here.
+    pub fn take_fault(&mut self, is_send: bool) -> Option<Fault> {
+        let active = self.fault.as_mut()?;
+        let taken = *active;
+        active.count = active.count.saturating_sub(1);
+        if active.count == 0 {
+            self.fault = None;
+        }
+        if is_send && let Some(errcode) = taken.errcode {
+            *self.sends.entry(errcode).or_default() += 1;
+        }
+        Some(taken)
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            token_fetches: self.token_fetches,
+            sends: self.sends.clone(),
+        }
+    }
+
+    fn check_app(&self, auth: AppAuth<'_>, grant_type: &str) -> Result<(), WxError> {
+        if auth.grant_type != Some(grant_type) {
+            return Err(WxError::InvalidGrantType);
+        }
+        match auth.appid {
+            None | Some("") => return Err(WxError::AppIdMissing),
+            Some(appid) if appid != self.config.appid => return Err(WxError::InvalidAppId),
+            Some(_) => {}
+        }
+        match auth.secret {
+            None | Some("") => Err(WxError::SecretMissing),
+            Some(secret) if secret != self.config.secret => Err(WxError::InvalidSecret),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn prune(&mut self, now: DateTime<Utc>) {
+        if now - self.pruned_at < PRUNE_EVERY {
+            return;
+        }
+        self.pruned_at = now;
+        self.tokens.prune(now);
+        self.codes.retain(|_, code| now - code.issued_at < CODE_VALIDITY);
+        self.credentials
+            .retain(|_, credential| now < credential.expires_at);
+    }
+}
+
+fn parse_send_body(body: Option<&[u8]>) -> Option<SendBody> {
+    let value: Value = serde_json::from_slice(body?).ok()?;
+    // serde would also build a struct from a JSON array; WeChat would not.
+    if !value.is_object() {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// A mini-program page: relative path, optional query.
+fn is_valid_page(page: &str) -> bool {
+    let (path, query) = match page.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (page, None),
+    };
+    let path_ok = !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_/.-".contains(&b));
+    let query_ok = query.is_none_or(|q| {
+        q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_=&.%-".contains(&b))
+    });
+    path_ok && query_ok
+}
+
+/// `{"keyword1": {"value": "..."}, ...}`; other keys (e.g. `color`) allowed.
+fn is_valid_data(data: &Value) -> bool {
+    data.as_object().is_some_and(|fields| {
+        fields
+            .values()
+            .all(|field| field.get("value").is_some_and(Value::is_string))
+    })
+}
+
+/// Standard padded base64, the shape of WeChat's session keys.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let triple = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let sextet = (triple >> (18 - 6 * i)) & 63;
+                out.push(char::from(ALPHABET[sextet as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    fn openid(raw: &str) -> OpenId {
+        OpenId::parse(raw).unwrap_or_else(|_| panic!("bad test openid {raw}"))
+    }
+
+    const APP: AppAuth<'static> = AppAuth {
+        grant_type: Some("client_credential"),
+        appid: Some("wxsandbox"),
+        secret: Some("sandbox-secret"),
+    };
+
+    fn state(daily_limit: u64) -> (State, String) {
+        let mut state = State::new(
+            SimConfig {
+                daily_limit,
+                ..SimConfig::default()
+            },
+            at(0),
+        );
+        let token = state
+            .fetch_token(APP, at(0))
+            .map(|t| t.access_token)
+            .unwrap_or_default();
+        (state, token)
+    }
+
+    fn body(touser: &str, form_id: &str) -> Vec<u8> {
+        json!({
+            "touser": touser,
+            "template_id": BUILTIN_TEMPLATES[0],
+            "page": "pages/order/detail?id=42",
+            "form_id": form_id,
+            "data": {"keyword1": {"value": "shipped", "color": "#173177"}},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn app_credentials_are_checked_in_order() {
+        let (mut state, _) = state(10);
+        let wrong = |grant_type, appid, secret| AppAuth {
+            grant_type,
+            appid,
+            secret,
+        };
+        let cases = [
+            (
+                wrong(None, Some("wxsandbox"), Some("sandbox-secret")),
+                WxError::InvalidGrantType,
+            ),
+            (
+                wrong(Some("client_credential"), None, Some("x")),
+                WxError::AppIdMissing,
+            ),
+            (
+                wrong(Some("client_credential"), Some("wxother"), Some("x")),
+                WxError::InvalidAppId,
+            ),
+            (
+                wrong(Some("client_credential"), Some("wxsandbox"), Some("")),
+                WxError::SecretMissing,
+            ),
+            (
+                wrong(Some("client_credential"), Some("wxsandbox"), Some("x")),
+                WxError::InvalidSecret,
+            ),
+        ];
+        for (auth, expected) in cases {
+            assert_eq!(state.fetch_token(auth, at(1)), Err(expected));
+        }
+        assert_eq!(state.stats().token_fetches, 1);
+    }
+
+    #[test]
+    fn send_checks_come_in_wechat_order() {
+        let (mut state, token) = state(10);
+        let alice = openid("alice");
+        let form_id = state.issue_form_ids(&alice, 1, at(0), at(0)).remove(0);
+        let good = body("alice", &form_id);
+        assert_eq!(state.send(None, Some(&good), at(1)), Err(WxError::TokenMissing));
+        assert_eq!(
+            state.send(Some("nope"), Some(&good), at(1)),
+            Err(WxError::InvalidToken)
+        );
+        assert_eq!(
+            state.send(Some(&token), Some(b"[1]"), at(1)),
+            Err(WxError::DataFormat)
+        );
+        assert_eq!(state.send(Some(&token), None, at(1)), Err(WxError::DataFormat));
+        let mut bad_template: Value = serde_json::from_slice(&good).unwrap_or_default();
+        bad_template["template_id"] = json!("nope");
+        bad_template["page"] = json!("/abs");
+        let bad_template = bad_template.to_string().into_bytes();
+        assert_eq!(
+            state.send(Some(&token), Some(&bad_template), at(1)),
+            Err(WxError::InvalidTemplateId)
+        );
+        assert_eq!(
+            state.send(Some(&token), Some(&body("bob", &form_id)), at(1)),
+            Err(WxError::InvalidFormId)
+        );
+        assert_eq!(state.send(Some(&token), Some(&good), at(1)), Ok(()));
+        assert_eq!(
+            state.send(Some(&token), Some(&good), at(2)),
+            Err(WxError::FormIdUsedUp)
+        );
+        assert_eq!(state.inbox(&alice).len(), 1);
+        let sends = state.stats().sends;
+        assert_eq!(sends.get(&0), Some(&1));
+        assert_eq!(sends.get(&47001), Some(&2));
+        assert_eq!(sends.get(&41029), Some(&1));
+    }
+
+    #[test]
+    fn credentials_expire_seven_days_after_issue() {
+        let (mut state, _) = state(10);
+        let prepay = state.issue_prepay_id(&openid("alice"), at(0), at(0));
+        let mut send_at = |now| {
+            let token = state
+                .fetch_token(APP, now)
+                .map(|t| t.access_token)
+                .unwrap_or_default();
+            state.send(Some(&token), Some(&body("alice", &prepay)), now)
+        };
+        assert_eq!(send_at(at(7 * 86_400 - 1)), Ok(()));
+        assert_eq!(send_at(at(7 * 86_400)), Err(WxError::InvalidFormId));
+    }
+
+    #[test]
+    fn prepay_ids_look_like_wechats_and_allow_three_sends() {
+        let (mut state, token) = state(10);
+        let prepay = state.issue_prepay_id(&openid("bob"), at(0), at(0));
+        // at(0) is 2023-11-15 06:13:20 in UTC+8.
+        assert!(prepay.starts_with("wx20231115061320"), "{prepay}");
+        assert_eq!(prepay.len(), 36);
+        for _ in 0..3 {
+            assert_eq!(
+                state.send(Some(&token), Some(&body("bob", &prepay)), at(1)),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            state.send(Some(&token), Some(&body("bob", &prepay)), at(1)),
+            Err(WxError::FormIdUsedUp)
+        );
+    }
+
+    #[test]
+    fn daily_quota_resets_at_midnight_in_utc_plus_8() {
+        let (mut state, _) = state(1);
+        let alice = openid("alice");
+        let ids = state.issue_form_ids(&alice, 3, at(0), at(0));
+        // 15:59:59 UTC is 23:59:59 in Beijing; one second later is a new day.
+        let before_midnight = DateTime::parse_from_rfc3339("2023-11-15T15:59:59Z").map(|t| t.to_utc());
+        let Ok(before_midnight) = before_midnight else {
+            panic!("bad test time")
+        };
+        let midnight = before_midnight + TimeDelta::seconds(1);
+        let token = state
+            .fetch_token(APP, before_midnight)
+            .map(|t| t.access_token)
+            .unwrap_or_default();
+        let send =
+            |state: &mut State, id: &String, now| state.send(Some(&token), Some(&body("alice", id)), now);
+        assert_eq!(send(&mut state, &ids[0], before_midnight), Ok(()));
+        assert_eq!(
+            send(&mut state, &ids[1], before_midnight),
+            Err(WxError::DailyQuota)
+        );
+        assert_eq!(send(&mut state, &ids[1], midnight), Ok(()));
+    }
+
+    #[test]
+    fn login_codes_are_single_use_and_short_lived() {
+        let (mut state, _) = state(10);
+        let login = AppAuth {
+            grant_type: Some("authorization_code"),
+            ..APP
+        };
+        let code = state.issue_login_code(openid("carol"), at(0));
+        let old = state.issue_login_code(openid("carol"), at(0));
+        let session = state.code_to_session(login, Some(&code), at(1));
+        assert_eq!(session.as_ref().map(|s| s.openid.as_str()), Ok("carol"));
+        assert_eq!(session.map(|s| s.session_key.len()), Ok(24));
+        assert_eq!(
+            state.code_to_session(login, Some(&code), at(2)),
+            Err(WxError::CodeUsed)
+        );
+        assert_eq!(
+            state.code_to_session(login, Some(&old), at(300)),
+            Err(WxError::InvalidCode)
+        );
+        assert_eq!(
+            state.code_to_session(login, Some("nope"), at(2)),
+            Err(WxError::InvalidCode)
+        );
+        assert_eq!(
+            state.code_to_session(login, None, at(2)),
+            Err(WxError::CodeMissing)
+        );
+    }
+
+    #[test]
+    fn pages_and_data_follow_wechats_shape() {
+        for good in ["pages/index/index", "pages/a.b-c_d/x?id=1&q=%E4%BD%A0", "p?"] {
+            assert!(is_valid_page(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/pages/index",
+            "pages/index?a=b?c",
+            "pages/ index",
+            "http://x.y/z",
+            "p?a=<b>",
+        ] {
+            assert!(!is_valid_page(bad), "{bad}");
+        }
+        assert!(is_valid_data(&json!({"k": {"value": "v", "color": "#fff"}})));
+        assert!(is_valid_data(&json!({})));
+        for bad in [
+            json!([]),
+            json!({"k": "v"}),
+            json!({"k": {"value": 1}}),
+            json!({"k": {}}),
+        ] {
+            assert!(!is_valid_data(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn faults_count_down_and_injected_send_errcodes_are_counted() {
+        let (mut state, _) = state(10);
+        state.set_fault(Some(Fault {
+            errcode: Some(-1),
+            http_status: None,
+            delay_ms: None,
+            drop: false,
+            count: 2,
+        }));
+        assert!(state.take_fault(true).is_some());
+        assert!(state.take_fault(false).is_some());
+        assert_eq!(state.take_fault(true), None);
+        assert_eq!(state.stats().sends.get(&-1), Some(&1));
+    }
+}

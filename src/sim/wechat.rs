@@ -1,0 +1,118 @@
+//! The simulated WeChat endpoints under `/sandbox/wechat`: turning HTTP
+//! into calls on `state` and answers into WeChat's JSON. The rules
+//! themselves live in `state` and `tokens`; faults are applied before any
+//! of this runs (`faults::gate`).
+
+use std::collections::HashMap;
+
+use actix_web::dev::HttpServiceFactory;
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::Simulator;
+use super::control::{method_not_allowed, not_found};
+use super::errors::WxError;
+use super::faults;
+use super::state::AppAuth;
+
+/// The template-send route, relative to `/sandbox/wechat`.
+pub const SEND_PATH: &str = "/cgi-bin/message/wxopen/template/send";
+/// Real template sends are a few kilobytes; this bounds what one request
+/// can make the simulator buffer.
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn scope() -> impl HttpServiceFactory {
+    web::scope("/wechat")
+        .wrap(from_fn(faults::gate))
+        .service(resource("/cgi-bin/token").route(web::get().to(token)))
+        .service(resource("/cgi-bin/stable_token").route(web::post().to(stable_token)))
+        .service(resource("/sns/jscode2session").route(web::get().to(code_to_session)))
+        .service(resource(SEND_PATH).route(web::post().to(send)))
+        .default_service(web::to(not_found))
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+fn answer<T: Serialize>(result: Result<T, WxError>) -> HttpResponse {
+    match result {
+        Ok(payload) => HttpResponse::Ok().json(payload),
+        Err(err) => err.into(),
+    }
+}
+
+/// WeChat treats a malformed query like a missing parameter.
+fn query(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default()
+}
+
+fn auth(params: &HashMap<String, String>) -> AppAuth<'_> {
+    AppAuth {
+        grant_type: params.get("grant_type").map(String::as_str),
+        appid: params.get("appid").map(String::as_str),
+        secret: params.get("secret").map(String::as_str),
+    }
+}
+
+async fn read_body(payload: web::Payload) -> Option<web::Bytes> {
+    payload.to_bytes_limited(MAX_BODY).await.ok()?.ok()
+}
+
+#[tracing::instrument(skip_all)]
+async fn token(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    answer(sim.lock().fetch_token(auth(&params), Utc::now()))
+}
+
+#[derive(Deserialize)]
+struct StableTokenBody {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+#[tracing::instrument(skip_all)]
+async fn stable_token(sim: web::Data<Simulator>, payload: web::Payload) -> HttpResponse {
+    let body = read_body(payload).await;
+    let Some(body) = body.and_then(|b| serde_json::from_slice::<StableTokenBody>(&b).ok()) else {
+        return WxError::DataFormat.into();
+    };
+    let auth = AppAuth {
+        grant_type: body.grant_type.as_deref(),
+        appid: body.appid.as_deref(),
+        secret: body.secret.as_deref(),
+    };
+    answer(
+        sim.lock()
+            .fetch_stable_token(auth, body.force_refresh, Utc::now()),
+    )
+}
+
+#[tracing::instrument(skip_all)]
+async fn code_to_session(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    let js_code = params.get("js_code").map(String::as_str);
+    answer(sim.lock().code_to_session(auth(&params), js_code, Utc::now()))
+}
+
+#[tracing::instrument(skip_all)]
+async fn send(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let params = query(&req);
+    let body = read_body(payload).await;
+    let result = sim.lock().send(
+        params.get("access_token").map(String::as_str),
+        body.as_deref(),
+        Utc::now(),
+    );
+    match result {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok" })),
+        Err(err) => err.into(),
+    }
+}

@@ -1,0 +1,773 @@
+//! The WeChat simulator over real HTTP: each test starts its own simulator
+//! on a loopback port and drives it with reqwest, as the product will.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig, Simulator, serve};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SEND: &str = "/wechat/cgi-bin/message/wxopen/template/send";
+
+struct Sim {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    async fn start(config: SimConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let server = serve(listener, Simulator::new(config)).expect("start simulator");
+        tokio::spawn(server);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Sim {
+            base: format!("http://{addr}/sandbox"),
+            http,
+        }
+    }
+
+    async fn new() -> Self {
+        Self::start(SimConfig::default()).await
+    }
+
+    async fn reply(response: reqwest::Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let body = response.json().await.expect("JSON body");
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        Self::reply(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await;
+        Self::reply(response.expect("POST")).await
+    }
+
+    /// A WeChat route: always HTTP 200, the answer is in the body.
+    async fn wx_get(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn wx_post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.post(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn token(&self) -> String {
+        let body = self
+            .wx_get(
+                "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=sandbox-secret",
+            )
+            .await;
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    async fn stable_token(&self, force_refresh: bool) -> Value {
+        let body = json!({
+            "grant_type": "client_credential",
+            "appid": "wxsandbox",
+            "secret": "sandbox-secret",
+            "force_refresh": force_refresh,
+        });
+        self.wx_post("/wechat/cgi-bin/stable_token", body).await
+    }
+
+    async fn form_ids(&self, openid: &str, count: u32) -> Vec<String> {
+        let (status, body) = self
+            .post("/form-ids", json!({ "openid": openid, "count": count }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body["form_ids"].clone()).expect("form_ids")
+    }
+
+    async fn form_id(&self, openid: &str) -> String {
+        self.form_ids(openid, 1).await.remove(0)
+    }
+
+    async fn send(&self, token: &str, body: Value) -> Value {
+        self.wx_post(&format!("{SEND}?access_token={token}"), body).await
+    }
+
+    async fn inbox(&self, openid: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/inbox/{openid}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["openid"], openid);
+        body["messages"].as_array().expect("messages").clone()
+    }
+
+    async fn fault(&self, fault: Value) {
+        let (status, body) = self.post("/faults", fault).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+fn message(touser: &str, form_id: &str) -> Value {
+    json!({
+        "touser": touser,
+        "template_id": BUILTIN_TEMPLATES[0],
+        "page": "pages/order/detail?id=42",
+        "form_id": form_id,
+        "data": {"keyword1": {"value": "shipped"}, "keyword2": {"value": "SF123", "color": "#173177"}},
+    })
+}
+
+fn wx_error(errcode: i64, errmsg: &str) -> Value {
+    json!({ "errcode": errcode, "errmsg": errmsg })
+}
+
+fn ok() -> Value {
+    wx_error(0, "ok")
+}
+
+#[tokio::test]
+async fn token_fetch_checks_the_app_and_issues_a_fresh_token_each_time() {
+    let sim = Sim::new().await;
+    let body = sim
+        .wx_get("/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=sandbox-secret")
+        .await;
+    assert_eq!(body["expires_in"], 7200);
+    assert!(body.get("errcode").is_none(), "{body}");
+    let first = body["access_token"].as_str().expect("token").to_owned();
+    assert!(
+        first.len() >= 32 && first.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{first}"
+    );
+    assert_ne!(sim.token().await, first);
+
+    let cases = [
+        (
+            "grant_type=client_credential&appid=wxother&secret=sandbox-secret",
+            wx_error(40013, "invalid appid"),
+        ),
+        (
+            "grant_type=client_credential&appid=wxsandbox&secret=nope",
+            wx_error(40125, "invalid appsecret"),
+        ),
+        (
+            "grant_type=password&appid=wxsandbox&secret=sandbox-secret",
+            wx_error(40002, "invalid grant_type"),
+        ),
+        (
+            "appid=wxsandbox&secret=sandbox-secret",
+            wx_error(40002, "invalid grant_type"),
+        ),
+        (
+            "grant_type=client_credential&secret=sandbox-secret",
+            wx_error(41002, "appid missing"),
+        ),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(
+            sim.wx_get(&format!("/wechat/cgi-bin/token?{query}")).await,
+            expected,
+            "{query}"
+        );
+    }
+    let (_, stats) = sim.get("/stats").await;
+    assert_eq!(stats["token_fetches"], 2);
+}
+
+#[tokio::test]
+async fn a_replaced_token_works_for_the_overlap_then_is_not_latest_and_tokens_expire_after_ttl() {
+    let sim = Sim::start(SimConfig {
+        token_ttl_secs: 2,
+        token_overlap_secs: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let ids = sim.form_ids("alice", 3).await;
+    let old = sim.token().await;
+    let new = sim.token().await;
+    assert_eq!(sim.send(&old, message("alice", &ids[0])).await, ok());
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let not_latest = wx_error(40001, "invalid credential, access_token is invalid or not latest");
+    assert_eq!(sim.send(&old, message("alice", &ids[1])).await, not_latest);
+    assert_eq!(sim.send(&new, message("alice", &ids[1])).await, ok());
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let expired = wx_error(42001, "access_token expired");
+    assert_eq!(sim.send(&new, message("alice", &ids[2])).await, expired);
+    assert_eq!(sim.send(&old, message("alice", &ids[2])).await, not_latest);
+    assert_eq!(sim.send("garbage", message("alice", &ids[2])).await, not_latest);
+}
+
+#[tokio::test]
+async fn the_stable_token_stays_the_same_until_force_refreshed() {
+    let sim = Sim::new().await;
+    let first = sim.stable_token(false).await;
+    let stable = first["access_token"].as_str().expect("token").to_owned();
+    let expires_in = first["expires_in"].as_u64().expect("expires_in");
+    assert!((7190..=7200).contains(&expires_in), "{first}");
+
+    // /cgi-bin/token rotates its own token, not the stable one.
+    let plain = sim.token().await;
+    assert_ne!(plain, stable);
+    assert_eq!(sim.stable_token(false).await["access_token"], stable.as_str());
+
+    let forced = sim.stable_token(true).await;
+    let rotated = forced["access_token"].as_str().expect("token").to_owned();
+    assert_ne!(rotated, stable);
+    assert_eq!(forced["expires_in"], 7200);
+    assert_eq!(sim.stable_token(false).await["access_token"], rotated.as_str());
+    assert_eq!(
+        sim.stable_token(true).await,
+        wx_error(45011, "api minute-quota reach limit mustslower retry next minute")
+    );
+
+    // The previous stable token is inside its overlap, the plain one untouched.
+    let ids = sim.form_ids("alice", 3).await;
+    for (token, id) in [(&stable, &ids[0]), (&rotated, &ids[1]), (&plain, &ids[2])] {
+        assert_eq!(sim.send(token, message("alice", id)).await, ok());
+    }
+
+    let bad = |appid: &str, secret: &str| json!({"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": false});
+    let path = "/wechat/cgi-bin/stable_token";
+    assert_eq!(
+        sim.wx_post(path, bad("wxother", "sandbox-secret")).await,
+        wx_error(40013, "invalid appid")
+    );
+    assert_eq!(
+        sim.wx_post(path, bad("wxsandbox", "nope")).await,
+        wx_error(40125, "invalid appsecret")
+    );
+    let garbage = sim
+        .http
+        .post(format!("{}{path}", sim.base))
+        .body("not json")
+        .send()
+        .await;
+    let (status, body) = Sim::reply(garbage.expect("POST")).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, wx_error(47001, "data format error"))
+    );
+
+    let (_, stats) = sim.get("/stats").await;
+    assert_eq!(stats["token_fetches"], 5);
+}
+
+#[tokio::test]
+async fn login_codes_turn_into_a_session_once() {
+    let sim = Sim::new().await;
+    let (status, body) = sim
+        .post(
+            "/login-codes",
+            json!({ "openid": "oYx8J5Xo0K2mC4_d-9qLzWc1aBcD" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let code = body["code"].as_str().expect("code").to_owned();
+    let login = |code: &str, secret: &str| {
+        format!(
+            "/wechat/sns/jscode2session?appid=wxsandbox&secret={secret}&js_code={code}&grant_type=authorization_code"
+        )
+    };
+
+    assert_eq!(
+        sim.wx_get(&login(&code, "nope")).await,
+        wx_error(40125, "invalid appsecret")
+    );
+    let session = sim.wx_get(&login(&code, "sandbox-secret")).await;
+    assert_eq!(session["openid"], "oYx8J5Xo0K2mC4_d-9qLzWc1aBcD");
+    assert!(session.get("errcode").is_none(), "{session}");
+    let key = session["session_key"].as_str().expect("session_key");
+    assert!(key.len() == 24 && key.ends_with("=="), "{key}");
+
+    assert_eq!(
+        sim.wx_get(&login(&code, "sandbox-secret")).await,
+        wx_error(40163, "code been used")
+    );
+    assert_eq!(
+        sim.wx_get(&login("unknown", "sandbox-secret")).await,
+        wx_error(40029, "invalid code")
+    );
+    let wrong_app = login(&code, "sandbox-secret").replace("wxsandbox", "wxother");
+    assert_eq!(sim.wx_get(&wrong_app).await, wx_error(40013, "invalid appid"));
+}
+
+#[tokio::test]
+async fn a_form_id_pays_for_one_message_which_lands_in_the_inbox() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let ids = sim.form_ids("alice", 5).await;
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
+    }
+
+    assert_eq!(sim.send(&token, message("alice", &ids[0])).await, ok());
+    assert_eq!(
+        sim.send(&token, message("alice", &ids[0])).await,
+        wx_error(41029, "form id used count reach limit")
+    );
+
+    let inbox = sim.inbox("alice").await;
+    assert_eq!(inbox.len(), 1);
+    let delivered = &inbox[0];
+    assert_eq!(delivered["template_id"], BUILTIN_TEMPLATES[0]);
+    assert_eq!(delivered["page"], "pages/order/detail?id=42");
+    assert_eq!(delivered["form_id"], ids[0].as_str());
+    assert_eq!(delivered["data"], message("alice", "")["data"]);
+    assert_eq!(delivered["emphasis_keyword"], Value::Null);
+    assert!(
+        delivered["sent_at"].as_str().is_some_and(|t| t.starts_with("20")),
+        "{delivered}"
+    );
+    assert!(sim.inbox("bob").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_prepay_id_pays_for_exactly_three_messages() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let (status, body) = sim.post("/payments", json!({ "openid": "alice" })).await;
+    assert_eq!(status, StatusCode::OK);
+    let prepay = body["prepay_id"].as_str().expect("prepay_id").to_owned();
+    let (stamp, suffix) = prepay.strip_prefix("wx").expect("wx prefix").split_at(14);
+    assert!(stamp.bytes().all(|b| b.is_ascii_digit()), "{prepay}");
+    assert!(
+        suffix.len() == 20
+            && suffix
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+
+    for _ in 0..3 {
+        assert_eq!(sim.send(&token, message("alice", &prepay)).await, ok());
+    }
+    assert_eq!(
+        sim.send(&token, message("alice", &prepay)).await,
+        wx_error(41029, "form id used count reach limit")
+    );
+    assert_eq!(sim.inbox("alice").await.len(), 3);
+}
+
+#[tokio::test]
+async fn form_ids_belong_to_their_openid_and_expire_after_seven_days() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let invalid = wx_error(41028, "invalid form id");
+    let alices = sim.form_id("alice").await;
+    assert_eq!(sim.send(&token, message("bob", &alices)).await, invalid);
+    assert_eq!(
+        sim.send(&token, message("alice", "0123456789abcdef0123456789abcdef"))
+            .await,
+        invalid
+    );
+    assert_eq!(
+        sim.send(&token, message("alice", "the formId is a mock one"))
+            .await,
+        invalid
+    );
+
+    let issued = |days: i64| (Utc::now() - TimeDelta::days(days)).to_rfc3339();
+    for (days, expected) in [(8, invalid.clone()), (7, invalid.clone()), (6, ok())] {
+        let body = json!({ "openid": "alice", "count": 1, "issued_at": issued(days) });
+        let (status, body) = sim.post("/form-ids", body).await;
+        assert_eq!(status, StatusCode::OK);
+        let id = body["form_ids"][0].as_str().expect("form id");
+        assert_eq!(
+            sim.send(&token, message("alice", id)).await,
+            expected,
+            "{days} days old"
+        );
+    }
+    let (_, body) = sim
+        .post("/payments", json!({ "openid": "alice", "issued_at": issued(8) }))
+        .await;
+    let prepay = body["prepay_id"].as_str().expect("prepay_id");
+    assert_eq!(sim.send(&token, message("alice", prepay)).await, invalid);
+
+    // The failed attempts spent nothing.
+    assert_eq!(sim.send(&token, message("alice", &alices)).await, ok());
+}
+
+#[tokio::test]
+async fn templates_must_be_registered() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+    let custom = "my-template_01";
+    let mut body = message("alice", &id);
+    body["template_id"] = json!(custom);
+    assert_eq!(
+        sim.send(&token, body.clone()).await,
+        wx_error(40037, "invalid template_id")
+    );
+
+    let (status, reply) = sim.post("/templates", json!({ "template_id": custom })).await;
+    assert_eq!(
+        (status, reply),
+        (StatusCode::OK, json!({ "template_id": custom }))
+    );
+    assert_eq!(sim.send(&token, body).await, ok());
+
+    let (_, listed) = sim.get("/templates").await;
+    let mut expected: Vec<&str> = BUILTIN_TEMPLATES.to_vec();
+    expected.push(custom);
+    expected.sort_unstable();
+    assert_eq!(listed, json!({ "templates": expected }));
+    assert!(BUILTIN_TEMPLATES.iter().all(|t| t.len() == 43));
+}
+
+#[tokio::test]
+async fn pages_data_body_and_token_are_checked_before_anything_is_spent() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+    let with = |field: &str, value: Value| {
+        let mut body = message("alice", &id);
+        body[field] = value;
+        body
+    };
+
+    let bad_page = wx_error(41030, "invalid page");
+    for page in [
+        "/pages/index",
+        "",
+        "pages/index?a=<b>",
+        "pages/x?y?z",
+        "https://evil.example/x",
+        "pages/ a",
+    ] {
+        assert_eq!(
+            sim.send(&token, with("page", json!(page))).await,
+            bad_page,
+            "{page:?}"
+        );
+    }
+    let bad_data = wx_error(47003, "argument invalid! data invalid");
+    for data in [
+        json!("text"),
+        json!({"k": "v"}),
+        json!({"k": {"value": 3}}),
+        json!({"k": {"color": "#fff"}}),
+    ] {
+        assert_eq!(
+            sim.send(&token, with("data", data.clone())).await,
+            bad_data,
+            "{data}"
+        );
+    }
+    let mut no_data = message("alice", &id);
+    no_data.as_object_mut().expect("object").remove("data");
+    assert_eq!(sim.send(&token, no_data).await, bad_data);
+
+    let format = wx_error(47001, "data format error");
+    assert_eq!(sim.send(&token, with("touser", json!(42))).await, format);
+    assert_eq!(sim.send(&token, json!([1, 2])).await, format);
+    let raw = sim
+        .http
+        .post(format!("{}{SEND}?access_token={token}", sim.base))
+        .body("{oops")
+        .send()
+        .await;
+    assert_eq!(Sim::reply(raw.expect("POST")).await.1, format);
+
+    let missing = sim.wx_post(SEND, message("alice", &id)).await;
+    assert_eq!(missing, wx_error(41001, "access_token missing"));
+
+    let mut full = with("page", json!("pages/order/detail?id=42&from=msg%20x"));
+    full["emphasis_keyword"] = json!("keyword1.DATA");
+    assert_eq!(sim.send(&token, full).await, ok());
+    assert_eq!(sim.inbox("alice").await[0]["emphasis_keyword"], "keyword1.DATA");
+}
+
+#[tokio::test]
+async fn the_daily_limit_counts_successful_sends() {
+    let sim = Sim::start(SimConfig {
+        daily_limit: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let token = sim.token().await;
+    let ids = sim.form_ids("alice", 4).await;
+    assert_eq!(sim.send(&token, message("alice", &ids[0])).await, ok());
+    assert_eq!(
+        sim.send(&token, message("bob", &ids[1])).await,
+        wx_error(41028, "invalid form id")
+    );
+    assert_eq!(sim.send(&token, message("alice", &ids[1])).await, ok());
+    let quota = wx_error(45009, "reach max api daily quota limit");
+    assert_eq!(sim.send(&token, message("alice", &ids[2])).await, quota);
+    assert_eq!(sim.send(&token, message("alice", &ids[3])).await, quota);
+    assert_eq!(sim.inbox("alice").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_errcode_fault_answers_the_next_calls_then_clears() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+    sim.fault(json!({ "errcode": -1, "count": 2 })).await;
+    let (_, active) = sim.get("/faults").await;
+    assert_eq!(
+        active,
+        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "drop": false, "count": 2}})
+    );
+
+    let injected = wx_error(-1, "injected fault");
+    // Before any check: a bogus token would otherwise be 40001.
+    assert_eq!(sim.send("bogus", message("alice", &id)).await, injected);
+    let (_, active) = sim.get("/faults").await;
+    assert_eq!(active["active"]["count"], 1);
+    assert_eq!(
+        sim.wx_get(
+            "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=sandbox-secret"
+        )
+        .await,
+        injected
+    );
+    assert_eq!(sim.get("/faults").await.1, json!({ "active": null }));
+    assert_eq!(sim.send(&token, message("alice", &id)).await, ok());
+}
+
+#[tokio::test]
+async fn an_http_status_fault_fails_at_the_http_level() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+    sim.fault(json!({ "http_status": 503, "count": 1 })).await;
+    let url = format!("{}{SEND}?access_token={token}", sim.base);
+    let response = sim
+        .http
+        .post(&url)
+        .json(&message("alice", &id))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.text().await.expect("body"), "injected fault");
+    assert_eq!(sim.send(&token, message("alice", &id)).await, ok());
+}
+
+#[tokio::test]
+async fn a_delay_fault_slows_the_answer_alone_or_with_an_errcode() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+
+    sim.fault(json!({ "delay_ms": 300, "count": 1 })).await;
+    let started = Instant::now();
+    assert_eq!(sim.send(&token, message("alice", &id)).await, ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+
+    sim.fault(json!({ "delay_ms": 200, "errcode": 45009, "count": 1 }))
+        .await;
+    let started = Instant::now();
+    assert_eq!(
+        sim.send(&token, message("alice", &id)).await,
+        wx_error(45009, "injected fault")
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_drop_fault_closes_the_connection_without_an_answer() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+    sim.fault(json!({ "drop": true, "count": 2 })).await;
+    let url = format!("{}{SEND}?access_token={token}", sim.base);
+    for _ in 0..2 {
+        let result = sim.http.post(&url).json(&message("alice", &id)).send().await;
+        let err = result.expect_err("a dropped connection gives no response");
+        assert!(err.is_request() && !err.is_timeout() && !err.is_body(), "{err:?}");
+    }
+    assert_eq!(sim.send(&token, message("alice", &id)).await, ok());
+    assert!(sim.inbox("alice").await.len() == 1);
+}
+
+#[tokio::test]
+async fn a_new_fault_replaces_the_old_and_count_zero_clears() {
+    let sim = Sim::new().await;
+    let token_url =
+        "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=sandbox-secret";
+    sim.fault(json!({ "errcode": -1, "count": 5 })).await;
+    sim.fault(json!({ "errcode": 40001, "count": 1 })).await;
+    assert_eq!(sim.wx_get(token_url).await["errcode"], 40001);
+    assert!(sim.wx_get(token_url).await["access_token"].is_string());
+
+    sim.fault(json!({ "errcode": -1, "count": 5 })).await;
+    let (status, body) = sim.post("/faults", json!({ "count": 0 })).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "active": null })));
+    assert!(sim.wx_get(token_url).await["access_token"].is_string());
+
+    for bad in [
+        json!({ "errcode": -1, "drop": true, "count": 1 }),
+        json!({ "errcode": -1, "http_status": 500, "count": 1 }),
+        json!({ "errcode": 0, "count": 1 }),
+        json!({ "http_status": 200, "count": 1 }),
+        json!({ "delay_ms": 60_001, "count": 1 }),
+        json!({ "count": 1 }),
+        json!({ "errcode": -1 }),
+        json!({ "errcode": -1, "count": -1 }),
+        json!({ "errcode": -1, "count": 1, "sticky": true }),
+    ] {
+        let (status, body) = sim.post("/faults", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body["code"], "invalid_request", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn stats_count_token_fetches_and_send_answers_by_errcode() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    sim.stable_token(false).await;
+    let ids = sim.form_ids("alice", 2).await;
+    sim.send(&token, message("alice", &ids[0])).await;
+    sim.send(&token, message("alice", &ids[0])).await;
+    sim.send(&token, message("alice", &ids[1])).await;
+    sim.send("bogus", message("alice", &ids[1])).await;
+    sim.fault(json!({ "errcode": -1, "count": 1 })).await;
+    sim.send(&token, message("alice", &ids[1])).await;
+    sim.fault(json!({ "http_status": 502, "count": 1 })).await;
+    let url = format!("{}{SEND}?access_token={token}", sim.base);
+    let response = sim
+        .http
+        .post(&url)
+        .json(&message("alice", &ids[1]))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // A failed token fetch is not a fetch.
+    sim.wx_get("/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=x")
+        .await;
+
+    let (status, stats) = sim.get("/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        stats,
+        json!({ "token_fetches": 2, "sends": { "0": 2, "41029": 1, "40001": 1, "-1": 1 } })
+    );
+}
+
+#[tokio::test]
+async fn the_inbox_lists_messages_oldest_first() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let ids = sim.form_ids("alice", 3).await;
+    for (n, id) in ids.iter().enumerate() {
+        let mut body = message("alice", id);
+        body["data"] = json!({ "keyword1": { "value": format!("message {n}") } });
+        assert_eq!(sim.send(&token, body).await, ok());
+    }
+    let inbox = sim.inbox("alice").await;
+    let order: Vec<&Value> = inbox.iter().map(|m| &m["data"]["keyword1"]["value"]).collect();
+    assert_eq!(
+        order,
+        [&json!("message 0"), &json!("message 1"), &json!("message 2")]
+    );
+    let form_ids: Vec<&str> = inbox.iter().filter_map(|m| m["form_id"].as_str()).collect();
+    assert_eq!(form_ids, ids);
+}
+
+#[tokio::test]
+async fn control_routes_reject_bad_input_with_a_json_400() {
+    let sim = Sim::new().await;
+    let future = (Utc::now() + TimeDelta::hours(1)).to_rfc3339();
+    let cases = [
+        ("/login-codes", json!({})),
+        ("/login-codes", json!({ "openid": "a b" })),
+        ("/login-codes", json!({ "openid": "x".repeat(65) })),
+        ("/login-codes", json!({ "openid": "alice", "extra": 1 })),
+        ("/form-ids", json!({ "openid": "alice", "count": 0 })),
+        ("/form-ids", json!({ "openid": "alice", "count": 1001 })),
+        ("/form-ids", json!({ "openid": "alice", "count": "3" })),
+        (
+            "/form-ids",
+            json!({ "openid": "alice", "count": 1, "issued_at": "yesterday" }),
+        ),
+        (
+            "/form-ids",
+            json!({ "openid": "alice", "count": 1, "issued_at": future }),
+        ),
+        ("/form-ids", json!({ "openid": "al{ice}", "count": 1 })),
+        ("/payments", json!({ "openid": "" })),
+        ("/payments", json!([])),
+        ("/templates", json!({ "template_id": "" })),
+        ("/templates", json!({ "template_id": "has space" })),
+        ("/templates", json!({ "template_id": "x".repeat(129) })),
+        ("/templates", json!({ "template": "x" })),
+    ];
+    for (path, body) in cases {
+        let (status, reply) = sim.post(path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert_eq!(reply["code"], "invalid_request", "{path} {body}");
+        assert!(
+            reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{reply}"
+        );
+    }
+
+    let not_json = sim
+        .http
+        .post(format!("{}/form-ids", sim.base))
+        .body("{\"openid\":")
+        .send()
+        .await;
+    let (status, reply) = Sim::reply(not_json.expect("POST")).await;
+    assert_eq!(
+        (status, &reply["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+    );
+    let (status, reply) = sim.get("/inbox/a%20b").await;
+    assert_eq!(
+        (status, &reply["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+    );
+
+    let not_found = json!({ "code": "not_found", "message": "no such route" });
+    assert_eq!(sim.get("/nope").await, (StatusCode::NOT_FOUND, not_found.clone()));
+    assert_eq!(
+        sim.get("/wechat/cgi-bin/nope").await,
+        (StatusCode::NOT_FOUND, not_found)
+    );
+    let not_allowed = json!({ "code": "method_not_allowed", "message": "method not allowed on this route" });
+    assert_eq!(
+        sim.get("/login-codes").await,
+        (StatusCode::METHOD_NOT_ALLOWED, not_allowed.clone())
+    );
+    assert_eq!(sim.get(SEND).await, (StatusCode::METHOD_NOT_ALLOWED, not_allowed));
+}
