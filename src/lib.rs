@@ -1,6 +1,22 @@
 //! formid-ledger: keeps WeChat mini-program users' formIds and prepay_ids
 //! and spends them, oldest first and exactly once, to send template
 //! messages.
+//!
+//! Layout: `domain` (value types), `ledger` (the store of credentials),
+//! `wechat` (the WeChat client), `sim` (the WeChat simulator), `auth`,
+//! `api` (HTTP handlers), `report` (usage counters), `app` (wiring).
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
 pub mod domain;
+pub mod error;
 pub mod ledger;
+pub mod metrics;
+pub mod report;
+pub mod send;
+pub mod sim;
+pub mod store;
+pub mod telemetry;
+pub mod wechat;

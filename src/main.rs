@@ -1,1 +1,133 @@
-fn main() {}
+//! The `formid-ledger` binary: `serve` (the default) runs the HTTP API,
+//! `sim` runs the WeChat simulator alone, `report` prints usage from the
+//! store, `openapi` prints the API document.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use formid_ledger::api::report_days;
+use formid_ledger::app::{Application, open_stores};
+use formid_ledger::config::{Config, LogFormat};
+use formid_ledger::sim::{self, SimConfig, Simulator};
+use formid_ledger::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "formid-ledger",
+    version,
+    about = "WeChat formId / prepay_id ledger and template message sender"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (the default).
+    Serve,
+    /// Run the WeChat simulator alone.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        /// Seconds an access token lives.
+        #[arg(long, default_value_t = 7200)]
+        token_ttl: u64,
+        /// Seconds the previous token keeps working after a new fetch.
+        #[arg(long, default_value_t = 300)]
+        token_overlap: u64,
+        /// Template messages accepted per day.
+        #[arg(long, default_value_t = 1_000_000)]
+        daily_limit: u64,
+    },
+    /// Print the usage report from the store named by REDIS_URL /
+    /// REDIS_CLUSTER_NODES.
+    Report {
+        /// First day, YYYY-MM-DD (default today).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default today).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the JSON of GET /v1/reports/usage instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Sim {
+            listen,
+            token_ttl,
+            token_overlap,
+            daily_limit,
+        } => {
+            let config = SimConfig {
+                token_ttl_secs: token_ttl,
+                token_overlap_secs: token_overlap,
+                daily_limit,
+                ..SimConfig::default()
+            };
+            let listener =
+                TcpListener::bind(&listen).with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%listen, "WeChat simulator listening; routes under /sandbox");
+            sim::serve(listener, Simulator::new(config))?.await?;
+            Ok(())
+        }
+        Command::Report { from, to, json } => report(cli.config, from, to, json).await,
+        Command::Openapi => {
+            println!("{}", formid_ledger::api::openapi::document_json());
+            Ok(())
+        }
+    }
+}
+
+async fn report(config: Config, from: Option<String>, to: Option<String>, json: bool) -> anyhow::Result<()> {
+    if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+        anyhow::bail!(
+            "the embedded ledger lives inside the serving process: set REDIS_URL (or REDIS_CLUSTER_NODES), \
+             or ask the running service: GET /v1/reports/usage"
+        );
+    }
+    let ledger = open_stores(&config, Default::default())?.ledger;
+    let now = chrono::Utc::now();
+    let offset = config.report_utc_offset;
+    let today = now.with_timezone(&offset).date_naive();
+    let days = report_days(from.as_deref(), to.as_deref(), today).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rows = formid_ledger::report::usage_rows(ledger.as_ref(), &days, now, offset).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "days": rows }))?
+        );
+    } else {
+        print!("{}", formid_ledger::report::table::render(&rows));
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let json_logs = config.log_format == LogFormat::Json;
+    let app = Application::build(config).await?;
+    if let Some(key) = app.generated_admin_key() {
+        // The one place a secret is printed: once, to the operator's terminal.
+        eprintln!("\n  sandbox admin API key (printed once): {}\n", key.expose());
+    }
+    if !json_logs {
+        eprintln!("  formid-ledger listening on http://{}\n", app.addr());
+    }
+    tracing::info!(addr = %app.addr(), "listening");
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -12,7 +12,9 @@ const MAX_ID_LEN: usize = 128;
 const DEV_TOOLS_MOCK: &str = "the formId is a mock one";
 
 /// The two credentials WeChat accepts as `form_id` of a template message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialKind {
     /// From a `<form report-submit>`: one send.
@@ -102,6 +104,27 @@ impl fmt::Debug for CredentialId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown: String = self.0.chars().take(6).collect();
         write!(f, "CredentialId({shown}…)")
+    }
+}
+
+/// Why one item of an ingest batch was not stored (stable API values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    MockFormId,
+    InvalidId,
+    Expired,
+    InvalidKind,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MockFormId => "mock_form_id",
+            RejectReason::InvalidId => "invalid_id",
+            RejectReason::Expired => "expired",
+            RejectReason::InvalidKind => "invalid_kind",
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 mod credential;
 mod expiry;
 mod openid;
+mod template;
 
-pub use credential::{CredentialId, CredentialKind, IdRejection};
+pub use credential::{CredentialId, CredentialKind, IdRejection, RejectReason};
 pub use expiry::{CREDENTIAL_VALIDITY, ExpiryPolicy};
 pub use openid::{InvalidOpenId, OpenId};
+pub use template::{IdempotencyKey, InvalidIdempotencyKey, InvalidTemplateId, TemplateId};

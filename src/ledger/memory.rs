@@ -176,6 +176,32 @@ impl Ledger for MemoryLedger {
             .collect())
     }
 
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
+        let mut usage = lock(&self.usage);
+        let Some(fields) = usage.get_mut(&day) else {
+            return Ok(());
+        };
+        for prefix in fold {
+            let (folded, kept): (DayCounters, DayCounters) =
+                std::mem::take(fields).into_iter().partition(|(f, _)| {
+                    f.strip_prefix(prefix)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .is_some_and(|r| r != "all")
+                });
+            *fields = kept;
+            let total: i64 = folded.values().sum();
+            if !folded.is_empty() {
+                *fields.entry(format!("{prefix}.all")).or_default() += total;
+            }
+        }
+        fields.retain(|f, _| {
+            !drop
+                .iter()
+                .any(|p| f.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
+        });
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), LedgerError> {
         Ok(())
     }

@@ -15,6 +15,7 @@
 mod book;
 mod convert;
 mod memory;
+mod metered;
 mod redis;
 mod stored_id;
 
@@ -26,8 +27,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{CredentialId, CredentialKind, OpenId};
 
+pub use crate::store::RedisTarget;
 pub use memory::MemoryLedger;
-pub use redis::{RedisLedger, RedisTarget};
+pub use metered::MeteredLedger;
+pub use redis::RedisLedger;
 
 /// A credential about to be added: its expiry is already computed by the
 /// [`ExpiryPolicy`](crate::domain::ExpiryPolicy).
@@ -271,6 +274,11 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Reads report counters, one map per requested day, in order.
     async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError>;
+
+    /// For each prefix in `fold`, replaces the day's fields `<prefix>.<n>`
+    /// by their sum in `<prefix>.all`; deletes the fields `<prefix>.*` of
+    /// each prefix in `drop`. Atomic for the day.
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), LedgerError>;

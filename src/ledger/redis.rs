@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
 use redis::{Script, ScriptInvocation, Value};
-use tokio::sync::OnceCell;
 
 use super::book::{Book, Entry, Event, ItemStatus, Lease, Secs, SettleResult};
 use super::stored_id::StoredId;
@@ -24,11 +21,13 @@ use super::{
     ReserveOutcome, Settle, SettleOutcome, UsageDeltas, convert,
 };
 use crate::domain::{CredentialKind, OpenId};
+use crate::store::{RedisConnection, RedisTarget};
 
 static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/add.lua")));
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/settle.lua")));
 static USAGE_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_add.lua")));
+static USAGE_FOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_fold.lua")));
 
 /// Every book script starts with the shared codec and rules.
 fn script(body: &str) -> Script {
@@ -38,47 +37,39 @@ fn script(body: &str) -> Script {
 /// How long report counters are kept: the usage report reaches 366 days back.
 const USAGE_RETENTION_SECS: u64 = 400 * 86_400;
 
-/// Where the ledger lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// `redis://host:port/db`
-    Single(String),
-    /// Seed nodes `host:port` of a Redis Cluster.
-    Cluster(Vec<String>),
-}
-
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
 pub struct RedisLedger {
-    target: RedisTarget,
+    redis: RedisConnection,
     prefix: String,
     limits: LedgerLimits,
-    timeout: Duration,
-    /// Connected on first use, so the service starts (and reports not ready)
-    /// while Redis is down; a failed attempt is retried by the next call.
-    connection: OnceCell<Connection>,
 }
 
 impl RedisLedger {
-    /// `prefix` starts every key (`fl` in production; tests use their own).
+    /// A ledger with a connection of its own (2 s timeouts). `prefix` starts
+    /// every key (`fl` in production; tests use their own).
     pub fn new(target: RedisTarget, prefix: &str, limits: LedgerLimits) -> Self {
+        Self::on(
+            RedisConnection::new(target, Duration::from_secs(2)),
+            prefix,
+            limits,
+        )
+    }
+
+    /// A ledger on a connection shared with the rest of the service.
+    pub fn on(redis: RedisConnection, prefix: &str, limits: LedgerLimits) -> Self {
         Self {
-            target,
+            redis,
             prefix: prefix.to_owned(),
             limits,
-            timeout: Duration::from_secs(2),
-            connection: OnceCell::new(),
         }
     }
 
-    /// Bounds connecting and every command (default 2 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    /// Bounds connecting and every command.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let target = self.redis.target().clone();
+        Self {
+            redis: RedisConnection::new(target, timeout),
+            ..self
+        }
     }
 
     fn book_key(&self, openid: &OpenId) -> String {
@@ -89,66 +80,12 @@ impl RedisLedger {
         format!("{}:usage:{{{}}}", self.prefix, day.format("%Y-%m-%d"))
     }
 
-    async fn connection(&self) -> Result<Connection, LedgerError> {
-        self.connection.get_or_try_init(|| self.connect()).await.cloned()
-    }
-
-    async fn connect(&self) -> Result<Connection, LedgerError> {
-        let connect = async {
-            match &self.target {
-                RedisTarget::Single(url) => {
-                    let client = redis::Client::open(url.as_str())?;
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.timeout))
-                        .set_response_timeout(Some(self.timeout))
-                        .set_number_of_retries(1);
-                    Ok(Connection::Single(
-                        ConnectionManager::new_with_config(client, config).await?,
-                    ))
-                }
-                RedisTarget::Cluster(nodes) => {
-                    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
-                    let client = redis::cluster::ClusterClientBuilder::new(urls)
-                        .connection_timeout(self.timeout)
-                        .response_timeout(self.timeout)
-                        .retries(2)
-                        .build()?;
-                    Ok(Connection::Cluster(client.get_async_connection().await?))
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout * 2, connect).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(LedgerError::Unavailable("timed out connecting".into())),
-        }
-    }
-
     async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, LedgerError> {
-        let call = async {
-            match self.connection().await? {
-                Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(unavailable),
-                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(unavailable),
-            }
-        };
-        self.bounded(call).await
+        self.redis.invoke(invocation).await.map_err(LedgerError::from)
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, LedgerError> {
-        let call = async {
-            match self.connection().await? {
-                Connection::Single(mut c) => cmd.query_async(&mut c).await.map_err(unavailable),
-                Connection::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(unavailable),
-            }
-        };
-        self.bounded(call).await
-    }
-
-    /// A last bound over connect + command, whatever the client's own
-    /// timeouts do (a cluster reconnecting can otherwise wait long).
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
-        tokio::time::timeout(self.timeout * 3, call)
-            .await
-            .unwrap_or_else(|_| Err(LedgerError::Unavailable("timed out".into())))
+        self.redis.query(cmd).await.map_err(LedgerError::from)
     }
 
     async fn read_book(&self, openid: &OpenId) -> Result<Book, LedgerError> {
@@ -157,14 +94,6 @@ impl RedisLedger {
             Value::BulkString(blob) => decode_book(&blob),
             other => Err(corrupt("book", &other)),
         }
-    }
-}
-
-fn unavailable(err: redis::RedisError) -> LedgerError {
-    if err.to_string().contains("fl: ") {
-        LedgerError::Corrupt(err.to_string())
-    } else {
-        LedgerError::Unavailable(err.to_string())
     }
 }
 
@@ -315,6 +244,12 @@ impl Ledger for RedisLedger {
             out.push(pairs.into_iter().collect());
         }
         Ok(out)
+    }
+
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
+        let mut call = USAGE_FOLD.prepare_invoke();
+        call.key(self.usage_key(day)).arg(fold.len()).arg(fold).arg(drop);
+        self.invoke(&call).await.map(|_| ())
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {

@@ -1,0 +1,117 @@
+//! The HTTP API v1 (SPEC §4): one file per resource, all sharing
+//! [`AppState`]. Handlers parse input into domain types once, call the
+//! ledger or the send pipeline, and map outcomes to responses; the rules
+//! themselves live elsewhere.
+//!
+//! [`routes`] is the one list of what is mounted; `openapi` documents
+//! each entry and a test holds the two equal.
+
+mod credentials;
+mod health;
+mod messages;
+pub mod middleware;
+pub mod openapi;
+mod reports;
+mod sessions;
+mod users;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::{HttpResponse, Route, web};
+
+use crate::domain::ExpiryPolicy;
+use crate::error::{self, ApiError};
+use crate::ledger::Ledger;
+use crate::report::UsageRecorder;
+use crate::send::Sender;
+use crate::store::SharedStore;
+use crate::wechat::{TokenManager, WechatClient};
+
+pub use reports::report_days;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Which store and which WeChat this instance runs with (for `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mode {
+    pub store: &'static str,
+    pub sandbox: bool,
+}
+
+pub struct AppState {
+    pub ledger: Arc<dyn Ledger>,
+    pub expiry: ExpiryPolicy,
+    pub wechat: WechatClient,
+    pub usage: Arc<UsageRecorder>,
+    pub shared: Arc<dyn SharedStore>,
+    pub tokens: Arc<TokenManager>,
+    pub sender: Sender,
+    pub mode: Mode,
+}
+
+/// Every route of the service: method, path, handler.
+pub fn routes() -> Vec<(Method, &'static str, Route)> {
+    vec![
+        (Method::GET, "/healthz", web::get().to(health::healthz)),
+        (Method::GET, "/readyz", web::get().to(health::readyz)),
+        (Method::GET, "/metrics", web::get().to(health::metrics)),
+        (Method::GET, "/openapi.json", web::get().to(openapi::document)),
+        (Method::GET, "/docs", web::get().to(openapi::explorer)),
+        (Method::POST, "/v1/sessions", web::post().to(sessions::create)),
+        (
+            Method::POST,
+            "/v1/credentials",
+            web::post().to(credentials::ingest),
+        ),
+        (
+            Method::GET,
+            "/v1/users/{openid}/credentials",
+            web::get().to(users::credentials),
+        ),
+        (Method::POST, "/v1/messages", web::post().to(messages::send)),
+        (
+            Method::GET,
+            "/v1/reports/summary",
+            web::get().to(reports::summary),
+        ),
+        (Method::GET, "/v1/reports/usage", web::get().to(reports::usage)),
+    ]
+}
+
+/// Mounts [`routes`] plus the JSON error handling they share. Other methods
+/// on a known path answer 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(BODY_LIMIT)
+            // Any content type: the body must be JSON either way, and
+            // `curl -d` sends form encoding by default.
+            .content_type(|_| true)
+            .content_type_required(false)
+            .error_handler(error::json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(error::path_error))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .app_data(web::PayloadConfig::default().limit(BODY_LIMIT));
+    let mut by_path: BTreeMap<&str, Vec<Route>> = BTreeMap::new();
+    for (_, path, route) in routes() {
+        by_path.entry(path).or_default().push(route);
+    }
+    for (path, routes) in by_path {
+        let resource = routes
+            .into_iter()
+            .fold(web::resource(path), |r, route| r.route(route));
+        cfg.service(resource.default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::method_not_allowed())
+        })));
+    }
+    cfg.service(openapi::explorer_assets());
+}
+
+/// Unknown routes: a JSON 404.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}

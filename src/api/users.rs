@@ -1,0 +1,66 @@
+//! `GET /v1/users/{openid}/credentials`: what one user can be sent, oldest
+//! expiry first, without ids.
+
+use actix_web::{HttpResponse, web};
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::auth::{Caller, Scope};
+use crate::domain::{CredentialKind, OpenId};
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(Serialize, ToSchema)]
+pub struct HeldCredential {
+    kind: CredentialKind,
+    uses_left: u8,
+    /// RFC 3339.
+    expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserCredentials {
+    openid: String,
+    available_sends: u32,
+    /// Uses reserved by sends in progress.
+    leased: u32,
+    /// Oldest expiry first.
+    credentials: Vec<HeldCredential>,
+}
+
+/// What one user can be sent.
+#[utoipa::path(get, path = "/v1/users/{openid}/credentials", tag = "backends",
+    params(("openid" = String, Path, description = "WeChat openid")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = UserCredentials, description = "An unknown openid has none"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the report scope"),
+        (status = 503, body = ErrorBody, description = "store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn credentials(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Report)?;
+    let openid = OpenId::parse(&path).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
+    let holdings = state.ledger.inspect(&openid, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(UserCredentials {
+        openid: openid.as_str().to_owned(),
+        available_sends: holdings.available_sends(),
+        leased: holdings.leased,
+        credentials: holdings
+            .credentials
+            .iter()
+            .map(|c| HeldCredential {
+                kind: c.kind,
+                uses_left: c.uses_left,
+                expires_at: c.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,267 @@
+//! Builds the service from its configuration: picks the store and WeChat
+//! (real or the sandbox simulator on the same listener), sets up
+//! authentication, mounts the API, and runs the HTTP server together with
+//! its background tasks until a signal stops it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, bail};
+
+use crate::api::{self, AppState, Mode};
+use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
+use crate::config::{Config, Secret};
+use crate::domain::ExpiryPolicy;
+use crate::ledger::{Ledger, LedgerLimits, MemoryLedger, MeteredLedger, RedisLedger};
+use crate::report::UsageRecorder;
+use crate::send::{SendPolicy, Sender};
+use crate::sim::{self, SimConfig, Simulator};
+use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore};
+use crate::wechat::{TokenManager, WechatClient};
+
+/// Bound of every Redis command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    usage: Arc<UsageRecorder>,
+    tokens: Arc<TokenManager>,
+    flush_every: Duration,
+    generated_admin_key: Option<Secret>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Metrics recorded before the recorder exists are lost: install it first.
+        crate::metrics::handle();
+        let listener = TcpListener::bind(&config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let limits = LedgerLimits {
+            max_credentials_per_user: config.max_credentials_per_user,
+        };
+
+        let Stores {
+            ledger,
+            shared,
+            name: store,
+        } = open_stores(&config, limits)?;
+        if let Err(err) = ledger.ping().await {
+            tracing::error!(error = %err, "the ledger store is unreachable; serving 503 until it answers");
+        }
+
+        let sandbox = config.wechat_appid.is_none();
+        let wechat_timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
+        let wechat = match (&config.wechat_appid, &config.wechat_secret) {
+            (Some(appid), Some(secret)) => {
+                WechatClient::new(&config.wechat_api_base, appid, secret.clone(), wechat_timeout)?
+            }
+            (Some(_), None) => bail!("WECHAT_APPID is set but WECHAT_SECRET is not"),
+            (None, _) => {
+                let sim = SimConfig::default();
+                let base = format!("http://{}/sandbox/wechat", loopback(addr));
+                tracing::warn!(
+                    "SANDBOX MODE: WECHAT_APPID is not set; WeChat is the built-in simulator at {base}. No real message is sent."
+                );
+                WechatClient::new(&base, &sim.appid, Secret::new(sim.secret.clone()), wechat_timeout)?
+            }
+        };
+
+        let session_secret = match (&config.session_secret, sandbox) {
+            (Some(secret), _) => secret.clone(),
+            (None, true) => Secret::new(hex::encode(rand::random::<[u8; 32]>())),
+            (None, false) => {
+                bail!("SESSION_SECRET is required when WECHAT_APPID is set (every instance must share it)")
+            }
+        };
+        let mut api_keys = match &config.api_keys {
+            Some(raw) => ApiKeys::parse(raw)?,
+            None => ApiKeys::default(),
+        };
+        let mut generated_admin_key = None;
+        if api_keys.is_empty() {
+            if sandbox {
+                let key = Secret::new(format!("fl_sandbox_{}", hex::encode(rand::random::<[u8; 16]>())));
+                api_keys = api_keys.with_key("sandbox-admin", &key, vec![Scope::Admin]);
+                generated_admin_key = Some(key);
+            } else {
+                tracing::warn!("API_KEYS is not set: backend routes will answer 401");
+            }
+        }
+        let auth = Arc::new(Authenticator {
+            sessions: SessionSigner::new(
+                session_secret,
+                chrono::Duration::seconds(config.session_ttl_secs as i64),
+            ),
+            api_keys,
+        });
+
+        let usage = Arc::new(UsageRecorder::new(ledger.clone(), config.report_utc_offset));
+        let tokens = Arc::new(TokenManager::new(
+            wechat.clone(),
+            shared.clone(),
+            config.wechat_token_mode,
+        ));
+        let policy = SendPolicy {
+            call_timeout: wechat_timeout,
+            budget: Duration::from_millis(config.send_budget_ms.max(100)),
+            lease: Duration::from_secs(config.send_lease_secs.max(1)),
+            ..SendPolicy::default()
+        };
+        if policy.lease <= policy.budget {
+            bail!("SEND_LEASE_SECS must exceed the send time bound SEND_BUDGET_MS");
+        }
+        let sender = Sender::new(
+            ledger.clone(),
+            wechat.clone(),
+            tokens.clone(),
+            usage.clone(),
+            policy,
+        );
+        let state = web::Data::new(AppState {
+            ledger,
+            expiry: ExpiryPolicy::new(chrono::Duration::seconds(
+                config.credential_safety_margin_secs as i64,
+            )),
+            wechat,
+            usage: usage.clone(),
+            shared,
+            tokens: tokens.clone(),
+            sender,
+            mode: Mode { store, sandbox },
+        });
+        let auth = web::Data::new(auth);
+        let simulator = sandbox.then(|| Simulator::new(SimConfig::default()));
+
+        let server = HttpServer::new(move || {
+            let simulator = simulator.clone();
+            App::new()
+                .wrap(from_fn(api::middleware::request_context))
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .configure(api::configure)
+                .configure(|cfg| {
+                    if let Some(sim) = simulator {
+                        cfg.service(sim.scope());
+                    }
+                })
+                .default_service(web::to(api::not_found))
+        })
+        .on_connect(sim::on_connect)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+
+        Ok(Self {
+            addr,
+            server,
+            usage,
+            tokens,
+            flush_every: Duration::from_secs(config.usage_flush_secs.max(1)),
+            generated_admin_key,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The admin key made up at start-up in sandbox mode without `API_KEYS`.
+    pub fn generated_admin_key(&self) -> Option<&Secret> {
+        self.generated_admin_key.as_ref()
+    }
+
+    /// Serves until SIGINT/SIGTERM (actix stops accepting, lets requests in
+    /// flight finish), then writes the last report counters. Background:
+    /// the report counter flush and the access token refresher.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let flusher = tokio::spawn(self.usage.clone().flush_periodically(self.flush_every));
+        let refresher = tokio::spawn(refresh_tokens(self.tokens.clone()));
+        let result = self.server.await;
+        flusher.abort();
+        refresher.abort();
+        if let Err(err) = self.usage.flush().await {
+            tracing::error!(error = %err, "report counters could not be written at shutdown");
+        }
+        result
+    }
+}
+
+/// Where the service keeps its state.
+pub struct Stores {
+    pub ledger: Arc<dyn Ledger>,
+    pub shared: Arc<dyn SharedStore>,
+    /// `memory`, `redis` or `redis-cluster`.
+    pub name: &'static str,
+}
+
+/// The ledger and shared store the configuration names: Redis (single or
+/// cluster, one connection for both) or the embedded ones.
+pub fn open_stores(config: &Config, limits: LedgerLimits) -> anyhow::Result<Stores> {
+    let redis_target = match (&config.redis_url, &config.redis_cluster_nodes[..]) {
+        (Some(_), [_, ..]) => bail!("set REDIS_URL or REDIS_CLUSTER_NODES, not both"),
+        (Some(url), []) => Some((RedisTarget::Single(url.clone()), "redis")),
+        (None, [_, ..]) => Some((
+            RedisTarget::Cluster(config.redis_cluster_nodes.clone()),
+            "redis-cluster",
+        )),
+        (None, []) => None,
+    };
+    let stores = match redis_target {
+        Some((target, name)) => {
+            let redis = RedisConnection::new(target, REDIS_TIMEOUT);
+            let prefix = &config.redis_key_prefix;
+            Stores {
+                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(redis.clone(), prefix, limits))),
+                shared: Arc::new(RedisStore::new(redis, prefix)),
+                name,
+            }
+        }
+        None => {
+            tracing::warn!(
+                "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
+            );
+            Stores {
+                ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(limits))),
+                shared: Arc::new(MemoryStore::default()),
+                name: "memory",
+            }
+        }
+    };
+    Ok(stores)
+}
+
+/// Keeps the shared access token fresh ahead of its expiry, so sends rarely
+/// wait for a fetch (the lock in the token manager keeps it to one
+/// instance at a time).
+async fn refresh_tokens(tokens: Arc<TokenManager>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = tokens.refresh_if_due().await {
+            tracing::warn!(error = %err, "access token refresh failed; will retry");
+        }
+    }
+}
+
+/// An address the service can call itself on: 0.0.0.0 becomes 127.0.0.1.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}

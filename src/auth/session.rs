@@ -1,0 +1,127 @@
+//! User session tokens: `st1.<openid>.<expiry>.<signature>`, signed with
+//! HMAC-SHA256 under `SESSION_SECRET`. Verified from the token alone (no
+//! store round-trip); any instance holding the secret accepts any other's.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::Secret;
+use crate::domain::OpenId;
+
+const PREFIX: &str = "st1.";
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionToken {
+    pub openid: OpenId,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("session token is malformed")]
+    Malformed,
+    #[error("session token signature does not match")]
+    BadSignature,
+    #[error("session token has expired; log in again")]
+    Expired,
+}
+
+pub struct SessionSigner {
+    key: Secret,
+    ttl: Duration,
+}
+
+impl SessionToken {
+    /// Tells session tokens from API keys (API keys may not start this way).
+    pub fn looks_like(bearer: &str) -> bool {
+        bearer.starts_with(PREFIX)
+    }
+}
+
+impl SessionSigner {
+    pub fn new(key: Secret, ttl: Duration) -> Self {
+        Self { key, ttl }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn mac(&self, payload: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(self.key.expose().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    pub fn issue(&self, openid: &OpenId, now: DateTime<Utc>) -> String {
+        let payload = format!("{PREFIX}{}.{}", openid.as_str(), (now + self.ttl).timestamp());
+        let signature = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
+        format!("{payload}.{signature}")
+    }
+
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionToken, SessionError> {
+        let (payload, signature) = token.rsplit_once('.').ok_or(SessionError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| SessionError::Malformed)?;
+        // Signature first: nothing of an unsigned token is trusted or parsed.
+        self.mac(payload)
+            .verify_slice(&signature)
+            .map_err(|_| SessionError::BadSignature)?;
+        let body = payload.strip_prefix(PREFIX).ok_or(SessionError::Malformed)?;
+        let (openid, expiry) = body.rsplit_once('.').ok_or(SessionError::Malformed)?;
+        let openid = OpenId::parse(openid).map_err(|_| SessionError::Malformed)?;
+        let expires_at = expiry
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+            .ok_or(SessionError::Malformed)?;
+        if expires_at <= now {
+            return Err(SessionError::Expired);
+        }
+        Ok(SessionToken { openid, expires_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(key: &str) -> SessionSigner {
+        SessionSigner::new(Secret::new(key), Duration::days(7))
+    }
+
+    #[test]
+    fn round_trip() {
+        let now = Utc::now();
+        let openid = OpenId::parse("oAbc_123").unwrap();
+        let token = signer("k1").issue(&openid, now);
+        let verified = signer("k1").verify(&token, now).unwrap();
+        assert_eq!(verified.openid, openid);
+    }
+
+    #[test]
+    fn forged_tampered_and_expired_tokens_fail() {
+        let now = Utc::now();
+        let token = signer("k1").issue(&OpenId::parse("alice").unwrap(), now);
+        assert_eq!(signer("k2").verify(&token, now), Err(SessionError::BadSignature));
+        let tampered = token.replacen("alice", "mallory", 1);
+        assert_eq!(
+            signer("k1").verify(&tampered, now),
+            Err(SessionError::BadSignature)
+        );
+        assert_eq!(
+            signer("k1").verify(&token, now + Duration::days(8)),
+            Err(SessionError::Expired)
+        );
+        for garbage in ["st1.", "st1.x.y", "st1.alice.1.!!!", "", "st1.a.b.c.d"] {
+            assert!(signer("k1").verify(garbage, now).is_err(), "{garbage}");
+        }
+    }
+}

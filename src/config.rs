@@ -1,0 +1,204 @@
+//! Service configuration: environment variables (or the same names as
+//! command-line flags), parsed and checked once at start-up. What the
+//! settings mean together (which store, sandbox or real WeChat) is decided
+//! in [`crate::app`], not here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::FixedOffset;
+
+/// A value that must never be printed: `Debug`/`Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Which WeChat endpoint issues access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenMode {
+    /// `GET /cgi-bin/token`: every fetch rotates the token.
+    Token,
+    /// `POST /cgi-bin/stable_token`: the same token while it is valid.
+    Stable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Every setting of `formid-ledger serve`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Redis URL (`redis://host:port/db`). Unset: the embedded ledger.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Redis Cluster seed nodes, `host:port,host:port`.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
+
+    /// First part of every Redis key.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "fl")]
+    pub redis_key_prefix: String,
+
+    /// Mini-program appid. Unset: sandbox mode with the built-in simulator.
+    #[arg(long, env = "WECHAT_APPID")]
+    pub wechat_appid: Option<String>,
+
+    #[arg(long, env = "WECHAT_SECRET", hide_env_values = true)]
+    pub wechat_secret: Option<Secret>,
+
+    #[arg(long, env = "WECHAT_API_BASE", default_value = "https://api.weixin.qq.com")]
+    pub wechat_api_base: String,
+
+    #[arg(long, env = "WECHAT_TOKEN_MODE", value_enum, default_value = "token")]
+    pub wechat_token_mode: TokenMode,
+
+    /// `name:secret:scope+scope,...` with scopes collect, send, report, admin.
+    #[arg(long, env = "API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<Secret>,
+
+    /// Key that signs user session tokens; required outside sandbox mode so
+    /// that every instance accepts every other's tokens.
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<Secret>,
+
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 86_400)]
+    pub session_ttl_secs: u64,
+
+    #[arg(long, env = "CREDENTIAL_SAFETY_MARGIN_SECS", default_value_t = 3600)]
+    pub credential_safety_margin_secs: u64,
+
+    #[arg(long, env = "MAX_CREDENTIALS_PER_USER", default_value_t = 200)]
+    pub max_credentials_per_user: u32,
+
+    /// Time zone of report days, as a UTC offset.
+    #[arg(long, env = "REPORT_UTC_OFFSET", default_value = "+08:00", value_parser = parse_offset)]
+    pub report_utc_offset: FixedOffset,
+
+    /// How often report counters are written to the store.
+    #[arg(long, env = "USAGE_FLUSH_SECS", default_value_t = 2)]
+    pub usage_flush_secs: u64,
+
+    /// Seconds a reserved use is held before it comes back by itself (a
+    /// crashed send); must exceed the send time bound.
+    #[arg(long, env = "SEND_LEASE_SECS", default_value_t = 30)]
+    pub send_lease_secs: u64,
+
+    /// Bound of one `POST /v1/messages`, whatever WeChat does (ms).
+    #[arg(long, env = "SEND_BUDGET_MS", default_value_t = 12_000)]
+    pub send_budget_ms: u64,
+
+    /// Bound of one call to WeChat (ms).
+    #[arg(long, env = "WECHAT_TIMEOUT_MS", default_value_t = 4_000)]
+    pub wechat_timeout_ms: u64,
+
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            redis_url: None,
+            redis_cluster_nodes: Vec::new(),
+            redis_key_prefix: "fl".into(),
+            wechat_appid: None,
+            wechat_secret: None,
+            wechat_api_base: "https://api.weixin.qq.com".into(),
+            wechat_token_mode: TokenMode::Token,
+            api_keys: None,
+            session_secret: None,
+            session_ttl_secs: 7 * 86_400,
+            credential_safety_margin_secs: 3600,
+            max_credentials_per_user: 200,
+            report_utc_offset: china_standard_time(),
+            usage_flush_secs: 2,
+            send_lease_secs: 30,
+            send_budget_ms: 12_000,
+            wechat_timeout_ms: 4_000,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+fn china_standard_time() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+}
+
+/// `+08:00`, `-05:30`, `Z` or `UTC`.
+pub fn parse_offset(raw: &str) -> Result<FixedOffset, String> {
+    if raw.eq_ignore_ascii_case("z") || raw.eq_ignore_ascii_case("utc") {
+        return FixedOffset::east_opt(0).ok_or_else(|| "bad offset".into());
+    }
+    raw.parse::<FixedOffset>()
+        .map_err(|_| format!("{raw:?} is not a UTC offset like +08:00"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn default_matches_the_documented_defaults() {
+        // Flags only: no environment variable of the test process may leak in.
+        let parsed = Cli::try_parse_from(["formid-ledger"]).unwrap().config;
+        if std::env::vars().any(|(k, _)| k.starts_with("WECHAT_") || k.starts_with("REDIS_") || k == "LISTEN")
+        {
+            return;
+        }
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Config {
+            session_secret: Some(Secret::new("hunter2hunter2")),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 8 * 3600);
+        assert_eq!(parse_offset("UTC").unwrap().local_minus_utc(), 0);
+        assert!(parse_offset("Asia/Shanghai").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! The one Redis connection the service shares (a multiplexed
+//! `ConnectionManager`, or a cluster connection), made on first use so the
+//! service starts while Redis is down, with every call time-bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{ScriptInvocation, Value};
+use tokio::sync::OnceCell;
+
+/// Where Redis lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis://host:port/db`
+    Single(String),
+    /// Seed nodes `host:port` of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A Redis error as callers need it: could not reach, or answered nonsense.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisFailure {
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    #[error("redis script error: {0}")]
+    Script(String),
+}
+
+/// Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisConnection {
+    target: RedisTarget,
+    timeout: Duration,
+    /// A failed connect leaves it empty, so the next call tries again.
+    connection: Arc<OnceCell<Connection>>,
+}
+
+impl RedisConnection {
+    /// `timeout` bounds connecting and every command.
+    pub fn new(target: RedisTarget, timeout: Duration) -> Self {
+        Self {
+            target,
+            timeout,
+            connection: Arc::new(OnceCell::new()),
+        }
+    }
+
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    async fn connection(&self) -> Result<Connection, RedisFailure> {
+        self.connection.get_or_try_init(|| self.connect()).await.cloned()
+    }
+
+    async fn connect(&self) -> Result<Connection, RedisFailure> {
+        let connect = async {
+            match &self.target {
+                RedisTarget::Single(url) => {
+                    let client = redis::Client::open(url.as_str())?;
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout))
+                        .set_number_of_retries(1);
+                    Ok(Connection::Single(
+                        ConnectionManager::new_with_config(client, config).await?,
+                    ))
+                }
+                RedisTarget::Cluster(nodes) => {
+                    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
+                    let client = redis::cluster::ClusterClientBuilder::new(urls)
+                        .connection_timeout(self.timeout)
+                        .response_timeout(self.timeout)
+                        .retries(2)
+                        .build()?;
+                    Ok(Connection::Cluster(client.get_async_connection().await?))
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout * 2, connect).await {
+            Ok(result) => result.map_err(failure),
+            Err(_) => Err(RedisFailure::Unavailable("timed out connecting".into())),
+        }
+    }
+
+    pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisFailure> {
+        self.bounded(async {
+            match self.connection().await? {
+                Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+            }
+        })
+        .await
+    }
+
+    pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, RedisFailure> {
+        self.bounded(async {
+            match self.connection().await? {
+                Connection::Single(mut c) => cmd.query_async(&mut c).await.map_err(failure),
+                Connection::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(failure),
+            }
+        })
+        .await
+    }
+
+    /// A last bound over connect + command, whatever the client's own
+    /// timeouts do (a cluster reconnecting can otherwise wait long).
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisFailure>>,
+    ) -> Result<T, RedisFailure> {
+        tokio::time::timeout(self.timeout * 3, call)
+            .await
+            .unwrap_or_else(|_| Err(RedisFailure::Unavailable("timed out".into())))
+    }
+}
+
+impl From<RedisFailure> for crate::ledger::LedgerError {
+    fn from(failure: RedisFailure) -> Self {
+        match failure {
+            RedisFailure::Unavailable(why) => Self::Unavailable(why),
+            RedisFailure::Script(why) => Self::Corrupt(why),
+        }
+    }
+}
+
+fn failure(err: redis::RedisError) -> RedisFailure {
+    // Scripts raise their own errors with an "fl: " prefix.
+    if err.to_string().contains("fl: ") {
+        RedisFailure::Script(err.to_string())
+    } else {
+        RedisFailure::Unavailable(err.to_string())
+    }
+}

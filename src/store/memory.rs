@@ -1,0 +1,140 @@
+//! [`SharedStore`] for a single process: a map with expiry times.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Idempotency, SharedStore, StoredToken};
+use crate::ledger::LedgerError;
+
+enum Entry {
+    Token(StoredToken),
+    Lock(String),
+    Claimed(String),
+    Done(String, String),
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: Mutex<HashMap<String, (Entry, DateTime<Utc>)>>,
+}
+
+impl MemoryStore {
+    /// Runs `f` on the live entries (expired ones are dropped first).
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (Entry, DateTime<Utc>)>, DateTime<Utc>) -> T) -> T {
+        let now = Utc::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, (_, until)| *until > now);
+        f(&mut entries, now)
+    }
+}
+
+fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1))
+}
+
+#[async_trait]
+impl SharedStore for MemoryStore {
+    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, LedgerError> {
+        Ok(self.with(|e, _| match e.get(&format!("token:{appid}")) {
+            Some((Entry::Token(t), _)) => Some(t.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), LedgerError> {
+        self.with(|e, _| {
+            e.insert(
+                format!("token:{appid}"),
+                (Entry::Token(token.clone()), token.expires_at),
+            )
+        });
+        Ok(())
+    }
+
+    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, LedgerError> {
+        Ok(self.with(|e, _| {
+            let key = format!("token:{appid}");
+            let matches = matches!(e.get(&key), Some((Entry::Token(t), _)) if t.token == failed);
+            if matches {
+                e.remove(&key);
+            }
+            matches
+        }))
+    }
+
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LedgerError> {
+        Ok(self.with(|e, now| {
+            let key = format!("lock:{name}");
+            if e.contains_key(&key) {
+                return false;
+            }
+            e.insert(key, (Entry::Lock(holder.to_owned()), until(now, ttl)));
+            true
+        }))
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), LedgerError> {
+        self.with(|e, _| {
+            let key = format!("lock:{name}");
+            if matches!(e.get(&key), Some((Entry::Lock(h), _)) if h == holder) {
+                e.remove(&key);
+            }
+        });
+        Ok(())
+    }
+
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        hold: Duration,
+    ) -> Result<Idempotency, LedgerError> {
+        Ok(self.with(|e, now| {
+            let key = format!("idem:{key}");
+            match e.get(&key) {
+                None => {
+                    e.insert(key, (Entry::Claimed(fingerprint.to_owned()), until(now, hold)));
+                    Idempotency::New
+                }
+                Some((Entry::Claimed(f), _)) if f == fingerprint => Idempotency::InProgress,
+                Some((Entry::Done(f, response), _)) if f == fingerprint => {
+                    Idempotency::Done(response.clone())
+                }
+                Some(_) => Idempotency::Mismatch,
+            }
+        }))
+    }
+
+    async fn finish_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        response: &str,
+        keep: Duration,
+    ) -> Result<(), LedgerError> {
+        self.with(|e, now| {
+            e.insert(
+                format!("idem:{key}"),
+                (
+                    Entry::Done(fingerprint.to_owned(), response.to_owned()),
+                    until(now, keep),
+                ),
+            )
+        });
+        Ok(())
+    }
+
+    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), LedgerError> {
+        self.with(|e, _| {
+            let key = format!("idem:{key}");
+            if matches!(e.get(&key), Some((Entry::Claimed(f), _)) if f == fingerprint) {
+                e.remove(&key);
+            }
+        });
+        Ok(())
+    }
+}

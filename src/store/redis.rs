@@ -1,0 +1,189 @@
+//! [`SharedStore`] on Redis: `{prefix}:token:{<appid>}`,
+//! `{prefix}:lock:{<name>}` and `{prefix}:idem:{<key>}`, one key per call.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use redis::{Script, Value};
+
+use super::{Idempotency, RedisConnection, SharedStore, StoredToken};
+use crate::ledger::LedgerError;
+
+static DELETE_IF_EQUAL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/delete_if_equal.lua")));
+static IDEMPOTENCY_BEGIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/idempotency_begin.lua")));
+
+pub struct RedisStore {
+    redis: RedisConnection,
+    prefix: String,
+}
+
+impl RedisStore {
+    pub fn new(redis: RedisConnection, prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}:{kind}:{{{name}}}", self.prefix)
+    }
+
+    async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, LedgerError> {
+        let reply = self
+            .redis
+            .invoke(DELETE_IF_EQUAL.key(key).arg(value))
+            .await
+            .map_err(LedgerError::from)?;
+        Ok(matches!(reply, Value::Int(1)))
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Tokens are stored as `<refresh_at>:<expires_at>:<token>`.
+fn encode_token(token: &StoredToken) -> String {
+    format!(
+        "{}:{}:{}",
+        token.refresh_at.timestamp(),
+        token.expires_at.timestamp(),
+        token.token
+    )
+}
+
+fn decode_token(raw: &str) -> Option<StoredToken> {
+    let mut parts = raw.splitn(3, ':');
+    let refresh_at = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
+    let expires_at = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
+    Some(StoredToken {
+        token: parts.next()?.to_owned(),
+        refresh_at,
+        expires_at,
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u128::from(u64::MAX)) as u64
+}
+
+#[async_trait]
+impl SharedStore for RedisStore {
+    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, LedgerError> {
+        let reply = self
+            .redis
+            .query(redis::cmd("GET").arg(self.key("token", appid)))
+            .await
+            .map_err(LedgerError::from)?;
+        Ok(text(&reply).and_then(|raw| decode_token(&raw)))
+    }
+
+    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), LedgerError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.key("token", appid))
+            .arg(encode_token(token))
+            .arg("EXAT")
+            .arg(token.expires_at.timestamp())
+            .to_owned();
+        self.redis
+            .query(&cmd)
+            .await
+            .map_err(LedgerError::from)
+            .map(|_| ())
+    }
+
+    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, LedgerError> {
+        let key = self.key("token", appid);
+        let Some(current) = self.get_token(appid).await? else {
+            return Ok(false);
+        };
+        if current.token != failed {
+            return Ok(false);
+        }
+        // Compare-and-delete on the exact stored value: a token stored by
+        // another instance in between is left alone.
+        self.delete_if_equal(key, &encode_token(&current)).await
+    }
+
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LedgerError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.key("lock", name))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .to_owned();
+        let reply = self.redis.query(&cmd).await.map_err(LedgerError::from)?;
+        Ok(matches!(reply, Value::Okay) || text(&reply).as_deref() == Some("OK"))
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), LedgerError> {
+        self.delete_if_equal(self.key("lock", name), holder)
+            .await
+            .map(|_| ())
+    }
+
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        hold: Duration,
+    ) -> Result<Idempotency, LedgerError> {
+        let reply = self
+            .redis
+            .invoke(
+                IDEMPOTENCY_BEGIN
+                    .key(self.key("idem", key))
+                    .arg(fingerprint)
+                    .arg(millis(hold)),
+            )
+            .await
+            .map_err(LedgerError::from)?;
+        let parts: Vec<String> = match &reply {
+            Value::Array(items) => items.iter().filter_map(text).collect(),
+            _ => Vec::new(),
+        };
+        match parts.as_slice() {
+            [state] if state == "new" => Ok(Idempotency::New),
+            [state] if state == "in_progress" => Ok(Idempotency::InProgress),
+            [state] if state == "mismatch" => Ok(Idempotency::Mismatch),
+            [state, response] if state == "done" => Ok(Idempotency::Done(response.clone())),
+            _ => Err(LedgerError::Corrupt(format!("idempotency reply {reply:?}"))),
+        }
+    }
+
+    async fn finish_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        response: &str,
+        keep: Duration,
+    ) -> Result<(), LedgerError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.key("idem", key))
+            .arg(format!("d:{fingerprint}:{response}"))
+            .arg("PX")
+            .arg(millis(keep))
+            .to_owned();
+        self.redis
+            .query(&cmd)
+            .await
+            .map_err(LedgerError::from)
+            .map(|_| ())
+    }
+
+    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), LedgerError> {
+        self.delete_if_equal(self.key("idem", key), &format!("p:{fingerprint}"))
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,101 @@
+//! Talking to WeChat: the HTTP client with its timeouts, the errcodes the
+//! product acts on, and one function per API it calls. What to *do* with an
+//! answer (retry, burn, refund) is decided by the callers (`send/`, `api/`).
+
+pub mod errcode;
+mod login;
+mod message;
+mod token;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+pub use login::{LoginError, WechatSession};
+pub use message::TemplateMessage;
+pub use token::{TokenError, TokenManager};
+
+use crate::config::Secret;
+
+/// Where and as whom to call WeChat.
+#[derive(Clone)]
+pub struct WechatClient {
+    http: reqwest::Client,
+    base: String,
+    appid: String,
+    secret: Secret,
+}
+
+/// A call that produced no WeChat answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Connect failure, timeout, or the connection closed mid-answer.
+    #[error("WeChat unreachable: {0}")]
+    Transport(String),
+    /// An HTTP status other than 200 (WeChat answers errors with 200).
+    #[error("WeChat answered HTTP {0}")]
+    Http(u16),
+    /// A 200 whose body is not the JSON expected.
+    #[error("WeChat answered an unreadable body: {0}")]
+    Malformed(String),
+}
+
+impl WechatClient {
+    /// `base` is `https://api.weixin.qq.com` or the simulator's
+    /// `http://<listen>/sandbox/wechat`.
+    pub fn new(base: &str, appid: &str, secret: Secret, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            appid: appid.to_owned(),
+            secret,
+        })
+    }
+
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends a request and reads a 200 JSON answer.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CallError> {
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(CallError::Http(status.as_u16()));
+        }
+        let body = response.bytes().await.map_err(transport)?;
+        serde_json::from_slice(&body).map_err(|e| CallError::Malformed(e.to_string()))
+    }
+}
+
+/// Never includes the URL: it carries the access token or the app secret.
+fn transport(err: reqwest::Error) -> CallError {
+    let what = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else {
+        "connection closed without an answer"
+    };
+    CallError::Transport(what.into())
+}

@@ -1,0 +1,254 @@
+//! access_token central control (SPEC §7): one current token per appid,
+//! shared by every instance through the [`SharedStore`].
+//!
+//! - Refreshed ahead of expiry (at 80 % of `expires_in`) by one instance at
+//!   a time, holding a lease lock; the others keep serving the current
+//!   token meanwhile. The current token is replaced, never deleted, by a
+//!   refresh.
+//! - A token WeChat rejects is invalidated only if it is still the current
+//!   one (compare-and-delete); then one fetch replaces it, however many
+//!   calls failed at once (a per-process single flight, then the fleet lock).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CallError, WechatClient, errcode};
+use crate::config::TokenMode;
+use crate::ledger::LedgerError;
+use crate::metrics::{TOKEN_FETCH_FAILURES, TOKEN_FETCHES, TOKEN_INVALIDATIONS};
+use crate::store::{SharedStore, StoredToken};
+
+/// How long a token read from the store is reused without asking again.
+const LOCAL_REUSE: Duration = Duration::from_millis(500);
+/// How long the refresh lock is held at most.
+const LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long to wait for another instance's fetch before fetching anyway.
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(3);
+/// Share of `expires_in` after which a replacement is fetched.
+const REFRESH_AT: f64 = 0.8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot get an access token: {0}")]
+    Unavailable(String),
+    /// WeChat refuses this appid/secret (40013, 40125, ...): a configuration
+    /// problem no retry fixes.
+    #[error("WeChat refuses the app credentials (errcode {0})")]
+    Refused(i64),
+}
+
+impl From<LedgerError> for TokenError {
+    fn from(err: LedgerError) -> Self {
+        TokenError::Unavailable(err.to_string())
+    }
+}
+
+impl From<CallError> for TokenError {
+    fn from(err: CallError) -> Self {
+        TokenError::Unavailable(err.to_string())
+    }
+}
+
+pub struct TokenManager {
+    client: WechatClient,
+    store: Arc<dyn SharedStore>,
+    mode: TokenMode,
+    /// This instance's name on the refresh lock.
+    holder: String,
+    local: Mutex<Option<(StoredToken, Instant)>>,
+    single_flight: tokio::sync::Mutex<()>,
+    /// The next stable_token fetch must rotate (the current one was refused).
+    force_next: AtomicBool,
+    fetches: AtomicU64,
+    fetch_failures: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    errcode: i64,
+    access_token: Option<String>,
+    expires_in: Option<i64>,
+}
+
+impl TokenManager {
+    pub fn new(client: WechatClient, store: Arc<dyn SharedStore>, mode: TokenMode) -> Self {
+        Self {
+            client,
+            store,
+            mode,
+            holder: hex::encode(rand::random::<[u8; 8]>()),
+            local: Mutex::new(None),
+            single_flight: tokio::sync::Mutex::new(()),
+            force_next: AtomicBool::new(false),
+            fetches: AtomicU64::new(0),
+            fetch_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Tokens this instance fetched from WeChat, and fetches that failed.
+    pub fn fetch_counts(&self) -> (u64, u64) {
+        (
+            self.fetches.load(Ordering::Relaxed),
+            self.fetch_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    fn lock_name(&self) -> String {
+        format!("token-refresh:{}", self.client.appid())
+    }
+
+    fn remember(&self, token: &StoredToken) {
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), Instant::now()));
+    }
+
+    fn forget(&self) {
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A token to call WeChat with.
+    pub async fn token(&self) -> Result<String, TokenError> {
+        let now = Utc::now();
+        if let Some((token, read_at)) = self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            && read_at.elapsed() < LOCAL_REUSE
+            && now < token.refresh_at
+        {
+            return Ok(token.token);
+        }
+        match self.store.get_token(self.client.appid()).await? {
+            Some(current) if now < current.refresh_at => {
+                self.remember(&current);
+                Ok(current.token)
+            }
+            Some(current) if now < current.expires_at => {
+                // Due for refresh: whoever gets the lock fetches; the rest go on
+                // with the current token, which is still valid.
+                if let Ok(true) = self
+                    .store
+                    .try_lock(&self.lock_name(), &self.holder, LOCK_TTL)
+                    .await
+                {
+                    let fetched = self.fetch_and_store().await;
+                    let _ = self.store.unlock(&self.lock_name(), &self.holder).await;
+                    if let Ok(fresh) = fetched {
+                        return Ok(fresh.token);
+                    }
+                }
+                self.remember(&current);
+                Ok(current.token)
+            }
+            _ => self.replace_missing().await,
+        }
+    }
+
+    /// Refreshes if the current token is due; for a background task.
+    pub async fn refresh_if_due(&self) -> Result<(), TokenError> {
+        self.token().await.map(|_| ())
+    }
+
+    /// No usable token: one fetch for this process, one for the fleet.
+    async fn replace_missing(&self) -> Result<String, TokenError> {
+        let _flight = self.single_flight.lock().await;
+        let started = Instant::now();
+        loop {
+            if let Some(current) = self.store.get_token(self.client.appid()).await?
+                && Utc::now() < current.expires_at
+            {
+                self.remember(&current);
+                return Ok(current.token);
+            }
+            let waited_enough = started.elapsed() >= WAIT_FOR_OTHERS;
+            if waited_enough
+                || self
+                    .store
+                    .try_lock(&self.lock_name(), &self.holder, LOCK_TTL)
+                    .await?
+            {
+                let fetched = self.fetch_and_store().await;
+                if !waited_enough {
+                    let _ = self.store.unlock(&self.lock_name(), &self.holder).await;
+                }
+                return fetched.map(|t| t.token);
+            }
+            // Another instance is fetching: its token will appear shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Called when WeChat rejected `failed` as invalid or expired.
+    pub async fn invalidate(&self, failed: &str) {
+        self.forget();
+        match self.store.invalidate_token(self.client.appid(), failed).await {
+            Ok(true) => {
+                metrics::counter!(TOKEN_INVALIDATIONS).increment(1);
+                self.force_next.store(true, Ordering::Relaxed);
+                tracing::info!("access token invalidated after WeChat rejected it");
+            }
+            Ok(false) => {} // Someone already replaced it.
+            Err(err) => tracing::warn!(error = %err, "could not invalidate the access token"),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(mode = ?self.mode))]
+    async fn fetch_and_store(&self) -> Result<StoredToken, TokenError> {
+        let result = self.fetch().await;
+        match &result {
+            Ok(_) => {
+                metrics::counter!(TOKEN_FETCHES).increment(1);
+                self.fetches.fetch_add(1, Ordering::Relaxed)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "access token fetch failed");
+                metrics::counter!(TOKEN_FETCH_FAILURES).increment(1);
+                self.fetch_failures.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        let token = result?;
+        self.store.put_token(self.client.appid(), &token).await?;
+        self.remember(&token);
+        tracing::info!(expires_at = %token.expires_at, "access token refreshed");
+        Ok(token)
+    }
+
+    async fn fetch(&self) -> Result<StoredToken, TokenError> {
+        let request = match self.mode {
+            TokenMode::Token => self.client.http().get(self.client.url("/cgi-bin/token")).query(&[
+                ("grant_type", "client_credential"),
+                ("appid", self.client.appid()),
+                ("secret", self.client.secret().expose()),
+            ]),
+            TokenMode::Stable => self
+                .client
+                .http()
+                .post(self.client.url("/cgi-bin/stable_token"))
+                .json(&json!({
+                    "grant_type": "client_credential",
+                    "appid": self.client.appid(),
+                    "secret": self.client.secret().expose(),
+                    "force_refresh": self.force_next.swap(false, Ordering::Relaxed),
+                })),
+        };
+        let fetched_at = Utc::now();
+        let answer: TokenAnswer = self.client.call(request).await?;
+        match (answer.errcode, answer.access_token, answer.expires_in) {
+            (errcode::OK, Some(token), Some(expires_in)) if expires_in > 0 && !token.is_empty() => {
+                let life = chrono::Duration::seconds(expires_in);
+                let refresh =
+                    chrono::Duration::milliseconds((expires_in as f64 * 1000.0 * REFRESH_AT) as i64);
+                Ok(StoredToken {
+                    token,
+                    refresh_at: fetched_at + refresh,
+                    expires_at: fetched_at + life,
+                })
+            }
+            (errcode::BUSY, ..) => Err(TokenError::Unavailable("WeChat busy (-1)".into())),
+            (errcode::OK, ..) => Err(TokenError::Unavailable("WeChat answered without a token".into())),
+            (code, ..) => Err(TokenError::Refused(code)),
+        }
+    }
+}
