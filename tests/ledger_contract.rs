@@ -108,6 +108,7 @@ contract!(
     inspect_changes_nothing,
     openids_are_independent,
     usage_counters_add_up,
+    folding_usage_keeps_sums,
 );
 
 async fn counts_accepted_duplicates_and_expired(s: Subject) {
@@ -560,4 +561,28 @@ async fn usage_counters_add_up(s: Subject) {
     assert_eq!(read[0].get("collected.form"), Some(&6));
     assert_eq!(read[0].get("x.form.100"), Some(&-4));
     assert!(read[1].is_empty());
+}
+
+async fn folding_usage_keeps_sums(s: Subject) {
+    let l = &*s.ledger;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
+    let fields = [
+        ("x.form.10", 2),
+        ("x.form.20", 3),
+        ("x.form.all", 1),
+        ("x.prepay.5", 6),
+        ("r.10", 1),
+        ("refunded.form", 4),
+    ];
+    let deltas = [(day, fields.iter().map(|(f, v)| (f.to_string(), *v)).collect())].into();
+    l.add_usage(&deltas).await.unwrap();
+    l.fold_usage(day, &["x.form", "x.prepay"], &["r"]).await.unwrap();
+    let read = &l.usage(&[day]).await.unwrap()[0];
+    let expected: formid_ledger::ledger::DayCounters = [
+        ("x.form.all".into(), 6),
+        ("x.prepay.all".into(), 6),
+        ("refunded.form".into(), 4),
+    ]
+    .into();
+    assert_eq!(read, &expected);
 }

@@ -1,0 +1,83 @@
+//! The OpenAPI 3.1 document of the service, generated from the handlers'
+//! annotations, served at `/openapi.json`, and the API explorer (Swagger
+//! UI, bundled in the binary) at `/docs`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::{credentials, health, messages, reports, sessions, users};
+use crate::error::ErrorBody;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "formid-ledger",
+        description = "Collects WeChat mini-program formIds and prepay_ids per user and spends the oldest valid one, exactly once, to send template messages.",
+    ),
+    paths(
+        health::healthz, health::readyz, health::metrics, document, explorer,
+        sessions::create, credentials::ingest, users::credentials, messages::send,
+        reports::summary, reports::usage,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "users", description = "Mini-program users: login and credential collection"),
+        (name = "backends", description = "Backend services, by API key"),
+        (name = "reports", description = "Usage reports"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Both bearer schemes: user session tokens and API keys.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |what: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(what))
+                    .build(),
+            )
+        };
+        components.add_security_scheme("session", bearer("User session token from POST /v1/sessions"));
+        components.add_security_scheme(
+            "api_key",
+            bearer("Backend API key from API_KEYS (scopes: collect, send, report, admin)"),
+        );
+    }
+}
+
+/// The document as served.
+pub fn document_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
+}
+
+/// The API explorer (Swagger UI).
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 308, description = "Redirect to the explorer page at /docs/")))]
+pub async fn explorer() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header(("location", "/docs/"))
+        .finish()
+}
+
+/// The explorer's page and assets under `/docs/`.
+pub fn explorer_assets() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"]))
+}

@@ -1,0 +1,107 @@
+//! A [`Ledger`] decorator that counts and times every operation and every
+//! store error for `/metrics`, whatever the store behind it.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{
+    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, NewCredential, ReserveOutcome, Settle,
+    SettleOutcome, Settled, UsageDeltas,
+};
+use crate::domain::OpenId;
+use crate::metrics::{LEDGER_DURATION, LEDGER_OPS, STORE_ERRORS, USES_SETTLED};
+
+pub struct MeteredLedger<L> {
+    inner: L,
+}
+
+impl<L: Ledger> MeteredLedger<L> {
+    pub fn new(inner: L) -> Self {
+        Self { inner }
+    }
+}
+
+async fn measured<T>(
+    op: &'static str,
+    call: impl Future<Output = Result<T, LedgerError>>,
+) -> Result<T, LedgerError> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics::histogram!(LEDGER_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(err) => {
+            let kind = match err {
+                LedgerError::Unavailable(_) => "unavailable",
+                LedgerError::Corrupt(_) => "corrupt",
+            };
+            metrics::counter!(STORE_ERRORS, "kind" => kind).increment(1);
+            "error"
+        }
+    };
+    metrics::counter!(LEDGER_OPS, "op" => op, "result" => outcome).increment(1);
+    result
+}
+
+#[async_trait]
+impl<L: Ledger> Ledger for MeteredLedger<L> {
+    async fn add(
+        &self,
+        openid: &OpenId,
+        batch: &[NewCredential],
+        now: DateTime<Utc>,
+    ) -> Result<AddOutcome, LedgerError> {
+        measured("add", self.inner.add(openid, batch, now)).await
+    }
+
+    async fn reserve(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ReserveOutcome, LedgerError> {
+        measured("reserve", self.inner.reserve(openid, lease, deadline, now)).await
+    }
+
+    async fn settle(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        how: Settle,
+        now: DateTime<Utc>,
+    ) -> Result<SettleOutcome, LedgerError> {
+        let outcome = measured("settle", self.inner.settle(openid, lease, how, now)).await?;
+        let result = match outcome.settled {
+            Settled::Spent => "spent",
+            Settled::Burned { .. } => "burned",
+            Settled::Refunded => "refunded",
+            Settled::Lapsed => "lapsed",
+            Settled::UnknownLease => "unknown_lease",
+        };
+        metrics::counter!(USES_SETTLED, "result" => result).increment(1);
+        Ok(outcome)
+    }
+
+    async fn inspect(&self, openid: &OpenId, now: DateTime<Utc>) -> Result<Holdings, LedgerError> {
+        measured("inspect", self.inner.inspect(openid, now)).await
+    }
+
+    async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
+        measured("add_usage", self.inner.add_usage(deltas)).await
+    }
+
+    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
+        measured("usage", self.inner.usage(days)).await
+    }
+
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
+        measured("fold_usage", self.inner.fold_usage(day, fold, drop)).await
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        measured("ping", self.inner.ping()).await
+    }
+}

@@ -1,0 +1,57 @@
+//! Usage reporting: counters fed by ingest, sends and ledger events,
+//! aggregated in process and flushed to the store in batches
+//! ([`UsageRecorder`]); and the report rows computed back from them.
+//!
+//! No counter key is written per request: each instance adds its tallies to
+//! one hash per day every few seconds (and on shutdown), so a report may lag
+//! other instances by at most the flush interval.
+
+mod rows;
+pub mod table;
+mod usage;
+
+pub use rows::{
+    ByKind, FOLDED, Rejections, Sends, Summary, UsageRow, foldable, summary, summary_days, usage_row,
+};
+pub use usage::{SendOutcome, UsageRecorder};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::ledger::{Ledger, LedgerError};
+
+/// Most days one usage report covers.
+pub const MAX_REPORT_DAYS: i64 = 366;
+
+/// The usage rows of `days`; days long past are folded on the way so their
+/// counters stay small.
+pub async fn usage_rows(
+    ledger: &dyn Ledger,
+    days: &[NaiveDate],
+    now: DateTime<Utc>,
+    offset: chrono::FixedOffset,
+) -> Result<Vec<UsageRow>, LedgerError> {
+    let counters = ledger.usage(days).await?;
+    let mut rows = Vec::with_capacity(days.len());
+    for (day, fields) in days.iter().zip(&counters) {
+        rows.push(usage_row(*day, fields, now, offset));
+        if foldable(*day, fields, now, offset) {
+            ledger.fold_usage(*day, &["x.form", "x.prepay"], &["r"]).await?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The live summary.
+pub async fn live_summary(
+    ledger: &dyn Ledger,
+    now: DateTime<Utc>,
+    offset: chrono::FixedOffset,
+) -> Result<Summary, LedgerError> {
+    let days = summary_days(now, offset);
+    let counters = ledger.usage(&days).await?;
+    Ok(summary(
+        &days.into_iter().zip(counters).collect::<Vec<_>>(),
+        now,
+        offset,
+    ))
+}

@@ -1,0 +1,247 @@
+//! Report rows computed from the stored counters (field names in
+//! [`super::usage`]): the usage row of a day and the live summary.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::usage::SendOutcome;
+use crate::domain::{CredentialKind, RejectReason};
+use crate::ledger::DayCounters;
+
+/// Counts split by credential kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ByKind {
+    pub form: i64,
+    pub prepay: i64,
+}
+
+impl ByKind {
+    fn from_fn(f: impl Fn(CredentialKind) -> i64) -> Self {
+        Self {
+            form: f(CredentialKind::Form),
+            prepay: f(CredentialKind::Prepay),
+        }
+    }
+
+    fn total(self) -> i64 {
+        self.form + self.prepay
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Rejections {
+    pub mock_form_id: i64,
+    pub invalid_id: i64,
+    pub expired: i64,
+    pub invalid_kind: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Sends {
+    pub sent: i64,
+    pub no_valid_credential: i64,
+    pub wechat_rejected: i64,
+    pub wechat_quota_exceeded: i64,
+    pub wechat_unavailable: i64,
+}
+
+/// One day of `GET /v1/reports/usage`. `spent`, `burned`, `refunded` and
+/// `expired_unspent` count uses (a prepay_id has three).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UsageRow {
+    #[schema(value_type = String, format = Date, example = "2026-11-23")]
+    pub date: NaiveDate,
+    pub collected: ByKind,
+    pub duplicates: i64,
+    pub rejected: Rejections,
+    /// Credentials dropped over the per-user cap.
+    pub evicted: i64,
+    pub sends: Sends,
+    /// WeChat's answers to template sends, by errcode.
+    pub wechat_errcodes: BTreeMap<String, i64>,
+    pub spent: ByKind,
+    pub burned: ByKind,
+    pub refunded: ByKind,
+    /// Uses whose expiry fell on this day, up to now, never spent.
+    pub expired_unspent: ByKind,
+}
+
+/// `GET /v1/reports/summary`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Summary {
+    /// Users who can be sent at least one message now.
+    pub users_with_credentials: i64,
+    /// Uses that can be spent now.
+    pub available_sends: ByKind,
+    /// Uses that expire within the next 24 hours.
+    pub expiring_within_24h: i64,
+}
+
+/// Days whose counters a summary needs: every instant a credential can
+/// expire at lies within validity (7 days) of now.
+pub fn summary_days(now: DateTime<Utc>, offset: FixedOffset) -> Vec<NaiveDate> {
+    let today = now.with_timezone(&offset).date_naive();
+    (0..=8)
+        .filter_map(|d| today.checked_add_signed(Duration::days(d)))
+        .collect()
+}
+
+/// The instant of second `second` of `day` in `offset`.
+fn instant(day: NaiveDate, second: u32, offset: FixedOffset) -> Option<DateTime<Utc>> {
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    offset
+        .from_local_datetime(&midnight)
+        .single()
+        .map(|t| t.with_timezone(&Utc) + Duration::seconds(i64::from(second)))
+}
+
+/// Sums the fields `<prefix>.<second>` (and a folded `<prefix>.all`, which
+/// stands for instants long past) whose instant satisfies `keep`.
+fn sum_at(
+    fields: &DayCounters,
+    day: NaiveDate,
+    offset: FixedOffset,
+    prefix: &str,
+    keep: impl Fn(DateTime<Utc>) -> bool,
+) -> i64 {
+    fields
+        .iter()
+        .filter_map(|(field, value)| {
+            let rest = field.strip_prefix(prefix)?.strip_prefix('.')?;
+            let at = if rest == FOLDED {
+                Some(DateTime::<Utc>::MIN_UTC)
+            } else {
+                instant(day, rest.parse().ok()?, offset)
+            };
+            at.filter(|at| keep(*at)).map(|_| *value)
+        })
+        .sum()
+}
+
+/// Name of the field past instants are folded into.
+pub const FOLDED: &str = "all";
+
+pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offset: FixedOffset) -> UsageRow {
+    let get = |name: &str| fields.get(name).copied().unwrap_or(0);
+    let by_kind = |prefix: &str| ByKind::from_fn(|k| get(&format!("{prefix}.{}", k.as_str())));
+    let mut wechat_errcodes: BTreeMap<String, i64> = fields
+        .iter()
+        .filter_map(|(f, v)| f.strip_prefix("errcode.").map(|code| (code.to_owned(), *v)))
+        .collect();
+    wechat_errcodes.entry("0".into()).or_insert(0);
+    let send = |o: SendOutcome| get(&format!("sends.{}", o.as_str()));
+    let reject = |r: RejectReason| get(&format!("rejected.{}", r.as_str()));
+    UsageRow {
+        date: day,
+        collected: by_kind("collected"),
+        duplicates: get("duplicates"),
+        rejected: Rejections {
+            mock_form_id: reject(RejectReason::MockFormId),
+            invalid_id: reject(RejectReason::InvalidId),
+            expired: reject(RejectReason::Expired),
+            invalid_kind: reject(RejectReason::InvalidKind),
+        },
+        evicted: get("evicted"),
+        sends: Sends {
+            sent: send(SendOutcome::Sent),
+            no_valid_credential: send(SendOutcome::NoValidCredential),
+            wechat_rejected: send(SendOutcome::WechatRejected),
+            wechat_quota_exceeded: send(SendOutcome::WechatQuotaExceeded),
+            wechat_unavailable: send(SendOutcome::WechatUnavailable),
+        },
+        wechat_errcodes,
+        spent: by_kind("spent"),
+        burned: by_kind("burned"),
+        refunded: by_kind("refunded"),
+        expired_unspent: ByKind::from_fn(|k| {
+            sum_at(fields, day, offset, &format!("x.{}", k.as_str()), |at| at <= now)
+        }),
+    }
+}
+
+/// The live summary from the counters of [`summary_days`].
+pub fn summary(days: &[(NaiveDate, DayCounters)], now: DateTime<Utc>, offset: FixedOffset) -> Summary {
+    let sum = |prefix: &str, keep: &dyn Fn(DateTime<Utc>) -> bool| -> i64 {
+        days.iter()
+            .map(|(day, fields)| sum_at(fields, *day, offset, prefix, keep))
+            .sum()
+    };
+    let live = |at: DateTime<Utc>| at > now;
+    let soon = |at: DateTime<Utc>| at > now && at <= now + Duration::hours(24);
+    let available = ByKind::from_fn(|k| sum(&format!("x.{}", k.as_str()), &live));
+    let expiring = ByKind::from_fn(|k| sum(&format!("x.{}", k.as_str()), &soon));
+    Summary {
+        users_with_credentials: sum("r", &live),
+        available_sends: available,
+        expiring_within_24h: expiring.total(),
+    }
+}
+
+/// Whether a day's per-second fields can be folded: every instant in it is
+/// long past, so only their total matters from now on.
+pub fn foldable(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offset: FixedOffset) -> bool {
+    let long_past = instant(day, 0, offset).is_some_and(|start| start + Duration::days(2) < now);
+    long_past
+        && fields
+            .keys()
+            .any(|f| (f.starts_with("x.") || f.starts_with("r.")) && !f.ends_with(FOLDED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    #[test]
+    fn expired_unspent_counts_only_instants_already_past() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let noon = instant(day, 12 * 3600, offset()).unwrap();
+        let fields: DayCounters = [
+            ("x.form.100".into(), 2),
+            ("x.form.43200".into(), 1),
+            ("x.form.43201".into(), 5),
+            ("x.prepay.all".into(), 3),
+        ]
+        .into();
+        let row = usage_row(day, &fields, noon, offset());
+        assert_eq!(row.expired_unspent, ByKind { form: 3, prepay: 3 });
+        assert_eq!(row.wechat_errcodes.get("0"), Some(&0));
+    }
+
+    #[test]
+    fn summary_counts_what_is_still_ahead() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let now = instant(day, 3600, offset()).unwrap();
+        let next = day.succ_opt().unwrap();
+        let days = vec![
+            (
+                day,
+                [
+                    ("x.form.10".into(), 4),
+                    ("x.form.7200".into(), 2),
+                    ("r.7200".into(), 1),
+                ]
+                .into(),
+            ),
+            (
+                next,
+                [
+                    ("x.prepay.7200".into(), 3),
+                    ("r.7200".into(), 1),
+                    ("r.10".into(), -1),
+                ]
+                .into(),
+            ),
+        ];
+        let s = summary(&days, now, offset());
+        assert_eq!(s.available_sends, ByKind { form: 2, prepay: 3 });
+        assert_eq!(s.expiring_within_24h, 2);
+        assert_eq!(s.users_with_credentials, 1);
+    }
+}

@@ -1,0 +1,184 @@
+//! The counters behind usage reports and where they are kept.
+//!
+//! Every counter is a field of the hash of one report day (days in the
+//! configured UTC offset):
+//! - on the day something happened: `collected.<kind>`, `duplicates`,
+//!   `rejected.<reason>`, `evicted`, `sends.<outcome>`, `errcode.<n>`,
+//!   `spent.<kind>`, `burned.<kind>`, `refunded.<kind>` (uses);
+//! - on the day of an instant: `x.<kind>.<second of day>` adds a
+//!   credential's uses at its expiry and takes away those spent, burned or
+//!   evicted, so the sum up to an instant is what expired unspent, and the
+//!   sum after it is what is still available; `r.<second of day>` does the
+//!   same for the last instant each user can be reached.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
+
+use crate::ledger::{Ledger, LedgerError, LedgerEvent, UsageDeltas};
+
+/// How a `POST /v1/messages` ended, as reports count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent,
+    NoValidCredential,
+    WechatRejected,
+    WechatQuotaExceeded,
+    WechatUnavailable,
+}
+
+impl SendOutcome {
+    pub const ALL: [SendOutcome; 5] = [
+        SendOutcome::Sent,
+        SendOutcome::NoValidCredential,
+        SendOutcome::WechatRejected,
+        SendOutcome::WechatQuotaExceeded,
+        SendOutcome::WechatUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::NoValidCredential => "no_valid_credential",
+            SendOutcome::WechatRejected => "wechat_rejected",
+            SendOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
+            SendOutcome::WechatUnavailable => "wechat_unavailable",
+        }
+    }
+}
+
+/// Collects counter deltas and writes them to the store in batches.
+pub struct UsageRecorder {
+    ledger: Arc<dyn Ledger>,
+    offset: FixedOffset,
+    pending: Mutex<UsageDeltas>,
+}
+
+impl UsageRecorder {
+    pub fn new(ledger: Arc<dyn Ledger>, offset: FixedOffset) -> Self {
+        Self {
+            ledger,
+            offset,
+            pending: Mutex::default(),
+        }
+    }
+
+    pub fn offset(&self) -> FixedOffset {
+        self.offset
+    }
+
+    /// The report day and second of day of an instant.
+    pub fn day_of(&self, at: DateTime<Utc>) -> (NaiveDate, u32) {
+        let local = at.with_timezone(&self.offset);
+        (local.date_naive(), local.num_seconds_from_midnight())
+    }
+
+    fn add(&self, deltas: impl IntoIterator<Item = (NaiveDate, String, i64)>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (day, field, delta) in deltas {
+            if delta != 0 {
+                *pending.entry(day).or_default().entry(field).or_default() += delta;
+            }
+        }
+    }
+
+    /// Counts a happening on the day of `now`.
+    pub fn count(&self, now: DateTime<Utc>, field: &str, n: i64) {
+        let (day, _) = self.day_of(now);
+        self.add([(day, field.to_owned(), n)]);
+    }
+
+    pub fn send(&self, now: DateTime<Utc>, outcome: SendOutcome) {
+        self.count(now, &format!("sends.{}", outcome.as_str()), 1);
+    }
+
+    pub fn wechat_errcode(&self, now: DateTime<Utc>, errcode: i64) {
+        self.count(now, &format!("errcode.{errcode}"), 1);
+    }
+
+    /// Turns ledger events into counter deltas.
+    pub fn ledger_events(&self, now: DateTime<Utc>, events: &[LedgerEvent]) {
+        let (today, _) = self.day_of(now);
+        let mut deltas = Vec::new();
+        let mut at_instant = |field: &str, at: DateTime<Utc>, n: i64| {
+            let (day, second) = self.day_of(at);
+            deltas.push((day, format!("{field}.{second}"), n));
+        };
+        let mut on_today = Vec::new();
+        for event in events {
+            match *event {
+                LedgerEvent::Collected {
+                    kind,
+                    uses,
+                    expires_at,
+                } => {
+                    on_today.push((format!("collected.{kind}"), 1));
+                    at_instant(&format!("x.{kind}"), expires_at, i64::from(uses));
+                }
+                LedgerEvent::Spent { kind, expires_at } => {
+                    on_today.push((format!("spent.{kind}"), 1));
+                    at_instant(&format!("x.{kind}"), expires_at, -1);
+                }
+                LedgerEvent::Burned {
+                    kind,
+                    uses,
+                    expires_at,
+                } => {
+                    on_today.push((format!("burned.{kind}"), i64::from(uses)));
+                    at_instant(&format!("x.{kind}"), expires_at, -i64::from(uses));
+                }
+                LedgerEvent::Refunded { kind, .. } => on_today.push((format!("refunded.{kind}"), 1)),
+                LedgerEvent::Evicted {
+                    kind,
+                    uses,
+                    expires_at,
+                } => {
+                    on_today.push(("evicted".to_owned(), 1));
+                    at_instant(&format!("x.{kind}"), expires_at, -i64::from(uses));
+                }
+                LedgerEvent::Reach { from, to } => {
+                    if let Some(from) = from {
+                        at_instant("r", from, -1);
+                    }
+                    if let Some(to) = to {
+                        at_instant("r", to, 1);
+                    }
+                }
+            }
+        }
+        deltas.extend(on_today.into_iter().map(|(field, n)| (today, field, n)));
+        self.add(deltas);
+    }
+
+    /// Writes what has accumulated. On failure the deltas are kept for the
+    /// next flush, so a Redis outage delays counts but does not lose them.
+    pub async fn flush(&self) -> Result<(), LedgerError> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(err) = self.ledger.add_usage(&batch).await {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for (day, fields) in batch {
+                let stored = pending.entry(day).or_default();
+                for (field, delta) in fields {
+                    *stored.entry(field).or_default() += delta;
+                }
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Flushes every `every` until the task is dropped.
+    pub async fn flush_periodically(self: Arc<Self>, every: std::time::Duration) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = self.flush().await {
+                tracing::warn!(error = %err, "usage counters not flushed; will retry");
+            }
+        }
+    }
+}
