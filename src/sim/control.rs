@@ -38,8 +38,13 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// Bodies are JSON whatever their `Content-Type` (as for the service, so
+/// plain `curl -d` works).
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().error_handler(|err, _req| ControlError::invalid(err.to_string()).into())
+    web::JsonConfig::default()
+        .content_type(|_| true)
+        .content_type_required(false)
+        .error_handler(|err, _req| ControlError::invalid(err.to_string()).into())
 }
 
 pub fn query_config() -> web::QueryConfig {

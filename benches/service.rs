@@ -1,0 +1,277 @@
+//! `scripts/bench`: the SPEC §9 targets, measured in one run on this
+//! machine with a real redis-server, the service and the simulator, and
+//! printed as a table of rates and ratios (ratios are what to compare:
+//! absolute rates depend on the machine and what else it is doing).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+use formid_ledger::ledger::{LeaseId, Ledger, LedgerLimits, NewCredential, RedisLedger, RedisTarget, Settle};
+use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
+use serde_json::json;
+use support::RedisServer;
+use support::app::{COLLECT_KEY, SEND_KEY, Store, TestApp, start_sim};
+
+const CONCURRENCY: usize = 32;
+const PHASE: Duration = Duration::from_secs(4);
+/// Distinct users the load cycles through: books stay small (10-20
+/// credentials), as they are for real users.
+const USERS: usize = 4_000;
+/// Users holding credentials for the send phases, 20 formIds each: more
+/// uses than a phase can spend.
+const SPENDERS: usize = 2_000;
+
+/// `BENCH_ONLY=ingest|send|memory` runs one group (e.g. under a profiler).
+fn wanted(group: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
+}
+
+fn random_form_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn batch_of_ten(now: chrono::DateTime<Utc>) -> Vec<NewCredential> {
+    (0..10)
+        .map(|_| NewCredential {
+            kind: CredentialKind::Form,
+            id: CredentialId::parse(&random_form_id()).unwrap(),
+            expires_at: now + chrono::Duration::days(6),
+        })
+        .collect()
+}
+
+/// Runs `op` from CONCURRENCY tasks for PHASE; returns successful ops per second.
+async fn rate<F, Fut>(op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|task| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut n = task;
+                while started.elapsed() < PHASE {
+                    if op(n).await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += CONCURRENCY;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn users(prefix: &str) -> Vec<OpenId> {
+    (0..USERS)
+        .map(|n| OpenId::parse(&format!("{prefix}{n:04}")).unwrap())
+        .collect()
+}
+
+/// On a server of its own: other phases' keys would move the figure.
+async fn memory_per_credential() -> f64 {
+    let redis = RedisServer::start();
+    let ledger = RedisLedger::new(RedisTarget::Single(redis.url()), "mem", LedgerLimits::default());
+    let mut client = redis.client();
+    let used = |c: &mut redis::Connection| -> i64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = used(&mut client);
+    let now = Utc::now();
+    for n in 0..5_000 {
+        let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
+        ledger.add(&user, &batch_of_ten(now), now).await.unwrap();
+    }
+    (used(&mut client) - before) as f64 / 50_000.0
+}
+
+/// Adds of 10 formIds: the script called directly, then through HTTP with
+/// user session tokens.
+async fn ingest(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
+    let users = Arc::new(users("oDirect"));
+    let direct = {
+        let (ledger, users) = (ledger.clone(), users.clone());
+        rate(move |n| {
+            let (ledger, user) = (ledger.clone(), users[n % USERS].clone());
+            async move {
+                let now = Utc::now();
+                ledger.add(&user, &batch_of_ten(now), now).await.is_ok()
+            }
+        })
+        .await
+    };
+    // As many users as the direct phase, so books grow alike.
+    let mut tokens = Vec::with_capacity(USERS);
+    for n in 0..USERS {
+        tokens.push(app.login(&format!("oHttp{n:04}")).await);
+    }
+    let tokens = Arc::new(tokens);
+    let http = {
+        let (app, tokens) = (app.clone(), tokens.clone());
+        rate(move |n| {
+            let (app, tokens) = (app.clone(), tokens.clone());
+            async move {
+                let ids: Vec<String> = (0..10).map(|_| random_form_id()).collect();
+                app.post(
+                    "/v1/credentials",
+                    Some(&tokens[n % tokens.len()]),
+                    json!({ "form_ids": ids }),
+                )
+                .await
+                .0 == 200
+            }
+        })
+        .await
+    };
+    (direct, http)
+}
+
+/// Spending one use: reserve + commit called directly, then
+/// `POST /v1/messages` through the simulator.
+async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
+    let users: Arc<Vec<OpenId>> = Arc::new(users("oSpend").into_iter().take(SPENDERS).collect());
+    for user in users.iter() {
+        let now = Utc::now();
+        for _ in 0..2 {
+            ledger.add(user, &batch_of_ten(now), now).await.unwrap();
+        }
+    }
+    let direct = {
+        let (ledger, users) = (ledger.clone(), users.clone());
+        rate(move |n| {
+            let (ledger, user) = (ledger.clone(), users[n % SPENDERS].clone());
+            async move {
+                let now = Utc::now();
+                let lease = LeaseId::random();
+                let reserved = ledger
+                    .reserve(&user, lease, now + chrono::Duration::seconds(30), now)
+                    .await;
+                matches!(reserved, Ok(r) if r.reservation.is_some())
+                    && ledger.settle(&user, lease, Settle::Commit, now).await.is_ok()
+            }
+        })
+        .await
+    };
+    for n in 0..SPENDERS {
+        let user = format!("oSend{n:04}");
+        let ids = app.sim.form_ids(&user, 20, None).await;
+        let body = json!({"openid": user, "form_ids": ids});
+        assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
+    }
+    let through_sim = {
+        let app = app.clone();
+        rate(move |n| {
+            let app = app.clone();
+            async move {
+                let body = json!({
+                    "touser": format!("oSend{:04}", n % SPENDERS),
+                    "template_id": BUILTIN_TEMPLATES[0],
+                    "data": {"keyword1": {"value": "bench"}},
+                });
+                app.post("/v1/messages", Some(SEND_KEY), body).await.0 == 200
+            }
+        })
+        .await
+    };
+    (direct, through_sim)
+}
+
+fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
+    let rate = rate.map_or("-".into(), |r| format!("{r:.0} /s"));
+    let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
+    println!("| {measure:<44} | {rate:>10} | {ratio:>5} | {target:<7} |");
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` only builds
+    // and starts this, and a debug build measures nothing worth printing.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmarks run with scripts/bench");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let redis = RedisServer::start();
+        let sim = start_sim(SimConfig::default());
+        let app = Arc::new(
+            TestApp::spawn_with(Store::Redis(&redis), |c| {
+                TestApp::on_simulator(&sim, c);
+                c.redis_key_prefix = "bench".into();
+            })
+            .await,
+        );
+        let ledger = Arc::new(RedisLedger::new(
+            RedisTarget::Single(redis.url()),
+            "direct",
+            LedgerLimits::default(),
+        ));
+
+        let ingest = if wanted("ingest") {
+            Some(ingest(&app, &ledger).await)
+        } else {
+            None
+        };
+        let send = if wanted("send") {
+            Some(send(&app, &ledger).await)
+        } else {
+            None
+        };
+        let bytes = if wanted("memory") {
+            Some(memory_per_credential().await)
+        } else {
+            None
+        };
+
+        println!();
+        println!(
+            "formid-ledger benchmark: {CONCURRENCY} concurrent clients, {}s a phase, one machine",
+            PHASE.as_secs()
+        );
+        println!();
+        println!("| {:<44} | {:>10} | ratio | target  |", "measure", "rate");
+        println!("|{}|{}|-------|---------|", "-".repeat(46), "-".repeat(12));
+        row("add script, 10 formIds, direct", ingest.map(|i| i.0), None, "");
+        row(
+            "POST /v1/credentials, 10 formIds, user token",
+            ingest.map(|i| i.1),
+            ingest.map(|i| i.1 / i.0),
+            ">= 0.50",
+        );
+        row("reserve + commit scripts, direct", send.map(|s| s.0), None, "");
+        row(
+            "POST /v1/messages through the simulator",
+            send.map(|s| s.1),
+            send.map(|s| s.1 / s.0),
+            ">= 0.30",
+        );
+        let memory = bytes.map_or("-".into(), |b| format!("{b:.1} B"));
+        println!(
+            "| {:<44} | {memory:>10} |       | <= 48 B |",
+            "Redis memory per credential, 10 per openid"
+        );
+        println!();
+    });
+}
