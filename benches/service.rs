@@ -81,29 +81,6 @@ fn users(prefix: &str) -> Vec<OpenId> {
         .collect()
 }
 
-/// On a server of its own: other phases' keys would move the figure.
-async fn memory_per_credential() -> f64 {
-    let redis = RedisServer::start();
-    let ledger = RedisLedger::new(RedisTarget::Single(redis.url()), "mem", LedgerLimits::default());
-    let mut client = redis.client();
-    let used = |c: &mut redis::Connection| -> i64 {
-        let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let before = used(&mut client);
-    let now = Utc::now();
-    for n in 0..5_000 {
-        let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
-        ledger.add(&user, &batch_of_ten(now), now).await.unwrap();
-    }
-    (used(&mut client) - before) as f64 / 50_000.0
-}
-
 /// Adds of 10 formIds: the script called directly, then through HTTP with
 /// user session tokens.
 async fn ingest(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
@@ -240,7 +217,7 @@ fn main() {
             None
         };
         let bytes = if wanted("memory") {
-            Some(memory_per_credential().await)
+            Some(support::memory_per_credential(&RedisServer::start()).await)
         } else {
             None
         };

@@ -130,7 +130,6 @@ impl Application {
             wechat,
             usage: usage.clone(),
             shared,
-            tokens: tokens.clone(),
             sender,
             mode: Mode { store, sandbox },
         });

@@ -493,15 +493,7 @@ async fn redis_going_away_and_coming_back() {
     assert_eq!(app.get("/healthz", None).await.0, 200, "the process stays up");
 
     server.restart();
-    let mut ready = false;
-    for _ in 0..50 {
-        if app.get("/readyz", None).await.0 == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "ready again once Redis is back");
+    assert!(app.eventually_ready().await, "ready again once Redis is back");
     let (status, body) = app
         .post(
             "/v1/credentials",
@@ -523,15 +515,7 @@ async fn a_store_down_at_start_up_is_reported_until_it_answers() {
     .await;
     assert_eq!(app.get("/readyz", None).await.0, 503);
     let _server = RedisServer::start_on(port);
-    let mut ready = false;
-    for _ in 0..50 {
-        if app.get("/readyz", None).await.0 == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready);
+    assert!(app.eventually_ready().await);
 }
 
 #[tokio::test]

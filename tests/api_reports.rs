@@ -379,3 +379,39 @@ async fn the_report_command_prints_the_table_from_redis() {
         "the embedded ledger cannot be read from outside"
     );
 }
+
+/// Counters not yet flushed are written when the service is stopped with
+/// SIGTERM: nothing counted is lost on a clean shutdown.
+#[tokio::test]
+async fn sigterm_flushes_the_counters() {
+    let redis = RedisServer::start();
+    let sim = support::app::start_sim(formid_ledger::sim::SimConfig::default());
+    let prefix = support::unique_prefix("sigterm");
+    // An hour between flushes: only the shutdown flush can write them.
+    let mut service =
+        support::process::ServiceProcess::start(&redis, &prefix, &sim, &[("USAGE_FLUSH_SECS", "3600")]).await;
+    let forms = sim.form_ids("oTerm", 3, None).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/credentials", service.base))
+        .bearer_auth(COLLECT_KEY)
+        .json(&json!({"openid": "oTerm", "form_ids": forms}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(service.terminate(), "the service exits cleanly on SIGTERM");
+
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_formid-ledger"))
+        .args(["report", "--json", "--from", &day(-1), "--to", &day(1)])
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_KEY_PREFIX", &prefix)
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let parsed: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(total(parsed["days"].as_array().unwrap())["collected"]["form"], 3);
+}

@@ -445,3 +445,84 @@ async fn rotating_tokens_are_shared_by_the_fleet() {
         "{fetches} fetches in {cycles:.1} cycles"
     );
 }
+
+/// `WECHAT_TOKEN_MODE=stable`: tokens come from /cgi-bin/stable_token, and a
+/// rejected one is replaced with force_refresh.
+#[tokio::test]
+async fn stable_tokens_are_used_and_force_refreshed_after_a_rejection() {
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Memory, |c| {
+        TestApp::on_simulator(&sim, c);
+        c.wechat_token_mode = formid_ledger::config::TokenMode::Stable;
+    })
+    .await;
+    let ids = sim.form_ids("oStable", 2, None).await;
+    collect(
+        &app,
+        "oStable",
+        json!([{"kind": "form", "id": ids[0]}, {"kind": "form", "id": ids[1]}]),
+    )
+    .await;
+    assert_eq!(send(&app, "oStable").await.0, 200);
+    let fetches = sim.stats().await["token_fetches"].as_u64().unwrap();
+    // A plain stable_token call would return the same token; after 40001 the
+    // service forces a new one and the retry goes through.
+    sim.fault(json!({"errcode": 40001, "count": 1})).await;
+    let (status, body) = send(&app, "oStable").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["attempts"], 2);
+    assert_eq!(sim.stats().await["token_fetches"].as_u64().unwrap(), fetches + 1);
+}
+
+/// The whole service on a 3-node Redis Cluster: ledger books, the shared
+/// token, idempotency records and report counters all live in their own
+/// slots, one key per command.
+#[tokio::test]
+async fn the_service_runs_on_a_redis_cluster() {
+    let cluster = support::RedisCluster::start(3);
+    let nodes = cluster.nodes();
+    let app = TestApp::spawn_with(Store::Memory, |c| c.redis_cluster_nodes = nodes).await;
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!((status, ready["store"].as_str()), (200, Some("redis-cluster")));
+    for n in 0..12 {
+        let user = format!("oCluster{n}");
+        let ids = app.sim.form_ids(&user, 2, None).await;
+        collect(
+            &app,
+            &user,
+            json!([{"kind": "form", "id": ids[0]}, {"kind": "form", "id": ids[1]}]),
+        )
+        .await;
+        let req = app
+            .http
+            .post(app.url("/v1/messages"))
+            .bearer_auth(SEND_KEY)
+            .header("idempotency-key", format!("cluster-{n}"))
+            .json(&message(&user));
+        let first = req.try_clone().unwrap().send().await.unwrap();
+        assert_eq!(first.status(), 200);
+        let replay = req.send().await.unwrap();
+        assert_eq!(
+            (
+                replay.status().as_u16(),
+                replay.headers().contains_key("idempotency-replayed")
+            ),
+            (200, true)
+        );
+        assert_eq!(app.available(&user).await, 1);
+    }
+    let (status, report) = app.get("/v1/reports/usage", Some(support::app::REPORT_KEY)).await;
+    assert_eq!(status, 200, "{report}");
+    let (status, summary) = app
+        .get("/v1/reports/summary", Some(support::app::REPORT_KEY))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(summary["available_sends"]["form"], 12);
+    assert_eq!(summary["users_with_credentials"], 12);
+    let keys: u64 = cluster
+        .servers()
+        .iter()
+        .map(|s| redis::cmd("DBSIZE").query::<u64>(&mut s.client()).unwrap())
+        .sum();
+    assert!(keys >= 12, "books, token, idempotency and counter keys: {keys}");
+}

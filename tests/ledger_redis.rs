@@ -243,37 +243,7 @@ async fn a_server_down_at_start_up_is_connected_later() {
 #[tokio::test]
 async fn ten_form_ids_per_openid_cost_at_most_48_bytes_each() {
     let server = RedisServer::start();
-    let ledger = single(&server, "fl");
-    let mut client = server.client();
-    let used = |c: &mut redis::Connection| -> i64 {
-        let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let t = now();
-    let users = 5_000;
-    let before = used(&mut client);
-    for n in 0..users {
-        // 28-character openids, like WeChat's.
-        let u = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
-        let batch: Vec<NewCredential> = (0..10u32)
-            .map(|i| NewCredential {
-                kind: CredentialKind::Form,
-                id: CredentialId::parse(&format!(
-                    "{:032x}",
-                    (u128::from(n as u32) << 32) | u128::from(i) | (0xabcd << 80)
-                ))
-                .unwrap(),
-                expires_at: t + Duration::days(6) + Duration::seconds(i.into()),
-            })
-            .collect();
-        ledger.add(&u, &batch, t).await.unwrap();
-    }
-    let per_credential = (used(&mut client) - before) as f64 / f64::from(users * 10);
+    let per_credential = support::memory_per_credential(&server).await;
     println!("redis memory per credential at 10 formIds/openid: {per_credential:.1} bytes");
     assert!(per_credential <= 48.0, "{per_credential:.1} bytes per credential");
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -13,70 +12,11 @@ use formid_ledger::ledger::{LeaseId, Ledger, LedgerLimits, RedisLedger, RedisTar
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
 use serde_json::{Value, json};
 use support::RedisServer;
-use support::app::{ADMIN_KEY, COLLECT_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim};
+use support::app::{COLLECT_KEY, REPORT_KEY, SEND_KEY, Store, TestApp, start_sim};
+use support::process::ServiceProcess;
 
 fn message(touser: &str) -> Value {
     json!({"touser": touser, "template_id": BUILTIN_TEMPLATES[0], "data": {"k": {"value": "v"}}})
-}
-
-/// The real binary, as a separate process, on the given Redis and simulator.
-struct ServiceProcess {
-    child: Child,
-    base: String,
-}
-
-impl ServiceProcess {
-    async fn start(redis: &RedisServer, prefix: &str, sim: &SimClient, lease_secs: u32) -> Self {
-        let port = support::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_formid-ledger"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("LISTEN", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", redis.url())
-            .env("REDIS_KEY_PREFIX", prefix)
-            .env("WECHAT_APPID", "wxsandbox")
-            .env("WECHAT_SECRET", "sandbox-secret")
-            .env("WECHAT_API_BASE", format!("{}/sandbox/wechat", sim.base))
-            .env("SESSION_SECRET", "test-session-secret-0123456789")
-            .env(
-                "API_KEYS",
-                format!("admin:{ADMIN_KEY}:admin,sender:{SEND_KEY}:send"),
-            )
-            .env("SEND_LEASE_SECS", lease_secs.to_string())
-            .env("SEND_BUDGET_MS", "2000")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the formid-ledger binary starts");
-        // Owned from here on: dropped (killed and reaped) whatever happens.
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if http
-                .get(format!("{}/readyz", process.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the service process did not become ready");
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn holdings(app: &TestApp, openid: &str) -> (u64, u64) {
@@ -111,7 +51,13 @@ async fn a_use_reserved_by_a_killed_instance_comes_back_at_its_deadline() {
         .await;
     assert_eq!(status, 200);
 
-    let mut victim = ServiceProcess::start(&redis, &prefix, &sim, 3).await;
+    let mut victim = ServiceProcess::start(
+        &redis,
+        &prefix,
+        &sim,
+        &[("SEND_LEASE_SECS", "3"), ("SEND_BUDGET_MS", "2000")],
+    )
+    .await;
     // The send will hang in WeChat; the process dies while it waits.
     sim.fault(json!({"delay_ms": 30000, "count": 1})).await;
     let url = format!("{}/v1/messages", victim.base);
@@ -133,8 +79,7 @@ async fn a_use_reserved_by_a_killed_instance_comes_back_at_its_deadline() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(leased, "the victim reserved a use");
-    victim.child.kill().unwrap(); // SIGKILL: no shutdown, no settle.
-    victim.child.wait().unwrap();
+    victim.kill(); // SIGKILL: no shutdown, no settle.
     assert!(
         in_flight.await.unwrap().is_err(),
         "the caller saw the process die"

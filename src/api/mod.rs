@@ -27,7 +27,7 @@ use crate::ledger::Ledger;
 use crate::report::UsageRecorder;
 use crate::send::Sender;
 use crate::store::SharedStore;
-use crate::wechat::{TokenManager, WechatClient};
+use crate::wechat::WechatClient;
 
 pub use reports::report_days;
 
@@ -47,7 +47,6 @@ pub struct AppState {
     pub wechat: WechatClient,
     pub usage: Arc<UsageRecorder>,
     pub shared: Arc<dyn SharedStore>,
-    pub tokens: Arc<TokenManager>,
     pub sender: Sender,
     pub mode: Mode,
 }

@@ -45,12 +45,7 @@ pub async fn create(
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = body.code.trim();
-    let plausible = !code.is_empty()
-        && code.len() <= 128
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !plausible {
+    if !crate::domain::is_identifier(code, 128) {
         return Err(invalid_code());
     }
     let session = state

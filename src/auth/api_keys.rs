@@ -83,12 +83,7 @@ impl ApiKeys {
             let (Some(name), Some(secret), Some(scopes)) = (parts.next(), parts.next(), parts.next()) else {
                 return Err(InvalidApiKeys::Shape(at));
             };
-            let name_ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !name_ok {
+            if !crate::domain::is_identifier(name, 64) {
                 return Err(InvalidApiKeys::Name(at));
             }
             if secret.len() < MIN_SECRET_LEN

@@ -24,8 +24,6 @@ pub enum CredentialKind {
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 2] = [CredentialKind::Form, CredentialKind::Prepay];
-
     /// How many template messages one credential of this kind pays for.
     pub fn uses(self) -> u8 {
         match self {
@@ -77,11 +75,7 @@ impl CredentialId {
         if is_mock(raw) {
             return Err(IdRejection::MockFormId);
         }
-        let well_formed = !raw.is_empty()
-            && raw.len() <= MAX_ID_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let well_formed = super::is_identifier(raw, MAX_ID_LEN);
         if well_formed {
             Ok(Self(raw.to_owned()))
         } else {

@@ -20,11 +20,7 @@ pub struct InvalidOpenId;
 
 impl OpenId {
     pub fn parse(raw: &str) -> Result<Self, InvalidOpenId> {
-        let well_formed = !raw.is_empty()
-            && raw.len() <= MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let well_formed = super::is_identifier(raw, MAX_LEN);
         if well_formed {
             Ok(Self(raw.to_owned()))
         } else {

@@ -13,11 +13,7 @@ pub struct InvalidTemplateId;
 
 impl TemplateId {
     pub fn parse(raw: &str) -> Result<Self, InvalidTemplateId> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 128
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = super::is_identifier(raw, 128);
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

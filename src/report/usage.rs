@@ -28,14 +28,6 @@ pub enum SendOutcome {
 }
 
 impl SendOutcome {
-    pub const ALL: [SendOutcome; 5] = [
-        SendOutcome::Sent,
-        SendOutcome::NoValidCredential,
-        SendOutcome::WechatRejected,
-        SendOutcome::WechatQuotaExceeded,
-        SendOutcome::WechatUnavailable,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             SendOutcome::Sent => "sent",

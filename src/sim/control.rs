@@ -11,10 +11,9 @@ use serde_json::json;
 use super::Simulator;
 use super::errors::ControlError;
 use super::faults::FaultRequest;
-use crate::domain::OpenId;
+use crate::domain::{OpenId, TemplateId};
 
 const MAX_FORM_IDS: u32 = 1000;
-const MAX_TEMPLATE_ID_LEN: usize = 128;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/login-codes").route(web::post().to(login_code)))
@@ -183,15 +182,10 @@ async fn register_template(
     body: web::Json<TemplateRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let id = body.into_inner().template_id;
-    let well_formed = !id.is_empty()
-        && id.len() <= MAX_TEMPLATE_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !well_formed {
-        return Err(ControlError::invalid(format!(
-            "template_id must be 1 to {MAX_TEMPLATE_ID_LEN} characters of A-Z, a-z, 0-9, '_' or '-'"
-        )));
+    if TemplateId::parse(&id).is_err() {
+        return Err(ControlError::invalid(
+            crate::domain::InvalidTemplateId.to_string(),
+        ));
     }
     sim.lock().register_template(id.clone());
     Ok(HttpResponse::Ok().json(json!({ "template_id": id })))

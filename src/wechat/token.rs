@@ -9,7 +9,7 @@
 //!   one (compare-and-delete); then one fetch replaces it, however many
 //!   calls failed at once (a per-process single flight, then the fleet lock).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,8 +64,6 @@ pub struct TokenManager {
     single_flight: tokio::sync::Mutex<()>,
     /// The next stable_token fetch must rotate (the current one was refused).
     force_next: AtomicBool,
-    fetches: AtomicU64,
-    fetch_failures: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -86,17 +84,7 @@ impl TokenManager {
             local: Mutex::new(None),
             single_flight: tokio::sync::Mutex::new(()),
             force_next: AtomicBool::new(false),
-            fetches: AtomicU64::new(0),
-            fetch_failures: AtomicU64::new(0),
         }
-    }
-
-    /// Tokens this instance fetched from WeChat, and fetches that failed.
-    pub fn fetch_counts(&self) -> (u64, u64) {
-        (
-            self.fetches.load(Ordering::Relaxed),
-            self.fetch_failures.load(Ordering::Relaxed),
-        )
     }
 
     fn lock_name(&self) -> String {
@@ -198,16 +186,12 @@ impl TokenManager {
     async fn fetch_and_store(&self) -> Result<StoredToken, TokenError> {
         let result = self.fetch().await;
         match &result {
-            Ok(_) => {
-                metrics::counter!(TOKEN_FETCHES).increment(1);
-                self.fetches.fetch_add(1, Ordering::Relaxed)
-            }
+            Ok(_) => metrics::counter!(TOKEN_FETCHES).increment(1),
             Err(err) => {
                 tracing::warn!(error = %err, "access token fetch failed");
                 metrics::counter!(TOKEN_FETCH_FAILURES).increment(1);
-                self.fetch_failures.fetch_add(1, Ordering::Relaxed)
             }
-        };
+        }
         let token = result?;
         self.store.put_token(self.client.appid(), &token).await?;
         self.remember(&token);

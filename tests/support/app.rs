@@ -177,6 +177,17 @@ impl TestApp {
         app
     }
 
+    /// Polls `/readyz` for up to 5 s.
+    pub async fn eventually_ready(&self) -> bool {
+        for _ in 0..50 {
+            if self.get("/readyz", None).await.0 == 200 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// The service fetches its access token at start-up; faults a test
     /// injects must not hit that fetch.
     async fn wait_for_first_token(&self) {

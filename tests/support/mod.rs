@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod process;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -128,6 +129,18 @@ impl RedisServer {
         self.dir.path().to_path_buf()
     }
 
+    /// `used_memory` from INFO, in bytes.
+    pub fn used_memory(&self) -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut self.client())
+            .expect("INFO memory");
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory in INFO")
+    }
+
     /// SIGKILL: no shutdown save, no goodbye to clients.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -175,6 +188,29 @@ fn ping(addr: SocketAddr) -> bool {
     stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// Redis memory per stored credential when 5,000 openids (28 characters,
+/// like WeChat's) hold 10 formIds (32 hex) each, on a server of its own.
+pub async fn memory_per_credential(server: &RedisServer) -> f64 {
+    use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+    use formid_ledger::ledger::{Ledger, LedgerLimits, NewCredential, RedisLedger, RedisTarget};
+    const USERS: u32 = 5_000;
+    let ledger = RedisLedger::new(RedisTarget::Single(server.url()), "fl", LedgerLimits::default());
+    let now = chrono::Utc::now();
+    let before = server.used_memory();
+    for n in 0..USERS {
+        let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
+        let batch: Vec<NewCredential> = (0..10u32)
+            .map(|i| NewCredential {
+                kind: CredentialKind::Form,
+                id: CredentialId::parse(&format!("{:032x}", rand::random::<u128>())).unwrap(),
+                expires_at: now + chrono::Duration::days(6) + chrono::Duration::seconds(i.into()),
+            })
+            .collect();
+        ledger.add(&user, &batch, now).await.unwrap();
+    }
+    (server.used_memory() - before) as f64 / f64::from(USERS * 10)
+}
+
 /// A key prefix no other test uses.
 pub fn unique_prefix(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -194,7 +230,9 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..masters).map(|_| RedisServer::start_cluster_node()).collect();
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::start_with(Persistence::Cluster))
+            .collect();
         let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
         let status = Command::new(cli)
@@ -240,29 +278,6 @@ impl RedisCluster {
 
     pub fn servers(&self) -> &[RedisServer] {
         &self.nodes
-    }
-}
-
-impl RedisServer {
-    fn start_cluster_node() -> Self {
-        let mut dir = tempfile::Builder::new()
-            .prefix("fl-cluster-")
-            .tempdir()
-            .expect("temp dir");
-        for _ in 0..10 {
-            let port = free_port();
-            let mut server = Self {
-                child: None,
-                port,
-                dir,
-                persistence: Persistence::Cluster,
-            };
-            if server.spawn() {
-                return server;
-            }
-            dir = server.take_dir();
-        }
-        panic!("could not start a cluster node");
     }
 }
 

@@ -1,0 +1,83 @@
+//! The real `formid-ledger` binary as a separate process, for what only a
+//! process can show: being killed, or stopped by a signal.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::RedisServer;
+use super::app::{ADMIN_KEY, COLLECT_KEY, SEND_KEY, SimClient};
+
+pub struct ServiceProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl ServiceProcess {
+    /// Starts the service on a free port, on `redis` under `prefix` and the
+    /// simulator `sim`, with `env` added; returns once it is ready.
+    pub async fn start(redis: &RedisServer, prefix: &str, sim: &SimClient, env: &[(&str, &str)]) -> Self {
+        let port = super::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_formid-ledger"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LISTEN", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", redis.url())
+            .env("REDIS_KEY_PREFIX", prefix)
+            .env("WECHAT_APPID", "wxsandbox")
+            .env("WECHAT_SECRET", "sandbox-secret")
+            .env("WECHAT_API_BASE", format!("{}/sandbox/wechat", sim.base))
+            .env("SESSION_SECRET", "test-session-secret-0123456789")
+            .env(
+                "API_KEYS",
+                format!("admin:{ADMIN_KEY}:admin,sender:{SEND_KEY}:send,collector:{COLLECT_KEY}:collect"),
+            )
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the formid-ledger binary starts");
+        // Owned from here on: dropped (killed and reaped) whatever happens.
+        let process = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http
+                .get(format!("{}/readyz", process.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service process did not become ready");
+    }
+
+    /// SIGKILL: no shutdown, nothing flushed or settled.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the process to exit; true if it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        sent && self.child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
