@@ -124,9 +124,10 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             ledger,
-            expiry: ExpiryPolicy::new(chrono::Duration::seconds(
-                config.credential_safety_margin_secs as i64,
-            )),
+            expiry: ExpiryPolicy::new(
+                chrono::Duration::seconds(config.credential_safety_margin_secs as i64),
+                chrono::Duration::seconds(config.credential_expiry_granularity_secs as i64),
+            ),
             wechat,
             usage: usage.clone(),
             shared,

@@ -97,6 +97,11 @@ pub struct Config {
     #[arg(long, env = "CREDENTIAL_SAFETY_MARGIN_SECS", default_value_t = 3600)]
     pub credential_safety_margin_secs: u64,
 
+    /// Expiries are rounded down to a multiple of this many seconds, which
+    /// bounds the report counters kept per expiry instant.
+    #[arg(long, env = "CREDENTIAL_EXPIRY_GRANULARITY_SECS", default_value_t = 60)]
+    pub credential_expiry_granularity_secs: u64,
+
     #[arg(long, env = "MAX_CREDENTIALS_PER_USER", default_value_t = 200)]
     pub max_credentials_per_user: u32,
 
@@ -140,6 +145,7 @@ impl Default for Config {
             session_secret: None,
             session_ttl_secs: 7 * 86_400,
             credential_safety_margin_secs: 3600,
+            credential_expiry_granularity_secs: 60,
             max_credentials_per_user: 200,
             report_utc_offset: china_standard_time(),
             usage_flush_secs: 2,

@@ -220,12 +220,11 @@ async fn future_collection_times_are_clamped(f: Fixture) {
     let (_, held) = app.get("/v1/users/oFuture/credentials", Some(REPORT_KEY)).await;
     let expires =
         chrono::DateTime::parse_from_rfc3339(held["credentials"][0]["expires_at"].as_str().unwrap()).unwrap();
-    // now + 7 days − 1 h margin, not 30 days out.
+    // now + 7 days − 1 h margin, rounded down to the minute; not 30 days out.
     let expected = before + Duration::days(7) - Duration::hours(1);
-    assert!(
-        (expires.with_timezone(&Utc) - expected).num_seconds().abs() <= 5,
-        "{expires} vs {expected}"
-    );
+    let early = (expected - expires.with_timezone(&Utc)).num_seconds();
+    assert!((-5..=65).contains(&early), "{expires} vs {expected}");
+    assert_eq!(expires.timestamp() % 60, 0, "expiries fall on the minute");
 }
 
 async fn a_hundred_items_at_most(f: Fixture) {

@@ -182,15 +182,20 @@ fn day(offset: i64) -> String {
         .to_string()
 }
 
+/// Expiries at the second, so a credential can expire within the test.
+fn to_the_second(config: &mut formid_ledger::config::Config) {
+    config.credential_expiry_granularity_secs = 1;
+}
+
 #[tokio::test]
 async fn workload_counts_exactly_embedded() {
-    workload_counts_exactly(TestApp::spawn(Store::Memory).await).await;
+    workload_counts_exactly(TestApp::spawn_with(Store::Memory, to_the_second).await).await;
 }
 
 #[tokio::test]
 async fn workload_counts_exactly_on_redis() {
     let redis = RedisServer::start();
-    workload_counts_exactly(TestApp::spawn(Store::Redis(&redis)).await).await;
+    workload_counts_exactly(TestApp::spawn_with(Store::Redis(&redis), to_the_second).await).await;
 }
 
 #[tokio::test]
