@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::CredentialKind;
+use crate::domain::{CredentialKind, OpenId};
 use crate::ledger::{LeaseId, Ledger, LedgerError, Reservation, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};
 use crate::report::UsageRecorder;
@@ -131,13 +131,7 @@ impl Sender {
                 Verdict::Burn => Settle::Burn,
                 Verdict::Refund(_) => Settle::Refund,
             };
-            let now = Utc::now();
-            match self.ledger.settle(&message.touser, lease, how, now).await {
-                Ok(settled) => self.usage.ledger_events(now, &settled.events),
-                // Unsettled, the lease comes back at its deadline: nothing is
-                // lost, and a use WeChat did take is burned on its next 41029.
-                Err(err) => tracing::error!(error = %err, ?how, "lease not settled; it will lapse back"),
-            }
+            self.settle(&message.touser, lease, how).await;
             match verdict {
                 Verdict::Commit => {
                     return Ok(SendResult::Sent {
@@ -151,6 +145,26 @@ impl Sender {
             }
         }
         Ok(SendResult::NoValidCredential { attempts })
+    }
+
+    /// Settles a lease, retrying once: a settle is idempotent (a repeated one
+    /// finds no lease and changes nothing), so a lost reply is safe to retry.
+    async fn settle(&self, openid: &OpenId, lease: LeaseId, how: Settle) {
+        for attempt in 1..=2 {
+            let now = Utc::now();
+            match self.ledger.settle(openid, lease, how, now).await {
+                Ok(settled) => {
+                    self.usage.ledger_events(now, &settled.events);
+                    return;
+                }
+                // Unsettled, the lease comes back at its deadline: nothing is
+                // lost, and a use WeChat did take is burned on its next 41029.
+                Err(err) if attempt == 2 => {
+                    tracing::error!(error = %err, ?how, "lease not settled; it will lapse back")
+                }
+                Err(err) => tracing::warn!(error = %err, ?how, "settle failed; retrying once"),
+            }
+        }
     }
 
     /// Calls WeChat with one reserved credential until its answer is final.

@@ -121,7 +121,7 @@ impl TokenManager {
                     .try_lock(&self.lock_name(), &self.holder, LOCK_TTL)
                     .await
                 {
-                    let fetched = self.fetch_and_store().await;
+                    let fetched = self.fetch_under_lock().await;
                     let _ = self.store.unlock(&self.lock_name(), &self.holder).await;
                     if let Ok(fresh) = fetched {
                         return Ok(fresh.token);
@@ -157,7 +157,7 @@ impl TokenManager {
                     .try_lock(&self.lock_name(), &self.holder, LOCK_TTL)
                     .await?
             {
-                let fetched = self.fetch_and_store().await;
+                let fetched = self.fetch_under_lock().await;
                 if !waited_enough {
                     let _ = self.store.unlock(&self.lock_name(), &self.holder).await;
                 }
@@ -180,6 +180,19 @@ impl TokenManager {
             Ok(false) => {} // Someone already replaced it.
             Err(err) => tracing::warn!(error = %err, "could not invalidate the access token"),
         }
+    }
+
+    /// Holding the fleet lock: fetches unless another instance stored a
+    /// token that is not yet due while this one waited for the lock (else a
+    /// refresh cycle could cost two fetches).
+    async fn fetch_under_lock(&self) -> Result<StoredToken, TokenError> {
+        if let Some(latest) = self.store.get_token(self.client.appid()).await?
+            && Utc::now() < latest.refresh_at
+        {
+            self.remember(&latest);
+            return Ok(latest);
+        }
+        self.fetch_and_store().await
     }
 
     #[tracing::instrument(skip_all, fields(mode = ?self.mode))]

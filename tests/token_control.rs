@@ -1,0 +1,109 @@
+//! access_token central control across instances sharing one Redis: each
+//! manager below has its own connection, as separate service instances
+//! would, and the simulator counts every token WeChat hands out.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use formid_ledger::config::{Secret, TokenMode};
+use formid_ledger::sim::SimConfig;
+use formid_ledger::store::{RedisConnection, RedisStore, RedisTarget};
+use formid_ledger::wechat::{TokenManager, WechatClient};
+use support::RedisServer;
+use support::app::{SimClient, start_sim};
+
+fn fleet(redis: &RedisServer, sim: &SimClient, prefix: &str, n: usize) -> Vec<Arc<TokenManager>> {
+    (0..n)
+        .map(|_| {
+            let client = WechatClient::new(
+                &format!("{}/sandbox/wechat", sim.base),
+                "wxsandbox",
+                Secret::new("sandbox-secret"),
+                Duration::from_secs(4),
+            )
+            .unwrap();
+            let redis = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
+            Arc::new(TokenManager::new(
+                client,
+                Arc::new(RedisStore::new(redis, prefix)),
+                TokenMode::Token,
+            ))
+        })
+        .collect()
+}
+
+async fn fetches(sim: &SimClient) -> u64 {
+    sim.stats().await["token_fetches"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_rejections_causes_one_fetch() {
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig::default());
+    let managers = fleet(&redis, &sim, "burst", 3);
+    let rejected = managers[0].token().await.unwrap();
+    assert_eq!(fetches(&sim).await, 1);
+
+    // 60 calls on three instances all saw `rejected` fail at once.
+    let calls = (0..60).map(|n| {
+        let manager = managers[n % 3].clone();
+        let rejected = rejected.clone();
+        tokio::spawn(async move {
+            manager.invalidate(&rejected).await;
+            manager.token().await.unwrap()
+        })
+    });
+    let tokens: Vec<String> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|t| t.unwrap())
+        .collect();
+    assert_eq!(fetches(&sim).await, 2, "one fetch for the whole burst");
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0] && *t != rejected),
+        "everyone got the one new token"
+    );
+    // A slow call that used the old token reports it late: the new token
+    // must stay (compare-and-delete). Past the local reuse, the store answers.
+    managers[1].invalidate(&rejected).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(managers[2].token().await.unwrap(), tokens[0]);
+    assert_eq!(fetches(&sim).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_due_token_is_refreshed_once_for_the_fleet_and_never_missing_meanwhile() {
+    let redis = RedisServer::start();
+    // 5 s tokens: due for refresh after 4 s.
+    let sim = start_sim(SimConfig {
+        token_ttl_secs: 5,
+        token_overlap_secs: 2,
+        ..SimConfig::default()
+    });
+    let managers = fleet(&redis, &sim, "due", 3);
+    let first = managers[0].token().await.unwrap();
+    for manager in &managers {
+        assert_eq!(manager.token().await.unwrap(), first, "shared, not fetched again");
+    }
+    assert_eq!(fetches(&sim).await, 1);
+
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    // Everyone asks at once: each gets a valid token, one of them fetched.
+    let calls = (0..30).map(|n| {
+        let manager = managers[n % 3].clone();
+        tokio::spawn(async move { manager.token().await.unwrap() })
+    });
+    let tokens: Vec<String> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|t| t.unwrap())
+        .collect();
+    assert_eq!(fetches(&sim).await, 2, "one refresh for three instances");
+    let fresh = managers[2].token().await.unwrap();
+    assert_ne!(fresh, first);
+    // Callers served during the refresh got the current token or the new one:
+    // both are valid (the old one until the overlap ends).
+    assert!(tokens.iter().all(|t| *t == first || *t == fresh));
+}
