@@ -18,6 +18,8 @@ use super::{
 use crate::domain::OpenId;
 
 const SHARDS: usize = 64;
+/// Report days kept, as in Redis (the usage report reaches 366 days back).
+const USAGE_RETENTION_DAYS: i64 = 400;
 /// Every this many writes to a shard, books that have ended are dropped, so
 /// users who never come back do not hold memory forever.
 const PURGE_EVERY: u32 = 4096;
@@ -159,6 +161,11 @@ impl Ledger for MemoryLedger {
 
     async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
         let mut usage = lock(&self.usage);
+        // The same retention as the Redis keys' TTL.
+        if let Some(newest) = deltas.keys().next_back().copied() {
+            let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
+            usage.retain(|day, _| *day >= oldest_kept);
+        }
         for (day, fields) in deltas {
             let stored = usage.entry(*day).or_default();
             for (field, delta) in fields {

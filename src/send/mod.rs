@@ -120,7 +120,15 @@ impl Sender {
             let now = Utc::now();
             let deadline =
                 now + chrono::Duration::from_std(self.policy.lease).unwrap_or(chrono::Duration::seconds(30));
-            let reserved = self.ledger.reserve(&message.touser, lease, deadline, now).await?;
+            // The lease id makes a retried reserve find its own lease rather
+            // than take a second use, so a lost reply is safe to retry.
+            let reserved = match self.ledger.reserve(&message.touser, lease, deadline, now).await {
+                Err(LedgerError::Unavailable(why)) => {
+                    tracing::warn!(error = %why, "reserve failed; retrying once with the same lease");
+                    self.ledger.reserve(&message.touser, lease, deadline, now).await?
+                }
+                other => other?,
+            };
             self.usage.ledger_events(now, &reserved.events);
             let Some(reservation) = reserved.reservation else {
                 return Ok(SendResult::NoValidCredential { attempts });
