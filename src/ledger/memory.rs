@@ -166,12 +166,7 @@ impl Ledger for MemoryLedger {
             let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
             usage.retain(|day, _| *day >= oldest_kept);
         }
-        for (day, fields) in deltas {
-            let stored = usage.entry(*day).or_default();
-            for (field, delta) in fields {
-                *stored.entry(field.clone()).or_default() += delta;
-            }
-        }
+        super::merge_usage(&mut usage, deltas);
         Ok(())
     }
 

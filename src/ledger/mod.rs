@@ -204,6 +204,16 @@ pub type UsageDeltas = BTreeMap<NaiveDate, BTreeMap<String, i64>>;
 /// The stored counters of one day: field → value (absent fields are zero).
 pub type DayCounters = BTreeMap<String, i64>;
 
+/// Adds every delta of `from` into `into`.
+pub fn merge_usage(into: &mut UsageDeltas, from: &UsageDeltas) {
+    for (day, fields) in from {
+        let stored = into.entry(*day).or_default();
+        for (field, delta) in fields {
+            *stored.entry(field.clone()).or_default() += delta;
+        }
+    }
+}
+
 /// Settings every ledger applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LedgerLimits {

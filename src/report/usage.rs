@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
 
-use crate::ledger::{Ledger, LedgerError, LedgerEvent, UsageDeltas};
+use crate::ledger::{Ledger, LedgerError, LedgerEvent, UsageDeltas, merge_usage};
 
 /// How a `POST /v1/messages` ended, as reports count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,13 +150,10 @@ impl UsageRecorder {
             return Ok(());
         }
         if let Err(err) = self.ledger.add_usage(&batch).await {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for (day, fields) in batch {
-                let stored = pending.entry(day).or_default();
-                for (field, delta) in fields {
-                    *stored.entry(field).or_default() += delta;
-                }
-            }
+            merge_usage(
+                &mut self.pending.lock().unwrap_or_else(|p| p.into_inner()),
+                &batch,
+            );
             return Err(err);
         }
         Ok(())
