@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
-use formid_ledger::ledger::{LeaseId, Ledger, LedgerLimits, NewCredential, RedisLedger, RedisTarget, Settle};
+use formid_ledger::ledger::{
+    LeaseId, Ledger, LedgerSettings, NewCredential, RedisLedger, RedisTarget, Settle,
+};
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
 use serde_json::json;
 use support::RedisServer;
@@ -36,12 +37,13 @@ fn random_form_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-fn batch_of_ten(now: chrono::DateTime<Utc>) -> Vec<NewCredential> {
+/// Ten formIds collected now, as `{"form_ids": [...]}` posts them.
+fn batch_of_ten() -> Vec<NewCredential> {
     (0..10)
         .map(|_| NewCredential {
             kind: CredentialKind::Form,
             id: CredentialId::parse(&random_form_id()).unwrap(),
-            expires_at: now + chrono::Duration::days(6),
+            collected_at: None,
         })
         .collect()
 }
@@ -92,10 +94,7 @@ async fn ingest(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
         let (ledger, users) = (ledger.clone(), users.clone());
         rate(move |n| {
             let (ledger, user) = (ledger.clone(), users[n % USERS].clone());
-            async move {
-                let now = Utc::now();
-                ledger.add(&user, &batch_of_ten(now), now).await.is_ok()
-            }
+            async move { ledger.add(&user, &batch_of_ten()).await.is_ok() }
         })
         .await
     };
@@ -132,9 +131,8 @@ async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
     // spreads over more users, being faster.
     let users: Arc<Vec<OpenId>> = Arc::new(users("oSpend"));
     for user in users.iter() {
-        let now = Utc::now();
         for _ in 0..2 {
-            ledger.add(user, &batch_of_ten(now), now).await.unwrap();
+            ledger.add(user, &batch_of_ten()).await.unwrap();
         }
     }
     let direct = {
@@ -142,13 +140,10 @@ async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
         rate(move |n| {
             let (ledger, user) = (ledger.clone(), users[n % USERS].clone());
             async move {
-                let now = Utc::now();
                 let lease = LeaseId::random();
-                let reserved = ledger
-                    .reserve(&user, lease, now + chrono::Duration::seconds(30), now)
-                    .await;
+                let reserved = ledger.reserve(&user, lease, Duration::from_secs(30)).await;
                 matches!(reserved, Ok(r) if r.reservation.is_some())
-                    && ledger.settle(&user, lease, Settle::Commit, now).await.is_ok()
+                    && ledger.settle(&user, lease, Settle::Commit).await.is_ok()
             }
         })
         .await
@@ -208,7 +203,7 @@ fn main() {
         let ledger = Arc::new(RedisLedger::new(
             RedisTarget::Single(redis.url()),
             "direct",
-            LedgerLimits::default(),
+            LedgerSettings::default(),
         ));
 
         let ingest = if wanted("ingest") {

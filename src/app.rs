@@ -15,7 +15,7 @@ use crate::api::{self, AppState, Mode};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
 use crate::config::{Config, Secret};
 use crate::domain::ExpiryPolicy;
-use crate::ledger::{Ledger, LedgerLimits, MemoryLedger, MeteredLedger, RedisLedger};
+use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender};
 use crate::sim::{self, SimConfig, Simulator};
@@ -41,15 +41,19 @@ impl Application {
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let limits = LedgerLimits {
+        let settings = LedgerSettings {
             max_credentials_per_user: config.max_credentials_per_user,
+            expiry: ExpiryPolicy::new(
+                chrono::Duration::seconds(config.credential_safety_margin_secs as i64),
+                chrono::Duration::seconds(config.credential_expiry_granularity_secs as i64),
+            ),
         };
 
         let Stores {
             ledger,
             shared,
             name: store,
-        } = open_stores(&config, limits)?;
+        } = open_stores(&config, settings)?;
         if let Err(err) = ledger.ping().await {
             tracing::error!(error = %err, "the ledger store is unreachable; serving 503 until it answers");
         }
@@ -124,10 +128,6 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             ledger,
-            expiry: ExpiryPolicy::new(
-                chrono::Duration::seconds(config.credential_safety_margin_secs as i64),
-                chrono::Duration::seconds(config.credential_expiry_granularity_secs as i64),
-            ),
             wechat,
             usage: usage.clone(),
             shared,
@@ -210,7 +210,7 @@ pub struct Stores {
 
 /// The ledger and shared store the configuration names: Redis (single or
 /// cluster, one connection for both) or the embedded ones.
-pub fn open_stores(config: &Config, limits: LedgerLimits) -> anyhow::Result<Stores> {
+pub fn open_stores(config: &Config, settings: LedgerSettings) -> anyhow::Result<Stores> {
     let redis_target = match (&config.redis_url, &config.redis_cluster_nodes[..]) {
         (Some(_), [_, ..]) => bail!("set REDIS_URL or REDIS_CLUSTER_NODES, not both"),
         (Some(url), []) => Some((RedisTarget::Single(url.clone()), "redis")),
@@ -225,7 +225,11 @@ pub fn open_stores(config: &Config, limits: LedgerLimits) -> anyhow::Result<Stor
             let redis = RedisConnection::new(target, REDIS_TIMEOUT);
             let prefix = &config.redis_key_prefix;
             Stores {
-                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(redis.clone(), prefix, limits))),
+                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(
+                    redis.clone(),
+                    prefix,
+                    settings,
+                ))),
                 shared: Arc::new(RedisStore::new(redis, prefix)),
                 name,
             }
@@ -235,7 +239,7 @@ pub fn open_stores(config: &Config, limits: LedgerLimits) -> anyhow::Result<Stor
                 "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
             );
             Stores {
-                ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(limits))),
+                ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(settings))),
                 shared: Arc::new(MemoryStore::default()),
                 name: "memory",
             }

@@ -1,64 +1,53 @@
 //! The ledger contract, run against the embedded ledger and against Redis
 //! (a real redis-server per test): every test here must pass for both.
+//! Time is the test's: both ledgers read it from a clock the test moves.
 
 mod support;
 
-use chrono::{DateTime, Duration, Utc};
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
-use formid_ledger::ledger::{
-    AddStatus, LeaseId, Ledger, LedgerEvent, LedgerLimits, MemoryLedger, NewCredential, RedisLedger,
-    RedisTarget, Settle, Settled,
-};
+use chrono::{DateTime, Duration};
+use formid_ledger::domain::{CredentialKind, OpenId};
+use formid_ledger::ledger::{AddStatus, LeaseId, LedgerEvent, LedgerSettings, Settle, Settled};
+use support::ledger::{TimedLedger, cred, exact};
 
 use CredentialKind::{Form, Prepay};
 
 /// A ledger under test plus whatever keeps it alive.
 struct Subject {
-    ledger: Box<dyn Ledger>,
+    ledger: TimedLedger,
     _redis: Option<support::RedisServer>,
 }
 
-fn memory(limits: LedgerLimits) -> Subject {
+/// Makes the backend under test with the given settings.
+type Make = fn(LedgerSettings) -> Subject;
+
+fn memory(settings: LedgerSettings) -> Subject {
     Subject {
-        ledger: Box::new(MemoryLedger::new(limits)),
+        ledger: TimedLedger::memory(settings),
         _redis: None,
     }
 }
 
-fn redis(limits: LedgerLimits) -> Subject {
+fn redis(settings: LedgerSettings) -> Subject {
     let server = support::RedisServer::start();
-    let ledger = RedisLedger::new(
-        RedisTarget::Single(server.url()),
-        &support::unique_prefix("contract"),
-        limits,
-    );
     Subject {
-        ledger: Box::new(ledger),
+        ledger: TimedLedger::redis(&server, &support::unique_prefix("contract"), settings),
         _redis: Some(server),
     }
-}
-
-fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
 }
 
 fn user(name: &str) -> OpenId {
     OpenId::parse(name).unwrap()
 }
 
-fn cred(kind: CredentialKind, id: &str, expires_at: DateTime<Utc>) -> NewCredential {
-    NewCredential {
-        kind,
-        id: CredentialId::parse(id).unwrap(),
-        expires_at,
-    }
-}
-
 fn hex_id(n: u32) -> String {
     format!("{n:032x}")
 }
 
-async fn reserve(ledger: &dyn Ledger, openid: &OpenId, at: DateTime<Utc>) -> Option<(LeaseId, String)> {
+async fn reserve(
+    ledger: &TimedLedger,
+    openid: &OpenId,
+    at: DateTime<chrono::Utc>,
+) -> Option<(LeaseId, String)> {
     let out = ledger
         .reserve(openid, LeaseId::random(), at + Duration::seconds(30), at)
         .await
@@ -67,7 +56,7 @@ async fn reserve(ledger: &dyn Ledger, openid: &OpenId, at: DateTime<Utc>) -> Opt
 }
 
 /// Reserves and commits until nothing is left; returns the ids in spend order.
-async fn drain(ledger: &dyn Ledger, openid: &OpenId, at: DateTime<Utc>) -> Vec<String> {
+async fn drain(ledger: &TimedLedger, openid: &OpenId, at: DateTime<chrono::Utc>) -> Vec<String> {
     let mut spent = Vec::new();
     while let Some((lease, id)) = reserve(ledger, openid, at).await {
         let out = ledger.settle(openid, lease, Settle::Commit, at).await.unwrap();
@@ -81,10 +70,10 @@ async fn drain(ledger: &dyn Ledger, openid: &OpenId, at: DateTime<Utc>) -> Vec<S
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod embedded {
-            $(#[tokio::test] async fn $name() { super::$name(super::memory(Default::default())).await })*
+            $(#[tokio::test] async fn $name() { super::$name(super::memory).await })*
         }
         mod redis_server {
-            $(#[tokio::test] async fn $name() { super::$name(super::redis(Default::default())).await })*
+            $(#[tokio::test] async fn $name() { super::$name(super::redis).await })*
         }
     };
 }
@@ -101,6 +90,7 @@ contract!(
     reserve_retried_with_its_lease_takes_one_use,
     stale_leases_are_refunded_by_the_next_operation,
     refund_after_expiry_lapses,
+    a_held_lease_keeps_its_use_until_the_credential_expires,
     a_lease_never_feeds_an_id_reposted_after_expiry,
     expired_credentials_disappear,
     eviction_drops_the_soonest_expiring_over_the_cap,
@@ -111,8 +101,9 @@ contract!(
     folding_usage_keeps_sums,
 );
 
-async fn counts_accepted_duplicates_and_expired(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("alice"), now());
+async fn counts_accepted_duplicates_and_expired(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("alice"), s.ledger.now());
     let week = t + Duration::days(6);
     let out = l
         .add(
@@ -156,8 +147,9 @@ async fn counts_accepted_duplicates_and_expired(s: Subject) {
     );
 }
 
-async fn spends_the_oldest_expiry_first(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("bob"), now());
+async fn spends_the_oldest_expiry_first(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("bob"), s.ledger.now());
     let expiry = |days_ago: i64| t - Duration::days(days_ago) + Duration::days(7) - Duration::hours(1);
     l.add(
         &u,
@@ -188,8 +180,9 @@ async fn spends_the_oldest_expiry_first(s: Subject) {
     );
 }
 
-async fn ties_are_spent_in_a_fixed_order(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("carol"), now());
+async fn ties_are_spent_in_a_fixed_order(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("carol"), s.ledger.now());
     let e = t + Duration::days(3);
     // Same expiry: verbatim ids before packed-hex ones, then by bytes.
     l.add(
@@ -210,8 +203,9 @@ async fn ties_are_spent_in_a_fixed_order(s: Subject) {
     );
 }
 
-async fn prepay_pays_for_three_sends(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("dave"), now());
+async fn prepay_pays_for_three_sends(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("dave"), s.ledger.now());
     l.add(&u, &[cred(Prepay, "wxprepay", t + Duration::days(2))], t)
         .await
         .unwrap();
@@ -219,8 +213,9 @@ async fn prepay_pays_for_three_sends(s: Subject) {
     assert_eq!(l.inspect(&u, t).await.unwrap().available_sends(), 0);
 }
 
-async fn spent_ids_stay_duplicates_until_they_expire(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("erin"), now());
+async fn spent_ids_stay_duplicates_until_they_expire(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("erin"), s.ledger.now());
     let e = t + Duration::days(1);
     l.add(&u, &[cred(Form, &hex_id(7), e)], t).await.unwrap();
     assert_eq!(drain(l, &u, t).await.len(), 1);
@@ -236,8 +231,9 @@ async fn spent_ids_stay_duplicates_until_they_expire(s: Subject) {
     assert_eq!(fresh.items, vec![AddStatus::Accepted]);
 }
 
-async fn refund_puts_the_use_back_first_in_line(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("frank"), now());
+async fn refund_puts_the_use_back_first_in_line(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("frank"), s.ledger.now());
     l.add(
         &u,
         &[
@@ -257,8 +253,9 @@ async fn refund_puts_the_use_back_first_in_line(s: Subject) {
     assert_eq!(drain(l, &u, t).await, ["old", "new"]);
 }
 
-async fn burn_drops_every_use_left(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("grace"), now());
+async fn burn_drops_every_use_left(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("grace"), s.ledger.now());
     l.add(
         &u,
         &[
@@ -287,8 +284,9 @@ async fn burn_drops_every_use_left(s: Subject) {
     assert_eq!(again.items, vec![AddStatus::Duplicate]);
 }
 
-async fn settling_twice_changes_nothing(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("heidi"), now());
+async fn settling_twice_changes_nothing(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("heidi"), s.ledger.now());
     l.add(&u, &[cred(Prepay, "wxp", t + Duration::days(1))], t)
         .await
         .unwrap();
@@ -306,8 +304,9 @@ async fn settling_twice_changes_nothing(s: Subject) {
     assert_eq!((held.available_sends(), held.leased), (2, 0));
 }
 
-async fn reserve_retried_with_its_lease_takes_one_use(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("ivan"), now());
+async fn reserve_retried_with_its_lease_takes_one_use(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("ivan"), s.ledger.now());
     l.add(&u, &[cred(Prepay, "wxp", t + Duration::days(1))], t)
         .await
         .unwrap();
@@ -330,8 +329,9 @@ async fn reserve_retried_with_its_lease_takes_one_use(s: Subject) {
     assert_eq!((held.available_sends(), held.leased), (2, 1));
 }
 
-async fn stale_leases_are_refunded_by_the_next_operation(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("judy"), now());
+async fn stale_leases_are_refunded_by_the_next_operation(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("judy"), s.ledger.now());
     l.add(&u, &[cred(Form, "only", t + Duration::days(1))], t)
         .await
         .unwrap();
@@ -361,8 +361,9 @@ async fn stale_leases_are_refunded_by_the_next_operation(s: Subject) {
     assert_eq!(late.settled, Settled::UnknownLease);
 }
 
-async fn refund_after_expiry_lapses(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("ken"), now());
+async fn refund_after_expiry_lapses(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("ken"), s.ledger.now());
     let e = t + Duration::seconds(20);
     l.add(&u, &[cred(Form, "short", e)], t).await.unwrap();
     let lease = LeaseId::random();
@@ -372,8 +373,49 @@ async fn refund_after_expiry_lapses(s: Subject) {
     assert_eq!(l.inspect(&u, e).await.unwrap().available_sends(), 0);
 }
 
-async fn a_lease_never_feeds_an_id_reposted_after_expiry(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("kim"), now());
+async fn a_held_lease_keeps_its_use_until_the_credential_expires(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("hal"), s.ledger.now());
+    let expiry = t + Duration::minutes(10);
+    l.add(
+        &u,
+        &[
+            cred(Form, "first", expiry),
+            cred(Form, "second", t + Duration::days(1)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    let lease = LeaseId::random();
+    let taken = l.reserve(&u, lease, t + Duration::seconds(30), t).await.unwrap();
+    assert_eq!(taken.reservation.unwrap().id.as_str(), "first");
+    let held = l.settle(&u, lease, Settle::Hold, t).await.unwrap();
+    assert_eq!(held.settled, Settled::Held);
+    assert!(held.events.is_empty(), "{:?}", held.events);
+    // Past the lease's own deadline the use is still not handed out again.
+    let later = t + Duration::seconds(31);
+    assert_eq!(drain(l, &u, later).await, ["second"]);
+    // Whoever holds the lease can still settle it.
+    let done = l.settle(&u, lease, Settle::Commit, later).await.unwrap();
+    assert_eq!(done.settled, Settled::Spent);
+
+    // A held lease nobody settles ends with its credential, unspent.
+    l.add(&u, &[cred(Form, "third", expiry)], later).await.unwrap();
+    let lease = LeaseId::random();
+    l.reserve(&u, lease, later + Duration::seconds(30), later)
+        .await
+        .unwrap();
+    l.settle(&u, lease, Settle::Hold, later).await.unwrap();
+    assert!(reserve(l, &u, expiry - Duration::seconds(1)).await.is_none());
+    let out = l.settle(&u, lease, Settle::Refund, expiry).await.unwrap();
+    assert_eq!(out.settled, Settled::UnknownLease);
+    assert!(out.events.is_empty(), "{:?}", out.events);
+}
+
+async fn a_lease_never_feeds_an_id_reposted_after_expiry(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("kim"), s.ledger.now());
     l.add(&u, &[cred(Form, "abc", t + Duration::seconds(30))], t)
         .await
         .unwrap();
@@ -395,8 +437,9 @@ async fn a_lease_never_feeds_an_id_reposted_after_expiry(s: Subject) {
     );
 }
 
-async fn expired_credentials_disappear(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("lena"), now());
+async fn expired_credentials_disappear(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("lena"), s.ledger.now());
     l.add(
         &u,
         &[
@@ -415,16 +458,10 @@ async fn expired_credentials_disappear(s: Subject) {
     assert_eq!(drain(l, &u, later).await, ["wxb", "wxb", "wxb"]);
 }
 
-async fn eviction_drops_the_soonest_expiring_over_the_cap(_: Subject) {
-    for s in [
-        memory(LedgerLimits {
-            max_credentials_per_user: 3,
-        }),
-        redis(LedgerLimits {
-            max_credentials_per_user: 3,
-        }),
-    ] {
-        let (l, u, t) = (&*s.ledger, user("mike"), now());
+async fn eviction_drops_the_soonest_expiring_over_the_cap(make: Make) {
+    {
+        let s = make(exact(3));
+        let (l, u, t) = (&s.ledger, user("mike"), s.ledger.now());
         let day = |d| t + Duration::days(d);
         l.add(
             &u,
@@ -461,16 +498,10 @@ async fn eviction_drops_the_soonest_expiring_over_the_cap(_: Subject) {
     }
 }
 
-async fn leased_credentials_are_not_evicted(_: Subject) {
-    for s in [
-        memory(LedgerLimits {
-            max_credentials_per_user: 1,
-        }),
-        redis(LedgerLimits {
-            max_credentials_per_user: 1,
-        }),
-    ] {
-        let (l, u, t) = (&*s.ledger, user("nina"), now());
+async fn leased_credentials_are_not_evicted(make: Make) {
+    {
+        let s = make(exact(1));
+        let (l, u, t) = (&s.ledger, user("nina"), s.ledger.now());
         l.add(&u, &[cred(Prepay, "wxheld", t + Duration::days(1))], t)
             .await
             .unwrap();
@@ -505,8 +536,9 @@ async fn leased_credentials_are_not_evicted(_: Subject) {
     }
 }
 
-async fn inspect_changes_nothing(s: Subject) {
-    let (l, u, t) = (&*s.ledger, user("olga"), now());
+async fn inspect_changes_nothing(make: Make) {
+    let s = make(exact(200));
+    let (l, u, t) = (&s.ledger, user("olga"), s.ledger.now());
     l.add(
         &u,
         &[
@@ -533,8 +565,9 @@ async fn inspect_changes_nothing(s: Subject) {
     );
 }
 
-async fn openids_are_independent(s: Subject) {
-    let (l, t) = (&*s.ledger, now());
+async fn openids_are_independent(make: Make) {
+    let s = make(exact(200));
+    let (l, t) = (&s.ledger, s.ledger.now());
     let (a, b) = (user("pat"), user("quinn"));
     l.add(&a, &[cred(Form, "shared-id", t + Duration::days(1))], t)
         .await
@@ -548,8 +581,9 @@ async fn openids_are_independent(s: Subject) {
     assert_eq!(l.inspect(&b, t).await.unwrap().available_sends(), 1);
 }
 
-async fn usage_counters_add_up(s: Subject) {
-    let l = &*s.ledger;
+async fn usage_counters_add_up(make: Make) {
+    let s = make(exact(200));
+    let l = &s.ledger;
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
     let next = day.succ_opt().unwrap();
     let mut deltas = formid_ledger::ledger::UsageDeltas::new();
@@ -563,8 +597,9 @@ async fn usage_counters_add_up(s: Subject) {
     assert!(read[1].is_empty());
 }
 
-async fn folding_usage_keeps_sums(s: Subject) {
-    let l = &*s.ledger;
+async fn folding_usage_keeps_sums(make: Make) {
+    let s = make(exact(200));
+    let l = &s.ledger;
     let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
     let fields = [
         ("x.form.10", 2),

@@ -5,12 +5,10 @@
 mod support;
 
 use chrono::{DateTime, Duration, Utc};
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
-use formid_ledger::ledger::{
-    LeaseId, Ledger, LedgerEvent, LedgerLimits, MemoryLedger, NewCredential, RedisLedger, RedisTarget,
-    Settle, Settled,
-};
+use formid_ledger::domain::{CredentialKind, OpenId};
+use formid_ledger::ledger::{LeaseId, LedgerEvent, NewCredential, Settle, Settled};
 use proptest::prelude::*;
+use support::ledger::{TimedLedger, cred, exact};
 
 const USERS: [&str; 2] = ["u1", "u2"];
 const IDS: [&str; 8] = [
@@ -64,27 +62,20 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (user.clone(), prop::collection::vec((any::<bool>(), 0..IDS.len(), expiry_offset()), 1..5))
             .prop_map(|(user, items)| Op::Add { user, items }),
         4 => (user.clone(), 0..LEASES, 1i64..7200).prop_map(|(user, lease, hold_secs)| Op::Reserve { user, lease, hold_secs }),
-        4 => (user.clone(), 0..LEASES, 0u8..3).prop_map(|(user, lease, how)| Op::Settle { user, lease, how }),
+        4 => (user.clone(), 0..LEASES, 0u8..4).prop_map(|(user, lease, how)| Op::Settle { user, lease, how }),
         1 => user.prop_map(|user| Op::Inspect { user }),
         2 => prop_oneof![0i64..120, 0i64..3 * 86_400].prop_map(|secs| Op::Advance { secs }),
     ]
 }
 
 /// Uses an openid can be sent, per the embedded ledger's own view.
-async fn available(ledger: &MemoryLedger, user: &OpenId, now: DateTime<Utc>) -> i64 {
+async fn available(ledger: &TimedLedger, user: &OpenId, now: DateTime<Utc>) -> i64 {
     i64::from(ledger.inspect(user, now).await.unwrap().available_sends())
 }
 
 async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let limits = LedgerLimits {
-        max_credentials_per_user: 4,
-    };
-    let memory = MemoryLedger::new(limits);
-    let redis = RedisLedger::new(
-        RedisTarget::Single(server.url()),
-        &support::unique_prefix("props"),
-        limits,
-    );
+    let memory = TimedLedger::memory(exact(4));
+    let redis = TimedLedger::redis(server, &support::unique_prefix("props"), exact(4));
     let leases: Vec<LeaseId> = (0..LEASES).map(|_| LeaseId::random()).collect();
     let users: Vec<OpenId> = USERS.iter().map(|u| OpenId::parse(u).unwrap()).collect();
     let mut now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
@@ -94,14 +85,13 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
             Op::Add { user, items } => {
                 let batch: Vec<NewCredential> = items
                     .iter()
-                    .map(|&(prepay, id, offset)| NewCredential {
-                        kind: if prepay {
+                    .map(|&(prepay, id, offset)| {
+                        let kind = if prepay {
                             CredentialKind::Prepay
                         } else {
                             CredentialKind::Form
-                        },
-                        id: CredentialId::parse(IDS[id]).unwrap(),
-                        expires_at: now + Duration::seconds(offset),
+                        };
+                        cred(kind, IDS[id], now + Duration::seconds(offset))
                     })
                     .collect();
                 let before = available(&memory, &users[user], now).await;
@@ -154,7 +144,7 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                 prop_assert!(taken == 0 || a.reservation.is_some());
             }
             Op::Settle { user, lease, how } => {
-                let how = [Settle::Commit, Settle::Burn, Settle::Refund][usize::from(how)];
+                let how = [Settle::Commit, Settle::Burn, Settle::Refund, Settle::Hold][usize::from(how)];
                 let before = available(&memory, &users[user], now).await;
                 let a = memory
                     .settle(&users[user], leases[lease], how, now)

@@ -8,31 +8,42 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+use formid_ledger::clock::{Clock, ManualClock};
+use formid_ledger::domain::{CredentialKind, OpenId};
 use formid_ledger::ledger::{
-    AddStatus, LeaseId, Ledger, LedgerError, LedgerLimits, MemoryLedger, NewCredential, RedisLedger,
-    RedisTarget, Settle, Settled,
+    AddStatus, LeaseId, Ledger, LedgerError, MemoryLedger, NewCredential, RedisLedger, RedisTarget, Settle,
+    Settled,
 };
+use support::ledger::{cred, exact};
 use support::{Persistence, RedisCluster, RedisServer};
 
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
 }
 
+/// A production ledger: its clock is the server's.
 fn single(server: &RedisServer, prefix: &str) -> RedisLedger {
-    RedisLedger::new(RedisTarget::Single(server.url()), prefix, LedgerLimits::default())
+    RedisLedger::new(RedisTarget::Single(server.url()), prefix, exact(200))
+}
+
+fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
 }
 
 fn forms_and_prepays(t: DateTime<Utc>, forms: u32, prepays: u32) -> Vec<NewCredential> {
-    let form = (0..forms).map(|n| NewCredential {
-        kind: CredentialKind::Form,
-        id: CredentialId::parse(&format!("{n:032x}")).unwrap(),
-        expires_at: t + Duration::hours(1) + Duration::seconds(n.into()),
+    let form = (0..forms).map(|n| {
+        cred(
+            CredentialKind::Form,
+            &format!("{n:032x}"),
+            t + Duration::hours(1) + Duration::seconds(n.into()),
+        )
     });
-    let prepay = (0..prepays).map(|n| NewCredential {
-        kind: CredentialKind::Prepay,
-        id: CredentialId::parse(&format!("wx2026112316{n:06}")).unwrap(),
-        expires_at: t + Duration::hours(2) + Duration::seconds(n.into()),
+    let prepay = (0..prepays).map(|n| {
+        cred(
+            CredentialKind::Prepay,
+            &format!("wx2026112316{n:06}"),
+            t + Duration::hours(2) + Duration::seconds(n.into()),
+        )
     });
     form.chain(prepay).collect()
 }
@@ -42,10 +53,7 @@ fn forms_and_prepays(t: DateTime<Utc>, forms: u32, prepays: u32) -> Vec<NewCrede
 /// openid holding 10 forms and 10 prepays (40 uses).
 async fn race(ledgers: Vec<Arc<dyn Ledger>>) {
     let (u, t) = (OpenId::parse("racer").unwrap(), now());
-    let added = ledgers[0]
-        .add(&u, &forms_and_prepays(t, 10, 10), t)
-        .await
-        .unwrap();
+    let added = ledgers[0].add(&u, &forms_and_prepays(t, 10, 10)).await.unwrap();
     assert_eq!(added.available_sends, 40);
 
     let tasks: Vec<_> = (0..120)
@@ -54,13 +62,9 @@ async fn race(ledgers: Vec<Arc<dyn Ledger>>) {
             let u = u.clone();
             tokio::spawn(async move {
                 let lease = LeaseId::random();
-                let got = ledger
-                    .reserve(&u, lease, t + Duration::seconds(60), t)
-                    .await
-                    .unwrap()
-                    .reservation;
+                let got = ledger.reserve(&u, lease, secs(60)).await.unwrap().reservation;
                 if got.is_some() {
-                    let done = ledger.settle(&u, lease, Settle::Commit, t).await.unwrap();
+                    let done = ledger.settle(&u, lease, Settle::Commit).await.unwrap();
                     assert_eq!(done.settled, Settled::Spent);
                 }
                 got.map(|r| (r.kind, r.id.as_str().to_owned()))
@@ -80,12 +84,12 @@ async fn race(ledgers: Vec<Arc<dyn Ledger>>) {
     for (id, (kind, times)) in &handed_out {
         assert_eq!(*times, u32::from(kind.uses()), "{id} handed out {times} times");
     }
-    assert_eq!(ledgers[0].inspect(&u, t).await.unwrap().available_sends(), 0);
+    assert_eq!(ledgers[0].inspect(&u).await.unwrap().available_sends(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reserves_never_hand_out_a_use_twice_in_memory() {
-    race(vec![Arc::new(MemoryLedger::default())]).await;
+    race(vec![Arc::new(MemoryLedger::new(exact(200)))]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,12 +106,12 @@ async fn concurrent_reserves_on_a_cluster() {
     let a: Arc<dyn Ledger> = Arc::new(RedisLedger::new(
         RedisTarget::Cluster(cluster.nodes()),
         "race",
-        LedgerLimits::default(),
+        exact(200),
     ));
     let b: Arc<dyn Ledger> = Arc::new(RedisLedger::new(
         RedisTarget::Cluster(cluster.nodes()),
         "race",
-        LedgerLimits::default(),
+        exact(200),
     ));
     race(vec![a, b]).await;
 }
@@ -115,25 +119,18 @@ async fn concurrent_reserves_on_a_cluster() {
 #[tokio::test]
 async fn every_operation_runs_on_a_cluster_across_slots() {
     let cluster = RedisCluster::start(3);
-    let ledger = RedisLedger::new(
-        RedisTarget::Cluster(cluster.nodes()),
-        "fl",
-        LedgerLimits::default(),
-    );
+    let ledger = RedisLedger::new(RedisTarget::Cluster(cluster.nodes()), "fl", exact(200));
     let t = now();
     for n in 0..60 {
         let u = OpenId::parse(&format!("user{n}")).unwrap();
-        let out = ledger.add(&u, &forms_and_prepays(t, 2, 1), t).await.unwrap();
+        let out = ledger.add(&u, &forms_and_prepays(t, 2, 1)).await.unwrap();
         assert_eq!(out.available_sends, 5);
         let lease = LeaseId::random();
-        let r = ledger
-            .reserve(&u, lease, t + Duration::seconds(30), t)
-            .await
-            .unwrap();
+        let r = ledger.reserve(&u, lease, secs(30)).await.unwrap();
         assert!(r.reservation.is_some());
-        let burned = ledger.settle(&u, lease, Settle::Burn, t).await.unwrap();
+        let burned = ledger.settle(&u, lease, Settle::Burn).await.unwrap();
         assert_eq!(burned.settled, Settled::Burned { uses: 1 });
-        assert_eq!(ledger.inspect(&u, t).await.unwrap().available_sends(), 4);
+        assert_eq!(ledger.inspect(&u).await.unwrap().available_sends(), 4);
     }
     // The openids landed on every node: the scripts ran on all of them.
     for server in cluster.servers() {
@@ -149,26 +146,21 @@ async fn every_operation_runs_on_a_cluster_across_slots() {
 #[tokio::test]
 async fn the_ledger_survives_a_killed_server_through_its_aof() {
     let mut server = RedisServer::start_with(Persistence::AppendOnly);
-    let ledger = single(&server, "fl");
-    let (u, t) = (OpenId::parse("durable").unwrap(), now());
-    ledger.add(&u, &forms_and_prepays(t, 3, 1), t).await.unwrap();
+    let clock = Arc::new(ManualClock::at_current_second());
+    let ledger = single(&server, "fl").with_clock(clock.clone());
+    let (u, t) = (OpenId::parse("durable").unwrap(), clock.now());
+    ledger.add(&u, &forms_and_prepays(t, 3, 1)).await.unwrap();
     let spent = LeaseId::random();
-    ledger
-        .reserve(&u, spent, t + Duration::seconds(30), t)
-        .await
-        .unwrap();
-    ledger.settle(&u, spent, Settle::Commit, t).await.unwrap();
+    ledger.reserve(&u, spent, secs(30)).await.unwrap();
+    ledger.settle(&u, spent, Settle::Commit).await.unwrap();
     let held = LeaseId::random();
-    ledger
-        .reserve(&u, held, t + Duration::seconds(30), t)
-        .await
-        .unwrap();
-    let before = ledger.inspect(&u, t).await.unwrap();
+    ledger.reserve(&u, held, secs(30)).await.unwrap();
+    let before = ledger.inspect(&u).await.unwrap();
     assert_eq!((before.available_sends(), before.leased), (4, 1));
 
     server.kill();
     assert!(matches!(
-        ledger.inspect(&u, t).await,
+        ledger.inspect(&u).await,
         Err(LedgerError::Unavailable(_))
     ));
     server.restart();
@@ -176,7 +168,7 @@ async fn the_ledger_survives_a_killed_server_through_its_aof() {
     // Same answers from the restarted server, through the same client.
     let mut after = Err(LedgerError::Unavailable("not tried".into()));
     for _ in 0..50 {
-        after = ledger.inspect(&u, t).await;
+        after = ledger.inspect(&u).await;
         if after.is_ok() {
             break;
         }
@@ -184,9 +176,9 @@ async fn the_ledger_survives_a_killed_server_through_its_aof() {
     }
     assert_eq!(after.unwrap(), before);
     // The lease outlived the restart: past its deadline its use comes back.
-    let later = t + Duration::seconds(30);
-    assert_eq!(ledger.inspect(&u, later).await.unwrap().available_sends(), 5);
-    let again = ledger.add(&u, &forms_and_prepays(t, 3, 1), later).await.unwrap();
+    clock.set(t + Duration::seconds(30));
+    assert_eq!(ledger.inspect(&u).await.unwrap().available_sends(), 5);
+    let again = ledger.add(&u, &forms_and_prepays(t, 3, 1)).await.unwrap();
     assert!(again.items.iter().all(|s| *s == AddStatus::Duplicate));
     assert_eq!(again.available_sends, 5);
 }
@@ -200,7 +192,7 @@ async fn an_unreachable_server_is_reported_and_recovered_from() {
     assert!(matches!(ledger.ping().await, Err(LedgerError::Unavailable(_))));
     let u = OpenId::parse("offline").unwrap();
     assert!(matches!(
-        ledger.add(&u, &forms_and_prepays(now(), 1, 0), now()).await,
+        ledger.add(&u, &forms_and_prepays(now(), 1, 0)).await,
         Err(LedgerError::Unavailable(_))
     ));
     server.restart();
@@ -215,7 +207,7 @@ async fn an_unreachable_server_is_reported_and_recovered_from() {
     assert!(ok, "the ledger reconnects once Redis is back");
     assert_eq!(
         ledger
-            .add(&u, &forms_and_prepays(now(), 1, 0), now())
+            .add(&u, &forms_and_prepays(now(), 1, 0))
             .await
             .unwrap()
             .available_sends,
@@ -229,7 +221,7 @@ async fn a_server_down_at_start_up_is_connected_later() {
     let ledger = RedisLedger::new(
         RedisTarget::Single(format!("redis://127.0.0.1:{port}/0")),
         "fl",
-        LedgerLimits::default(),
+        exact(200),
     )
     .with_timeout(std::time::Duration::from_millis(300));
     assert!(matches!(ledger.ping().await, Err(LedgerError::Unavailable(_))));

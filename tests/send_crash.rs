@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use formid_ledger::domain::OpenId;
-use formid_ledger::ledger::{LeaseId, Ledger, LedgerLimits, RedisLedger, RedisTarget};
+use formid_ledger::ledger::{LeaseId, Ledger, LedgerSettings, RedisLedger, RedisTarget};
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
 use serde_json::{Value, json};
 use support::RedisServer;
@@ -141,11 +141,14 @@ async fn a_use_wechat_accepted_before_a_crash_is_burned_and_the_next_used() {
 
     // Another instance reserved the older one, WeChat accepted its message,
     // and the instance died before settling.
-    let ledger = RedisLedger::new(RedisTarget::Single(redis.url()), &prefix, LedgerLimits::default());
-    let now = Utc::now();
+    let ledger = RedisLedger::new(
+        RedisTarget::Single(redis.url()),
+        &prefix,
+        LedgerSettings::default(),
+    );
     let user = OpenId::parse("oGhost").unwrap();
     let reservation = ledger
-        .reserve(&user, LeaseId::random(), now + chrono::Duration::seconds(2), now)
+        .reserve(&user, LeaseId::random(), Duration::from_secs(2))
         .await
         .unwrap()
         .reservation

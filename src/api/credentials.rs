@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::auth::{Caller, Scope};
-use crate::domain::{CredentialId, CredentialKind, ExpiryPolicy, IdRejection, OpenId, RejectReason};
+use crate::domain::{CredentialId, CredentialKind, IdRejection, OpenId, RejectReason};
 use crate::error::{ApiError, ErrorBody};
 use crate::ledger::{AddStatus, NewCredential};
 use crate::metrics::{CREDENTIALS_COLLECTED, CREDENTIALS_REJECTED};
@@ -58,7 +58,7 @@ pub struct IngestResponse {
 type Parsed = Result<NewCredential, RejectReason>;
 
 /// Turns the body into items, or rejects the whole request.
-fn parse_items(body: IngestBody, policy: &ExpiryPolicy, now: DateTime<Utc>) -> Result<Vec<Parsed>, ApiError> {
+fn parse_items(body: IngestBody) -> Result<Vec<Parsed>, ApiError> {
     let items: Vec<(String, String, Option<String>)> = match (body.credentials, body.form_ids) {
         (Some(items), None) => items
             .into_iter()
@@ -103,11 +103,12 @@ fn parse_items(body: IngestBody, policy: &ExpiryPolicy, now: DateTime<Utc>) -> R
                 IdRejection::MockFormId => RejectReason::MockFormId,
                 IdRejection::InvalidId => RejectReason::InvalidId,
             })?;
-            let expires_at = policy.expires_at(collected_at, now);
-            if expires_at <= now {
-                return Err(RejectReason::Expired);
-            }
-            Ok(NewCredential { kind, id, expires_at })
+            // Whether it has expired is the ledger's call, on the ledger's clock.
+            Ok(NewCredential {
+                kind,
+                id,
+                collected_at,
+            })
         })
         .collect())
 }
@@ -144,11 +145,11 @@ pub async fn ingest(
             OpenId::parse(raw).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?
         }
     };
-    let now = Utc::now();
-    let parsed = parse_items(body, &state.expiry, now)?;
+    let parsed = parse_items(body)?;
 
     let batch: Vec<NewCredential> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let outcome = state.ledger.add(&openid, &batch, now).await?;
+    let outcome = state.ledger.add(&openid, &batch).await?;
+    let now = Utc::now();
 
     let mut statuses = outcome.items.iter();
     let mut rejected = Vec::new();
@@ -209,19 +210,14 @@ mod tests {
 
     #[test]
     fn items_are_judged_one_by_one() {
-        let now = Utc::now();
-        let parsed = parse_items(
-            body(
-                r#"{"credentials": [
+        let parsed = parse_items(body(
+            r#"{"credentials": [
                 {"kind": "form", "id": "abc"},
                 {"kind": "form", "id": "the formId is a mock one"},
                 {"kind": "sms", "id": "abc"},
                 {"kind": "prepay", "id": "bad id"},
                 {"kind": "form", "id": "old", "collected_at": "2020-01-01T00:00:00Z"}]}"#,
-            ),
-            &ExpiryPolicy::default(),
-            now,
-        )
+        ))
         .unwrap();
         let reasons: Vec<_> = parsed.iter().map(|p| p.as_ref().err().copied()).collect();
         use RejectReason::*;
@@ -232,7 +228,8 @@ mod tests {
                 Some(MockFormId),
                 Some(InvalidKind),
                 Some(InvalidId),
-                Some(Expired)
+                // Judged by the ledger, on its clock.
+                None
             ]
         );
     }
@@ -241,8 +238,6 @@ mod tests {
     fn one_bad_time_rejects_the_whole_request() {
         let err = parse_items(
             body(r#"{"credentials": [{"kind": "form", "id": "a"}, {"kind": "form", "id": "b", "collected_at": "yesterday"}]}"#),
-            &ExpiryPolicy::default(),
-            Utc::now(),
         )
         .unwrap_err();
         assert_eq!(err.code(), "invalid_request");
@@ -251,18 +246,9 @@ mod tests {
     #[test]
     fn shorthand_and_limits() {
         let ids: Vec<String> = (0..101).map(|n| format!("\"id{n}\"")).collect();
-        let err = parse_items(
-            body(&format!(r#"{{"form_ids": [{}]}}"#, ids.join(","))),
-            &ExpiryPolicy::default(),
-            Utc::now(),
-        )
-        .unwrap_err();
+        let err = parse_items(body(&format!(r#"{{"form_ids": [{}]}}"#, ids.join(",")))).unwrap_err();
         assert_eq!(err.code(), "too_many_items");
-        let both = parse_items(
-            body(r#"{"form_ids": [], "credentials": []}"#),
-            &ExpiryPolicy::default(),
-            Utc::now(),
-        );
+        let both = parse_items(body(r#"{"form_ids": [], "credentials": []}"#));
         assert_eq!(both.unwrap_err().code(), "invalid_request");
     }
 }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Route, web};
 
-use crate::domain::ExpiryPolicy;
 use crate::error::{self, ApiError};
 use crate::ledger::Ledger;
 use crate::report::UsageRecorder;
@@ -43,7 +42,6 @@ pub struct Mode {
 
 pub struct AppState {
     pub ledger: Arc<dyn Ledger>,
-    pub expiry: ExpiryPolicy,
     pub wechat: WechatClient,
     pub usage: Arc<UsageRecorder>,
     pub shared: Arc<dyn SharedStore>,

@@ -2,7 +2,7 @@
 //! expiry first, without ids.
 
 use actix_web::{HttpResponse, web};
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -48,7 +48,7 @@ pub async fn credentials(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     let openid = OpenId::parse(&path).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
-    let holdings = state.ledger.inspect(&openid, Utc::now()).await?;
+    let holdings = state.ledger.inspect(&openid).await?;
     Ok(HttpResponse::Ok().json(UserCredentials {
         openid: openid.as_str().to_owned(),
         available_sends: holdings.available_sends(),

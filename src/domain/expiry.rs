@@ -34,6 +34,24 @@ impl ExpiryPolicy {
         self.safety_margin
     }
 
+    /// The margin and granularity in whole seconds, as the ledger's Lua
+    /// scripts apply them (the same rule as [`Self::expires_at_secs`]).
+    pub fn as_secs(&self) -> (i64, i64) {
+        (
+            self.safety_margin.num_seconds(),
+            self.granularity.num_seconds().max(1),
+        )
+    }
+
+    /// [`Self::expires_at`] in unix seconds, as the ledgers compute it with
+    /// their own clock's `now`.
+    pub fn expires_at_secs(&self, collected_at: Option<i64>, now: i64) -> i64 {
+        let (margin, granularity) = self.as_secs();
+        let collected = collected_at.map_or(now, |at| at.min(now));
+        let expires = collected + CREDENTIAL_VALIDITY.num_seconds() - margin;
+        expires.div_euclid(granularity) * granularity
+    }
+
     /// The expiry of a credential collected at `collected_at` (now when
     /// absent). A `collected_at` in the future (a phone's clock running
     /// ahead) is clamped to `now` so it cannot stretch the validity.
@@ -92,6 +110,18 @@ mod tests {
             policy.expires_at(None, now),
             at(1_800_000_000) + CREDENTIAL_VALIDITY
         );
+    }
+
+    #[test]
+    fn seconds_and_instants_agree() {
+        let policy = ExpiryPolicy::default();
+        let now = at(1_800_000_059);
+        for collected in [None, Some(at(1_799_000_001)), Some(at(1_900_000_000))] {
+            assert_eq!(
+                policy.expires_at(collected, now).timestamp(),
+                policy.expires_at_secs(collected.map(|c| c.timestamp()), now.timestamp())
+            );
+        }
     }
 
     #[test]

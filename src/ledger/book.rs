@@ -16,7 +16,10 @@
 //! expires, so a re-posted id counts as a duplicate instead of coming back.
 
 use super::stored_id::StoredId;
-use crate::domain::CredentialKind;
+use super::{
+    AddStatus, Holding, Holdings, LeaseId, LedgerError, LedgerEvent, Reservation, Settle, Settled, instant,
+};
+use crate::domain::{CredentialKind, ExpiryPolicy};
 
 pub(crate) type Secs = i64;
 
@@ -38,59 +41,50 @@ pub(crate) struct Lease {
     pub key: StoredId,
 }
 
-/// Events in seconds; [`super::LedgerEvent`] is built from these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Event {
-    Collected {
-        kind: CredentialKind,
-        uses: u8,
-        expires: Secs,
-    },
-    Spent {
-        kind: CredentialKind,
-        expires: Secs,
-    },
-    Burned {
-        kind: CredentialKind,
-        uses: u8,
-        expires: Secs,
-    },
-    Refunded {
-        kind: CredentialKind,
-        expires: Secs,
-    },
-    Evicted {
-        kind: CredentialKind,
-        uses: u8,
-        expires: Secs,
-    },
-    Reach {
-        from: Option<Secs>,
-        to: Option<Secs>,
-    },
+/// Events in the ledger's public form, built from seconds.
+fn collected(kind: CredentialKind, uses: u8, expires: Secs) -> LedgerEvent {
+    LedgerEvent::Collected {
+        kind,
+        uses,
+        expires_at: instant(expires),
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ItemStatus {
-    Accepted,
-    Duplicate,
-    Expired,
+fn spent(kind: CredentialKind, expires: Secs) -> LedgerEvent {
+    LedgerEvent::Spent {
+        kind,
+        expires_at: instant(expires),
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SettleMode {
-    Commit,
-    Burn,
-    Refund,
+fn burned(kind: CredentialKind, uses: u8, expires: Secs) -> LedgerEvent {
+    LedgerEvent::Burned {
+        kind,
+        uses,
+        expires_at: instant(expires),
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SettleResult {
-    Spent,
-    Burned(u8),
-    Refunded,
-    Lapsed,
-    UnknownLease,
+fn refunded(kind: CredentialKind, expires: Secs) -> LedgerEvent {
+    LedgerEvent::Refunded {
+        kind,
+        expires_at: instant(expires),
+    }
+}
+
+fn evicted_event(kind: CredentialKind, uses: u8, expires: Secs) -> LedgerEvent {
+    LedgerEvent::Evicted {
+        kind,
+        uses,
+        expires_at: instant(expires),
+    }
+}
+
+pub(crate) fn reach_moved(from: Option<Secs>, to: Option<Secs>) -> LedgerEvent {
+    LedgerEvent::Reach {
+        from: from.map(instant),
+        to: to.map(instant),
+    }
 }
 
 /// Credentials sorted by (expiry, stored id); leases in the order taken.
@@ -156,7 +150,7 @@ impl Book {
     }
 
     /// Rules 1–3 of the module doc, in that order.
-    pub fn housekeep(&mut self, now: Secs, events: &mut Vec<Event>) {
+    pub fn housekeep(&mut self, now: Secs, events: &mut Vec<LedgerEvent>) {
         self.forget_if_ended(now);
         let (stale, live): (Vec<Lease>, Vec<Lease>) = std::mem::take(&mut self.leases)
             .into_iter()
@@ -170,42 +164,39 @@ impl Book {
 
     /// Gives a leased use back to its credential, or accounts for why it
     /// cannot go back.
-    fn return_use(&mut self, lease: &Lease, now: Secs, events: &mut Vec<Event>) -> SettleResult {
+    fn return_use(&mut self, lease: &Lease, now: Secs, events: &mut Vec<LedgerEvent>) -> Settled {
         let entry = self.leased_entry(lease).filter(|e| e.expires > now);
         match entry {
-            None => SettleResult::Lapsed,
+            None => Settled::Lapsed,
             Some(entry) if entry.burned => {
-                events.push(Event::Burned {
-                    kind: lease.kind,
-                    uses: 1,
-                    expires: lease.expires,
-                });
-                SettleResult::Burned(1)
+                events.push(burned(lease.kind, 1, lease.expires));
+                Settled::Burned { uses: 1 }
             }
             Some(entry) => {
                 entry.uses_left += 1;
-                events.push(Event::Refunded {
-                    kind: lease.kind,
-                    expires: lease.expires,
-                });
-                SettleResult::Refunded
+                events.push(refunded(lease.kind, lease.expires));
+                Settled::Refunded
             }
         }
     }
 
+    /// Adds a batch of `(kind, id, collected_at)`; expiries follow from
+    /// `policy` and `now`.
     pub fn add(
         &mut self,
-        batch: &[(CredentialKind, StoredId, Secs)],
+        batch: &[(CredentialKind, StoredId, Option<Secs>)],
         cap: u32,
+        policy: &ExpiryPolicy,
         now: Secs,
-        events: &mut Vec<Event>,
-    ) -> (Vec<ItemStatus>, u32) {
+        events: &mut Vec<LedgerEvent>,
+    ) -> (Vec<AddStatus>, u32) {
         let mut statuses = Vec::with_capacity(batch.len());
-        for (kind, key, expires) in batch {
+        for (kind, key, collected_at) in batch {
+            let expires = &policy.expires_at_secs(*collected_at, now);
             let status = if *expires <= now {
-                ItemStatus::Expired
+                AddStatus::Expired
             } else if self.position(key).is_some() {
-                ItemStatus::Duplicate
+                AddStatus::Duplicate
             } else {
                 let uses = kind.uses();
                 self.insert_sorted(Entry {
@@ -215,12 +206,8 @@ impl Book {
                     burned: false,
                     key: key.clone(),
                 });
-                events.push(Event::Collected {
-                    kind: *kind,
-                    uses,
-                    expires: *expires,
-                });
-                ItemStatus::Accepted
+                events.push(collected(*kind, uses, *expires));
+                AddStatus::Accepted
             };
             statuses.push(status);
         }
@@ -231,7 +218,7 @@ impl Book {
 
     /// Evicts the soonest-expiring live credentials that no lease holds
     /// until at most `cap` are live.
-    fn evict_over(&mut self, cap: u32, events: &mut Vec<Event>) -> u32 {
+    fn evict_over(&mut self, cap: u32, events: &mut Vec<LedgerEvent>) -> u32 {
         let is_live = |book: &Book, e: &Entry| e.uses_left > 0 || book.leased_uses(e) > 0;
         let live = self.entries.iter().filter(|e| is_live(self, e)).count();
         let mut excess = live.saturating_sub(cap as usize);
@@ -240,11 +227,7 @@ impl Book {
         while excess > 0 && at < self.entries.len() {
             let entry = &self.entries[at];
             if entry.uses_left > 0 && self.leased_uses(entry) == 0 {
-                events.push(Event::Evicted {
-                    kind: entry.kind,
-                    uses: entry.uses_left,
-                    expires: entry.expires,
-                });
+                events.push(evicted_event(entry.kind, entry.uses_left, entry.expires));
                 self.entries.remove(at);
                 excess -= 1;
                 evicted += 1;
@@ -272,7 +255,8 @@ impl Book {
         }
     }
 
-    /// Takes one use under `lease_id`, or returns the lease if it exists.
+    /// Takes one use under `lease_id` until `deadline`, or returns the lease
+    /// if it exists.
     pub fn reserve(&mut self, lease_id: [u8; 8], deadline: Secs) -> Option<Lease> {
         if let Some(existing) = self.leases.iter().find(|l| l.id == lease_id) {
             return Some(existing.clone());
@@ -293,24 +277,26 @@ impl Book {
     pub fn settle(
         &mut self,
         lease_id: [u8; 8],
-        mode: SettleMode,
+        how: Settle,
         now: Secs,
-        events: &mut Vec<Event>,
-    ) -> (SettleResult, Option<Lease>) {
+        events: &mut Vec<LedgerEvent>,
+    ) -> Settled {
         let Some(at) = self.leases.iter().position(|l| l.id == lease_id) else {
-            return (SettleResult::UnknownLease, None);
+            return Settled::UnknownLease;
         };
+        if how == Settle::Hold {
+            let lease = &mut self.leases[at];
+            lease.deadline = lease.deadline.max(lease.expires);
+            return Settled::Held;
+        }
         let lease = self.leases.remove(at);
-        let result = match mode {
-            SettleMode::Commit => {
-                events.push(Event::Spent {
-                    kind: lease.kind,
-                    expires: lease.expires,
-                });
-                SettleResult::Spent
+        match how {
+            Settle::Commit => {
+                events.push(spent(lease.kind, lease.expires));
+                Settled::Spent
             }
-            SettleMode::Refund => self.return_use(&lease, now, events),
-            SettleMode::Burn => {
+            Settle::Refund => self.return_use(&lease, now, events),
+            Settle::Burn | Settle::Hold => {
                 let rest = match self.leased_entry(&lease) {
                     Some(entry) if !entry.burned => {
                         let rest = entry.uses_left;
@@ -321,14 +307,44 @@ impl Book {
                     _ => 0,
                 };
                 let uses = 1 + rest;
-                events.push(Event::Burned {
-                    kind: lease.kind,
-                    uses,
-                    expires: lease.expires,
-                });
-                SettleResult::Burned(uses)
+                events.push(burned(lease.kind, uses, lease.expires));
+                Settled::Burned { uses }
             }
-        };
-        (result, Some(lease))
+        }
+    }
+}
+
+impl Lease {
+    /// The lease as callers see it, with the credential id decoded.
+    pub fn reservation(&self) -> Result<Reservation, LedgerError> {
+        Ok(Reservation {
+            lease: LeaseId::from_bytes(self.id),
+            kind: self.kind,
+            id: self
+                .key
+                .decode()
+                .ok_or_else(|| LedgerError::Corrupt("stored credential id".into()))?,
+            expires_at: instant(self.expires),
+            deadline: instant(self.deadline),
+        })
+    }
+}
+
+impl Book {
+    /// What a report shows of the book.
+    pub fn holdings(&self) -> Holdings {
+        Holdings {
+            credentials: self
+                .entries
+                .iter()
+                .filter(|e| e.uses_left > 0)
+                .map(|e| Holding {
+                    kind: e.kind,
+                    uses_left: e.uses_left,
+                    expires_at: instant(e.expires),
+                })
+                .collect(),
+            leased: self.leases.len() as u32,
+        }
     }
 }

@@ -1,20 +1,21 @@
 //! The embedded ledger: books in process memory, one lock per shard of
-//! openids. Same rules as Redis (they live in [`super::book`]); nothing
-//! survives a restart.
+//! openids. Same rules as Redis (they live in [`super::book`]); its clock is
+//! the process's; nothing survives a restart.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 
-use super::book::{Book, Event, SettleMode};
+use super::book::{Book, reach_moved};
 use super::stored_id::StoredId;
 use super::{
-    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerLimits, NewCredential,
-    ReserveOutcome, Settle, SettleOutcome, UsageDeltas, convert,
+    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerEvent, LedgerSettings,
+    NewCredential, ReserveOutcome, Settle, SettleOutcome, UsageDeltas,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::domain::OpenId;
 
 const SHARDS: usize = 64;
@@ -31,20 +32,30 @@ struct Shard {
 }
 
 pub struct MemoryLedger {
-    limits: LedgerLimits,
+    settings: LedgerSettings,
+    clock: Arc<dyn Clock>,
     hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
     usage: Mutex<UsageDeltas>,
 }
 
 impl MemoryLedger {
-    pub fn new(limits: LedgerLimits) -> Self {
+    pub fn new(settings: LedgerSettings) -> Self {
+        Self::with_clock(settings, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(settings: LedgerSettings, clock: Arc<dyn Clock>) -> Self {
         Self {
-            limits,
+            settings,
+            clock,
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             usage: Mutex::default(),
         }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp()
     }
 
     /// Runs `op` on the openid's book under its shard lock, with the rules
@@ -53,10 +64,9 @@ impl MemoryLedger {
     fn write<T>(
         &self,
         openid: &OpenId,
-        now: DateTime<Utc>,
-        op: impl FnOnce(&mut Book, i64, &mut Vec<Event>) -> T,
-    ) -> (T, Vec<Event>) {
-        let now = now.timestamp();
+        op: impl FnOnce(&mut Book, i64, &mut Vec<LedgerEvent>) -> T,
+    ) -> (T, Vec<LedgerEvent>) {
+        let now = self.now();
         let shard_at = (self.hasher.hash_one(openid) as usize) % SHARDS;
         let mut shard = lock(&self.shards[shard_at]);
         shard.writes = shard.writes.wrapping_add(1);
@@ -73,10 +83,7 @@ impl MemoryLedger {
         let result = op(&mut book, now, &mut events);
         let reach_after = book.reach();
         if reach_before != reach_after {
-            events.push(Event::Reach {
-                from: reach_before,
-                to: reach_after,
-            });
+            events.push(reach_moved(reach_before, reach_after));
         }
         if book.ends_at().is_some() {
             shard.books.insert(openid.clone(), book);
@@ -92,7 +99,7 @@ impl MemoryLedger {
 
 impl Default for MemoryLedger {
     fn default() -> Self {
-        Self::new(LedgerLimits::default())
+        Self::new(LedgerSettings::default())
     }
 }
 
@@ -104,35 +111,47 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl Ledger for MemoryLedger {
-    async fn add(
-        &self,
-        openid: &OpenId,
-        batch: &[NewCredential],
-        now: DateTime<Utc>,
-    ) -> Result<AddOutcome, LedgerError> {
+    async fn add(&self, openid: &OpenId, batch: &[NewCredential]) -> Result<AddOutcome, LedgerError> {
         let items: Vec<_> = batch
             .iter()
-            .map(|c| (c.kind, StoredId::encode(&c.id), c.expires_at.timestamp()))
+            .map(|c| {
+                (
+                    c.kind,
+                    StoredId::encode(&c.id),
+                    c.collected_at.map(|t| t.timestamp()),
+                )
+            })
             .collect();
-        let cap = self.limits.max_credentials_per_user;
-        let ((statuses, evicted, available), events) = self.write(openid, now, |book, now, events| {
-            let (statuses, evicted) = book.add(&items, cap, now, events);
+        let LedgerSettings {
+            max_credentials_per_user: cap,
+            expiry,
+        } = self.settings;
+        let ((items, evicted, available_sends), events) = self.write(openid, |book, now, events| {
+            let (statuses, evicted) = book.add(&items, cap, &expiry, now, events);
             (statuses, evicted, book.available())
         });
-        Ok(convert::add_outcome(&statuses, evicted, available, &events))
+        Ok(AddOutcome {
+            items,
+            evicted,
+            available_sends,
+            events,
+        })
     }
 
     async fn reserve(
         &self,
         openid: &OpenId,
         lease: LeaseId,
-        deadline: DateTime<Utc>,
-        now: DateTime<Utc>,
+        hold: std::time::Duration,
     ) -> Result<ReserveOutcome, LedgerError> {
-        let (taken, events) = self.write(openid, now, |book, _, _| {
-            book.reserve(*lease.as_bytes(), deadline.timestamp())
+        let hold = i64::try_from(hold.as_secs()).unwrap_or(i64::MAX / 2);
+        let (taken, events) = self.write(openid, |book, now, _| {
+            book.reserve(*lease.as_bytes(), now.saturating_add(hold))
         });
-        convert::reserve_outcome(taken, &events)
+        Ok(ReserveOutcome {
+            reservation: taken.map(|lease| lease.reservation()).transpose()?,
+            events,
+        })
     }
 
     async fn settle(
@@ -140,23 +159,17 @@ impl Ledger for MemoryLedger {
         openid: &OpenId,
         lease: LeaseId,
         how: Settle,
-        now: DateTime<Utc>,
     ) -> Result<SettleOutcome, LedgerError> {
-        let mode = match how {
-            Settle::Commit => SettleMode::Commit,
-            Settle::Burn => SettleMode::Burn,
-            Settle::Refund => SettleMode::Refund,
-        };
-        let (result, events) = self.write(openid, now, |book, now, events| {
-            book.settle(*lease.as_bytes(), mode, now, events).0
+        let (settled, events) = self.write(openid, |book, now, events| {
+            book.settle(*lease.as_bytes(), how, now, events)
         });
-        Ok(convert::settle_outcome(result, &events))
+        Ok(SettleOutcome { settled, events })
     }
 
-    async fn inspect(&self, openid: &OpenId, now: DateTime<Utc>) -> Result<Holdings, LedgerError> {
+    async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError> {
         let mut book = self.read(openid).unwrap_or_default();
-        book.housekeep(now.timestamp(), &mut Vec::new());
-        Ok(convert::holdings(&book))
+        book.housekeep(self.now(), &mut Vec::new());
+        Ok(book.holdings())
     }
 
     async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use super::{
     AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, NewCredential, ReserveOutcome, Settle,
@@ -47,23 +47,17 @@ async fn measured<T>(
 
 #[async_trait]
 impl<L: Ledger> Ledger for MeteredLedger<L> {
-    async fn add(
-        &self,
-        openid: &OpenId,
-        batch: &[NewCredential],
-        now: DateTime<Utc>,
-    ) -> Result<AddOutcome, LedgerError> {
-        measured("add", self.inner.add(openid, batch, now)).await
+    async fn add(&self, openid: &OpenId, batch: &[NewCredential]) -> Result<AddOutcome, LedgerError> {
+        measured("add", self.inner.add(openid, batch)).await
     }
 
     async fn reserve(
         &self,
         openid: &OpenId,
         lease: LeaseId,
-        deadline: DateTime<Utc>,
-        now: DateTime<Utc>,
+        hold: std::time::Duration,
     ) -> Result<ReserveOutcome, LedgerError> {
-        measured("reserve", self.inner.reserve(openid, lease, deadline, now)).await
+        measured("reserve", self.inner.reserve(openid, lease, hold)).await
     }
 
     async fn settle(
@@ -71,22 +65,22 @@ impl<L: Ledger> Ledger for MeteredLedger<L> {
         openid: &OpenId,
         lease: LeaseId,
         how: Settle,
-        now: DateTime<Utc>,
     ) -> Result<SettleOutcome, LedgerError> {
-        let outcome = measured("settle", self.inner.settle(openid, lease, how, now)).await?;
+        let outcome = measured("settle", self.inner.settle(openid, lease, how)).await?;
         let result = match outcome.settled {
             Settled::Spent => "spent",
             Settled::Burned { .. } => "burned",
             Settled::Refunded => "refunded",
             Settled::Lapsed => "lapsed",
+            Settled::Held => "held",
             Settled::UnknownLease => "unknown_lease",
         };
         metrics::counter!(USES_SETTLED, "result" => result).increment(1);
         Ok(outcome)
     }
 
-    async fn inspect(&self, openid: &OpenId, now: DateTime<Utc>) -> Result<Holdings, LedgerError> {
-        measured("inspect", self.inner.inspect(openid, now)).await
+    async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError> {
+        measured("inspect", self.inner.inspect(openid)).await
     }
 
     async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {

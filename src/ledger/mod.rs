@@ -13,7 +13,7 @@
 //! what they mean.
 
 mod book;
-mod convert;
+mod codes;
 mod memory;
 mod metered;
 mod redis;
@@ -21,24 +21,27 @@ mod stored_id;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{CredentialId, CredentialKind, OpenId};
+use crate::clock::Clock;
+use crate::domain::{CredentialId, CredentialKind, ExpiryPolicy, OpenId};
 
 pub use crate::store::RedisTarget;
 pub use memory::MemoryLedger;
 pub use metered::MeteredLedger;
 pub use redis::RedisLedger;
 
-/// A credential about to be added: its expiry is already computed by the
-/// [`ExpiryPolicy`](crate::domain::ExpiryPolicy).
+/// A credential about to be added. Its expiry is computed by the ledger,
+/// with the ledger's clock, from `collected_at` (now when absent; a future
+/// one is clamped to now) and the [`ExpiryPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCredential {
     pub kind: CredentialKind,
     pub id: CredentialId,
-    pub expires_at: DateTime<Utc>,
+    pub collected_at: Option<DateTime<Utc>>,
 }
 
 /// What became of one item of an added batch, in batch order.
@@ -47,7 +50,7 @@ pub enum AddStatus {
     Accepted,
     /// The user already holds (or held, until it expires) this id.
     Duplicate,
-    /// Its expiry is not after `now`.
+    /// Its expiry is not after the ledger's now.
     Expired,
 }
 
@@ -113,6 +116,10 @@ pub enum Settle {
     Burn,
     /// The message was not sent for another reason: the use goes back.
     Refund,
+    /// Nobody knows whether WeChat delivered the message: keep the lease
+    /// until the credential expires, so the use goes to no other send and
+    /// the request that holds the lease can settle it later.
+    Hold,
 }
 
 /// What a settle did to the leased use.
@@ -127,6 +134,8 @@ pub enum Settled {
     /// A refund arrived after the credential had expired: the use is gone,
     /// unspent.
     Lapsed,
+    /// The lease now runs until the credential expires.
+    Held,
     /// No such lease: already settled, or its deadline passed and it was
     /// refunded automatically.
     UnknownLease,
@@ -216,19 +225,27 @@ pub fn merge_usage(into: &mut UsageDeltas, from: &UsageDeltas) {
 
 /// Settings every ledger applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LedgerLimits {
+pub struct LedgerSettings {
     /// Live credentials an openid may hold; over it the soonest-expiring are
     /// evicted.
     pub max_credentials_per_user: u32,
+    /// How an added credential's expiry follows from its collection time.
+    pub expiry: ExpiryPolicy,
 }
 
-impl Default for LedgerLimits {
+impl Default for LedgerSettings {
     fn default() -> Self {
         Self {
             max_credentials_per_user: 200,
+            expiry: ExpiryPolicy::default(),
         }
     }
 }
+
+/// Where a ledger reads the time. Production ledgers read their store's
+/// clock (Redis `TIME`, or the process clock for the embedded ledger);
+/// tests hand both ledgers one [`ManualClock`](crate::clock::ManualClock).
+pub type LedgerClock = Option<Arc<dyn Clock>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -242,42 +259,37 @@ pub enum LedgerError {
     Corrupt(String),
 }
 
-/// The ledger contract. `now` is an argument so that expiry and lease
-/// deadlines follow one clock chosen by the caller (and tests can move it).
+/// The ledger contract. Time is the ledger's own (SPEC §5 "one clock"):
+/// expiry checks, lease deadlines and the "now" of an ingest all come from
+/// the store, never from the calling instance, whose clock may be off.
 #[async_trait]
 pub trait Ledger: Send + Sync + 'static {
     /// Adds a batch for one openid: skips duplicates (within the batch too)
     /// and already-expired items, then evicts the soonest-expiring credentials
     /// over the cap.
-    async fn add(
-        &self,
-        openid: &OpenId,
-        batch: &[NewCredential],
-        now: DateTime<Utc>,
-    ) -> Result<AddOutcome, LedgerError>;
+    async fn add(&self, openid: &OpenId, batch: &[NewCredential]) -> Result<AddOutcome, LedgerError>;
 
     /// Takes one use of the oldest spendable credential (earliest expiry,
-    /// then stored id order) under `lease` until `deadline`. Calling it again
+    /// then stored id order) under `lease` for `hold`. Calling it again
     /// with the same lease returns the same reservation.
     async fn reserve(
         &self,
         openid: &OpenId,
         lease: LeaseId,
-        deadline: DateTime<Utc>,
-        now: DateTime<Utc>,
+        hold: std::time::Duration,
     ) -> Result<ReserveOutcome, LedgerError>;
 
-    /// Ends a lease. A repeated settle finds no lease and changes nothing.
+    /// Ends (or, with [`Settle::Hold`], extends) a lease. A repeated settle
+    /// finds no lease and changes nothing.
     async fn settle(
         &self,
         openid: &OpenId,
         lease: LeaseId,
         how: Settle,
-        now: DateTime<Utc>,
     ) -> Result<SettleOutcome, LedgerError>;
 
-    /// What the openid holds at `now`, without changing anything.
-    async fn inspect(&self, openid: &OpenId, now: DateTime<Utc>) -> Result<Holdings, LedgerError>;
+    /// What the openid holds now, without changing anything.
+    async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError>;
 
     /// Adds report counter deltas.
     async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError>;
@@ -292,4 +304,9 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), LedgerError>;
+}
+
+/// A unix second as an instant (the ledgers keep whole seconds).
+pub(crate) fn instant(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

@@ -3,35 +3,46 @@
 //! atomic for its openid across any number of service instances, and runs
 //! unchanged on Redis Cluster (one key per script).
 //!
-//! Reads (`inspect`) fetch the string and apply the book rules in Rust
-//! without writing. Report counters live in one hash per day
+//! Time is the server's (`TIME` inside every script), so instances whose
+//! clocks disagree still agree on every deadline and expiry. Reads
+//! (`inspect`) fetch the string and the server's time in one script and
+//! apply the book rules in Rust without writing. Report counters live in one hash per day
 //! (`{prefix}:usage:{<date>}`), written in batches by the reporting code.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
-use redis::{Script, ScriptInvocation, Value};
+use chrono::NaiveDate;
+use redis::{FromRedisValue, ParsingError, Script, ScriptInvocation, Value};
 
-use super::book::{Book, Entry, Event, ItemStatus, Lease, Secs, SettleResult};
+use super::book::{Book, Entry, Lease, Secs, reach_moved};
+use super::codes::{self, EV_BURNED, EV_COLLECTED, EV_EVICTED, EV_REACH, EV_REFUNDED, EV_SPENT};
 use super::stored_id::StoredId;
 use super::{
-    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerLimits, NewCredential,
-    ReserveOutcome, Settle, SettleOutcome, UsageDeltas, convert,
+    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerClock, LedgerError, LedgerEvent,
+    LedgerSettings, NewCredential, ReserveOutcome, Settle, SettleOutcome, UsageDeltas, instant,
 };
-use crate::domain::{CredentialKind, OpenId};
+use crate::clock::Clock;
+use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
 use crate::store::{RedisConnection, RedisTarget};
 
 static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/add.lua")));
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/settle.lua")));
+static READ: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/read.lua")));
 static USAGE_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_add.lua")));
 static USAGE_FOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_fold.lua")));
 
-/// Every book script starts with the shared codec and rules.
+/// Every book script starts with the named codes and the shared codec and
+/// rules.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{}\n{}", include_str!("scripts/book.lua"), body))
+    Script::new(&format!(
+        "{}{}\n{}",
+        codes::lua_prelude(),
+        include_str!("scripts/book.lua"),
+        body
+    ))
 }
 
 /// How long report counters are kept: the usage report reaches 366 days back.
@@ -40,26 +51,38 @@ const USAGE_RETENTION_SECS: u64 = 400 * 86_400;
 pub struct RedisLedger {
     redis: RedisConnection,
     prefix: String,
-    limits: LedgerLimits,
+    settings: LedgerSettings,
+    clock: LedgerClock,
 }
 
 impl RedisLedger {
     /// A ledger with a connection of its own (2 s timeouts). `prefix` starts
     /// every key (`fl` in production; tests use their own).
-    pub fn new(target: RedisTarget, prefix: &str, limits: LedgerLimits) -> Self {
+    pub fn new(target: RedisTarget, prefix: &str, settings: LedgerSettings) -> Self {
         Self::on(
             RedisConnection::new(target, Duration::from_secs(2)),
             prefix,
-            limits,
+            settings,
         )
     }
 
     /// A ledger on a connection shared with the rest of the service.
-    pub fn on(redis: RedisConnection, prefix: &str, limits: LedgerLimits) -> Self {
+    pub fn on(redis: RedisConnection, prefix: &str, settings: LedgerSettings) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
-            limits,
+            settings,
+            clock: None,
+        }
+    }
+
+    /// Reads time from `clock` instead of the Redis server. Only for tests
+    /// that move time by hand: instances on their own clocks are exactly
+    /// what the server clock exists to prevent.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..self
         }
     }
 
@@ -80,94 +103,154 @@ impl RedisLedger {
         format!("{}:usage:{{{}}}", self.prefix, day.format("%Y-%m-%d"))
     }
 
-    async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, LedgerError> {
-        self.redis.invoke(invocation).await.map_err(LedgerError::from)
+    /// The scripts' first argument: empty for the server's clock.
+    fn pinned_clock(&self) -> String {
+        self.clock
+            .as_ref()
+            .map(|c| c.now().timestamp().to_string())
+            .unwrap_or_default()
+    }
+
+    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, LedgerError> {
+        let reply = self.redis.invoke(invocation).await.map_err(LedgerError::from)?;
+        T::from_redis_value(reply).map_err(corrupt)
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, LedgerError> {
         self.redis.query(cmd).await.map_err(LedgerError::from)
     }
+}
 
-    async fn read_book(&self, openid: &OpenId) -> Result<Book, LedgerError> {
-        match self.query(redis::cmd("GET").arg(self.book_key(openid))).await? {
-            Value::Nil => Ok(Book::default()),
-            Value::BulkString(blob) => decode_book(&blob),
-            other => Err(corrupt("book", &other)),
-        }
+fn corrupt(err: ParsingError) -> LedgerError {
+    LedgerError::Corrupt(err.to_string())
+}
+
+fn bad(what: &str) -> ParsingError {
+    ParsingError::from(format!("unexpected {what} in a ledger script reply"))
+}
+
+/// A lease as reserve.lua returns it: `{id, deadline, expires, kind, key}`.
+impl FromRedisValue for Lease {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (id, deadline, expires, kind, key): (Vec<u8>, Secs, Secs, i64, Vec<u8>) =
+            FromRedisValue::from_redis_value(v)?;
+        Ok(Lease {
+            id: id.try_into().map_err(|_| bad("lease id"))?,
+            deadline,
+            expires,
+            kind: codes::kind_from(kind).ok_or_else(|| bad("kind"))?,
+            key: StoredId::from_bytes(key).ok_or_else(|| bad("stored id"))?,
+        })
     }
 }
 
-fn corrupt(what: &str, value: &Value) -> LedgerError {
-    LedgerError::Corrupt(format!("unexpected {what} reply: {value:?}"))
+/// Events as the scripts return them: a flat list of integers, four per
+/// event (see `push` in book.lua).
+struct Events(Vec<LedgerEvent>);
+
+impl FromRedisValue for Events {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let flat: Vec<i64> = FromRedisValue::from_redis_value(v)?;
+        if !flat.len().is_multiple_of(4) {
+            return Err(bad("truncated event list"));
+        }
+        flat.chunks_exact(4)
+            .map(|e| {
+                let (code, a, b, c) = (e[0], e[1], e[2], e[3]);
+                let kind = || codes::kind_from(a).ok_or_else(|| bad("event kind"));
+                let uses = || u8::try_from(b).map_err(|_| bad("event uses"));
+                let expires_at = instant(c);
+                let instant_or_none = |t: i64| (t >= 0).then_some(t);
+                Ok(match code {
+                    EV_COLLECTED => LedgerEvent::Collected {
+                        kind: kind()?,
+                        uses: uses()?,
+                        expires_at,
+                    },
+                    EV_SPENT => LedgerEvent::Spent {
+                        kind: kind()?,
+                        expires_at,
+                    },
+                    EV_BURNED => LedgerEvent::Burned {
+                        kind: kind()?,
+                        uses: uses()?,
+                        expires_at,
+                    },
+                    EV_REFUNDED => LedgerEvent::Refunded {
+                        kind: kind()?,
+                        expires_at,
+                    },
+                    EV_EVICTED => LedgerEvent::Evicted {
+                        kind: kind()?,
+                        uses: uses()?,
+                        expires_at,
+                    },
+                    EV_REACH => reach_moved(instant_or_none(a), instant_or_none(b)),
+                    _ => return Err(bad("event code")),
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Events)
+    }
 }
 
 #[async_trait]
 impl Ledger for RedisLedger {
-    async fn add(
-        &self,
-        openid: &OpenId,
-        batch: &[NewCredential],
-        now: DateTime<Utc>,
-    ) -> Result<AddOutcome, LedgerError> {
+    async fn add(&self, openid: &OpenId, batch: &[NewCredential]) -> Result<AddOutcome, LedgerError> {
+        let (margin, granularity) = self.settings.expiry.as_secs();
         let mut call = ADD.prepare_invoke();
         call.key(self.book_key(openid))
-            .arg(now.timestamp())
-            .arg(self.limits.max_credentials_per_user);
+            .arg(self.pinned_clock())
+            .arg(self.settings.max_credentials_per_user)
+            .arg(CREDENTIAL_VALIDITY.num_seconds() - margin)
+            .arg(granularity);
         for item in batch {
-            call.arg(kind_code(item.kind))
+            let collected = item.collected_at.map(|t| t.timestamp().to_string());
+            call.arg(codes::kind_code(item.kind))
                 .arg(StoredId::encode(&item.id).as_bytes())
-                .arg(item.expires_at.timestamp());
+                .arg(collected.unwrap_or_default());
         }
-        let reply = self.invoke(&call).await?;
-        let parts = array(&reply, 4, "add")?;
-        let statuses = array(&parts[0], usize::MAX, "add statuses")?
-            .iter()
-            .map(|v| match int(v)? {
-                1 => Ok(ItemStatus::Accepted),
-                2 => Ok(ItemStatus::Duplicate),
-                3 => Ok(ItemStatus::Expired),
-                _ => Err(corrupt("add status", v)),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let events = events(&parts[3])?;
-        let count = |v: &Value| int(v).map(|n| u32::try_from(n).unwrap_or(0));
-        Ok(convert::add_outcome(
-            &statuses,
-            count(&parts[1])?,
-            count(&parts[2])?,
-            &events,
-        ))
+        let (statuses, evicted, available_sends, events): (Vec<i64>, u32, u32, Events) =
+            self.invoke(&call).await?;
+        let items = statuses
+            .into_iter()
+            .map(|code| codes::add_status_from(code).ok_or_else(|| corrupt(bad("add status"))))
+            .collect::<Result<_, _>>()?;
+        Ok(AddOutcome {
+            items,
+            evicted,
+            available_sends,
+            events: events.0,
+        })
     }
 
     async fn reserve(
         &self,
         openid: &OpenId,
         lease: LeaseId,
-        deadline: DateTime<Utc>,
-        now: DateTime<Utc>,
+        hold: Duration,
     ) -> Result<ReserveOutcome, LedgerError> {
-        let reply = self
+        let (taken, events): (Vec<Value>, Events) = self
             .invoke(
                 RESERVE
                     .key(self.book_key(openid))
-                    .arg(now.timestamp())
+                    .arg(self.pinned_clock())
                     .arg(&lease.as_bytes()[..])
-                    .arg(deadline.timestamp()),
+                    .arg(hold.as_secs()),
             )
             .await?;
-        let parts = array(&reply, 2, "reserve")?;
-        let lease = match array(&parts[0], usize::MAX, "lease")? {
-            [] => None,
-            [id, deadline, expires, kind, key] => Some(Lease {
-                id: bytes(id)?.try_into().map_err(|_| corrupt("lease id", id))?,
-                deadline: int(deadline)?,
-                expires: int(expires)?,
-                kind: kind_from(kind)?,
-                key: StoredId::from_bytes(bytes(key)?).ok_or_else(|| corrupt("stored id", key))?,
-            }),
-            _ => return Err(corrupt("lease", &parts[0])),
+        let reservation = match taken.is_empty() {
+            true => None,
+            false => Some(
+                Lease::from_redis_value(Value::Array(taken))
+                    .map_err(corrupt)?
+                    .reservation()?,
+            ),
         };
-        convert::reserve_outcome(lease, &events(&parts[1])?)
+        Ok(ReserveOutcome {
+            reservation,
+            events: events.0,
+        })
     }
 
     async fn settle(
@@ -175,38 +258,33 @@ impl Ledger for RedisLedger {
         openid: &OpenId,
         lease: LeaseId,
         how: Settle,
-        now: DateTime<Utc>,
     ) -> Result<SettleOutcome, LedgerError> {
-        let mode = match how {
-            Settle::Commit => 1,
-            Settle::Burn => 2,
-            Settle::Refund => 3,
-        };
-        let reply = self
+        let (code, uses, events): (i64, u8, Events) = self
             .invoke(
                 SETTLE
                     .key(self.book_key(openid))
-                    .arg(now.timestamp())
+                    .arg(self.pinned_clock())
                     .arg(&lease.as_bytes()[..])
-                    .arg(mode),
+                    .arg(codes::settle_code(how)),
             )
             .await?;
-        let parts = array(&reply, 3, "settle")?;
-        let result = match int(&parts[0])? {
-            1 => SettleResult::Spent,
-            2 => SettleResult::Burned(u8::try_from(int(&parts[1])?).map_err(|_| corrupt("uses", &parts[1]))?),
-            3 => SettleResult::Refunded,
-            4 => SettleResult::Lapsed,
-            5 => SettleResult::UnknownLease,
-            _ => return Err(corrupt("settle result", &parts[0])),
-        };
-        Ok(convert::settle_outcome(result, &events(&parts[2])?))
+        let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
+        Ok(SettleOutcome {
+            settled,
+            events: events.0,
+        })
     }
 
-    async fn inspect(&self, openid: &OpenId, now: DateTime<Utc>) -> Result<Holdings, LedgerError> {
-        let mut book = self.read_book(openid).await?;
-        book.housekeep(now.timestamp(), &mut Vec::new());
-        Ok(convert::holdings(&book))
+    async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError> {
+        let (now, blob): (Secs, Option<Vec<u8>>) = self
+            .invoke(READ.key(self.book_key(openid)).arg(self.pinned_clock()))
+            .await?;
+        let mut book = match blob {
+            Some(blob) => decode_book(&blob)?,
+            None => Book::default(),
+        };
+        book.housekeep(now, &mut Vec::new());
+        Ok(book.holdings())
     }
 
     async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
@@ -216,7 +294,7 @@ impl Ledger for RedisLedger {
             for (field, delta) in fields {
                 call.arg(field).arg(*delta);
             }
-            self.invoke(&call).await?;
+            let _: Value = self.invoke(&call).await?;
         }
         Ok(())
     }
@@ -227,21 +305,7 @@ impl Ledger for RedisLedger {
             let reply = self
                 .query(redis::cmd("HGETALL").arg(self.usage_key(*day)))
                 .await?;
-            let pairs: Vec<(String, i64)> = match &reply {
-                Value::Map(pairs) => pairs
-                    .iter()
-                    .map(|(k, v)| Ok((String::from_utf8_lossy(&bytes(k)?).into_owned(), int(v)?)))
-                    .collect::<Result<_, LedgerError>>()?,
-                Value::Array(flat) => flat
-                    .chunks(2)
-                    .map(|kv| match kv {
-                        [k, v] => Ok((String::from_utf8_lossy(&bytes(k)?).into_owned(), int(v)?)),
-                        _ => Err(corrupt("usage", &reply)),
-                    })
-                    .collect::<Result<_, LedgerError>>()?,
-                other => return Err(corrupt("usage", other)),
-            };
-            out.push(pairs.into_iter().collect());
+            out.push(DayCounters::from_redis_value(reply).map_err(corrupt)?);
         }
         Ok(out)
     }
@@ -249,101 +313,12 @@ impl Ledger for RedisLedger {
     async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
         let mut call = USAGE_FOLD.prepare_invoke();
         call.key(self.usage_key(day)).arg(fold.len()).arg(fold).arg(drop);
-        self.invoke(&call).await.map(|_| ())
+        self.invoke::<Value>(&call).await.map(|_| ())
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {
         self.query(&redis::cmd("PING")).await.map(|_| ())
     }
-}
-
-fn kind_code(kind: CredentialKind) -> u8 {
-    match kind {
-        CredentialKind::Form => 0,
-        CredentialKind::Prepay => 1,
-    }
-}
-
-fn kind_from(value: &Value) -> Result<CredentialKind, LedgerError> {
-    match int(value)? {
-        0 => Ok(CredentialKind::Form),
-        1 => Ok(CredentialKind::Prepay),
-        _ => Err(corrupt("kind", value)),
-    }
-}
-
-fn array<'v>(value: &'v Value, len: usize, what: &str) -> Result<&'v [Value], LedgerError> {
-    match value {
-        Value::Array(items) if len == usize::MAX || items.len() == len => Ok(items),
-        other => Err(corrupt(what, other)),
-    }
-}
-
-fn int(value: &Value) -> Result<i64, LedgerError> {
-    match value {
-        Value::Int(n) => Ok(*n),
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| corrupt("integer", value)),
-        other => Err(corrupt("integer", other)),
-    }
-}
-
-fn bytes(value: &Value) -> Result<Vec<u8>, LedgerError> {
-    match value {
-        Value::BulkString(b) => Ok(b.clone()),
-        Value::SimpleString(s) => Ok(s.clone().into_bytes()),
-        other => Err(corrupt("string", other)),
-    }
-}
-
-/// Events come as a flat list of integers, four per event (see book.lua).
-fn events(value: &Value) -> Result<Vec<Event>, LedgerError> {
-    let flat = array(value, usize::MAX, "events")?
-        .iter()
-        .map(int)
-        .collect::<Result<Vec<_>, _>>()?;
-    flat.chunks(4)
-        .map(|e| {
-            let &[code, a, b, c] = e else {
-                return Err(LedgerError::Corrupt("truncated event list".into()));
-            };
-            let kind = || kind_from(&Value::Int(a));
-            let uses = || u8::try_from(b).map_err(|_| LedgerError::Corrupt("event uses".into()));
-            let instant = |t: i64| (t >= 0).then_some(t);
-            Ok(match code {
-                1 => Event::Collected {
-                    kind: kind()?,
-                    uses: uses()?,
-                    expires: c,
-                },
-                2 => Event::Spent {
-                    kind: kind()?,
-                    expires: c,
-                },
-                3 => Event::Burned {
-                    kind: kind()?,
-                    uses: uses()?,
-                    expires: c,
-                },
-                4 => Event::Refunded {
-                    kind: kind()?,
-                    expires: c,
-                },
-                5 => Event::Evicted {
-                    kind: kind()?,
-                    uses: uses()?,
-                    expires: c,
-                },
-                6 => Event::Reach {
-                    from: instant(a),
-                    to: instant(b),
-                },
-                _ => return Err(LedgerError::Corrupt(format!("event code {code}"))),
-            })
-        })
-        .collect()
 }
 
 const PREPAY: u8 = 4;

@@ -117,18 +117,17 @@ impl Sender {
         let mut attempts = 0;
         for _ in 0..self.policy.max_credentials {
             let lease = LeaseId::random();
-            let now = Utc::now();
-            let deadline =
-                now + chrono::Duration::from_std(self.policy.lease).unwrap_or(chrono::Duration::seconds(30));
+            let hold = self.policy.lease;
             // The lease id makes a retried reserve find its own lease rather
             // than take a second use, so a lost reply is safe to retry.
-            let reserved = match self.ledger.reserve(&message.touser, lease, deadline, now).await {
+            let reserved = match self.ledger.reserve(&message.touser, lease, hold).await {
                 Err(LedgerError::Unavailable(why)) => {
                     tracing::warn!(error = %why, "reserve failed; retrying once with the same lease");
-                    self.ledger.reserve(&message.touser, lease, deadline, now).await?
+                    self.ledger.reserve(&message.touser, lease, hold).await?
                 }
                 other => other?,
             };
+            let now = Utc::now();
             self.usage.ledger_events(now, &reserved.events);
             let Some(reservation) = reserved.reservation else {
                 return Ok(SendResult::NoValidCredential { attempts });
@@ -159,10 +158,9 @@ impl Sender {
     /// finds no lease and changes nothing), so a lost reply is safe to retry.
     async fn settle(&self, openid: &OpenId, lease: LeaseId, how: Settle) {
         for attempt in 1..=2 {
-            let now = Utc::now();
-            match self.ledger.settle(openid, lease, how, now).await {
+            match self.ledger.settle(openid, lease, how).await {
                 Ok(settled) => {
-                    self.usage.ledger_events(now, &settled.events);
+                    self.usage.ledger_events(Utc::now(), &settled.events);
                     return;
                 }
                 // Unsettled, the lease comes back at its deadline: nothing is

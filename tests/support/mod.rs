@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod ledger;
 pub mod process;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -191,22 +192,24 @@ fn ping(addr: SocketAddr) -> bool {
 /// Redis memory per stored credential when 5,000 openids (28 characters,
 /// like WeChat's) hold 10 formIds (32 hex) each, on a server of its own.
 pub async fn memory_per_credential(server: &RedisServer) -> f64 {
-    use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
-    use formid_ledger::ledger::{Ledger, LedgerLimits, NewCredential, RedisLedger, RedisTarget};
+    use formid_ledger::domain::{CredentialKind, OpenId};
+    use formid_ledger::ledger::{Ledger, LedgerSettings, NewCredential, RedisLedger, RedisTarget};
     const USERS: u32 = 5_000;
-    let ledger = RedisLedger::new(RedisTarget::Single(server.url()), "fl", LedgerLimits::default());
+    let ledger = RedisLedger::new(RedisTarget::Single(server.url()), "fl", LedgerSettings::default());
     let now = chrono::Utc::now();
     let before = server.used_memory();
     for n in 0..USERS {
         let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
         let batch: Vec<NewCredential> = (0..10u32)
-            .map(|i| NewCredential {
-                kind: CredentialKind::Form,
-                id: CredentialId::parse(&format!("{:032x}", rand::random::<u128>())).unwrap(),
-                expires_at: now + chrono::Duration::days(6) + chrono::Duration::seconds(i.into()),
+            .map(|i| {
+                ledger::cred(
+                    CredentialKind::Form,
+                    &format!("{:032x}", rand::random::<u128>()),
+                    now + chrono::Duration::days(6) + chrono::Duration::minutes(i.into()),
+                )
             })
             .collect();
-        ledger.add(&user, &batch, now).await.unwrap();
+        ledger.add(&user, &batch).await.unwrap();
     }
     (server.used_memory() - before) as f64 / f64::from(USERS * 10)
 }

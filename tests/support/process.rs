@@ -16,9 +16,32 @@ impl ServiceProcess {
     /// Starts the service on a free port, on `redis` under `prefix` and the
     /// simulator `sim`, with `env` added; returns once it is ready.
     pub async fn start(redis: &RedisServer, prefix: &str, sim: &SimClient, env: &[(&str, &str)]) -> Self {
+        Self::start_with_clock(redis, prefix, sim, env, None).await
+    }
+
+    /// Like [`Self::start`], with the process's wall clock moved by `skew`
+    /// (libfaketime's offset syntax, e.g. `+120s`, `-2m`), as on a machine
+    /// whose NTP is broken.
+    pub async fn start_with_clock(
+        redis: &RedisServer,
+        prefix: &str,
+        sim: &SimClient,
+        env: &[(&str, &str)],
+        skew: Option<&str>,
+    ) -> Self {
         let port = super::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_formid-ledger"))
+        let binary = env!("CARGO_BIN_EXE_formid-ledger");
+        let mut command = match skew {
+            None => Command::new(binary),
+            Some(offset) => {
+                let mut faketime = Command::new("faketime");
+                faketime.args(["-f", offset, binary]);
+                faketime
+            }
+        };
+        let child = command
             .env_clear()
+            .envs(skew.map(|_| ("FAKETIME_DONT_FAKE_MONOTONIC", "1")))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LISTEN", format!("127.0.0.1:{port}"))
             .env("REDIS_URL", redis.url())
@@ -37,7 +60,9 @@ impl ServiceProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the formid-ledger binary starts");
+            .expect(
+                "the formid-ledger binary starts (a skewed one needs faketime: scripts/test installs it)",
+            );
         // Owned from here on: dropped (killed and reaped) whatever happens.
         let process = Self {
             child,

@@ -1,22 +1,28 @@
 -- add: stores a batch of credentials for one openid.
 -- KEYS[1] the openid's book
--- ARGV[1] now (unix s), ARGV[2] cap of live credentials,
--- then per item: kind (0 form, 1 prepay), stored key, expires (unix s)
--- Returns {statuses (1 accepted, 2 duplicate, 3 expired), evicted, available, events}
+-- ARGV[1] pinned clock ('' = the server's), ARGV[2] cap of live credentials,
+-- ARGV[3] lifetime (validity minus safety margin, s), ARGV[4] expiry granularity (s),
+-- then per item: kind, stored key, collected_at (unix s, '' = now)
+-- Returns {statuses (ADD_*), evicted, available, events}
 -- Keeps: an id is stored once while remembered; at most cap live credentials,
--- the soonest-expiring unleased ones evicted first.
+-- the soonest-expiring unleased ones evicted first; expiries follow from this
+-- server's clock (a collected_at in the future counts as now).
 
-local key, now, cap = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local key, now, cap = KEYS[1], clock(ARGV[1]), tonumber(ARGV[2])
+local lifetime, granularity = tonumber(ARGV[3]), tonumber(ARGV[4])
 local book, before, events = open(key, now)
 
 local statuses = {}
-for i = 3, #ARGV, 3 do
-  local kind, k, expires = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
+for i = 5, #ARGV, 3 do
+  local kind, k = tonumber(ARGV[i]), ARGV[i + 1]
+  local collected = now
+  if ARGV[i + 2] ~= '' then collected = math.min(tonumber(ARGV[i + 2]), now) end
+  local expires = math.floor((collected + lifetime) / granularity) * granularity
   local status
   if expires <= now then
-    status = 3
+    status = ADD_EXPIRED
   elseif find(book, k) then
-    status = 2
+    status = ADD_DUPLICATE
   else
     local entry = {expires = expires, kind = kind, uses = uses_of(kind), burned = false, key = k}
     local at = #book.entries + 1
@@ -28,7 +34,7 @@ for i = 3, #ARGV, 3 do
     end
     table.insert(book.entries, at, entry)
     push(events, EV_COLLECTED, kind, entry.uses, expires)
-    status = 1
+    status = ADD_ACCEPTED
   end
   statuses[#statuses + 1] = status
 end

@@ -1,7 +1,9 @@
 -- The packed book of one openid and the rules every ledger script shares.
 -- A translation of src/ledger/book.rs: same steps, same order, same
 -- tie-breaks (the contract and property tests compare the two).
--- Prepended to add.lua, reserve.lua and settle.lua; defines no globals.
+-- Prepended to add.lua, reserve.lua, settle.lua and read.lua, after the
+-- named codes (KIND_*, ADD_*, SETTLE_*, SETTLED_*, EV_*) that Rust defines
+-- for both sides (src/ledger/codes.rs); defines no globals.
 --
 -- Stored form, one string per openid at KEYS[1] (all integers big-endian):
 --   u8 version=1 | u16 lease count | leases | credentials (sorted)
@@ -11,9 +13,16 @@
 -- A credential's key is one byte (1 packed hex, 0 verbatim) followed by the id.
 
 local VERSION, PREPAY, HEX, BURNED = 1, 4, 8, 16
-local EV_COLLECTED, EV_SPENT, EV_BURNED, EV_REFUNDED, EV_EVICTED, EV_REACH = 1, 2, 3, 4, 5, 6
 
-local function uses_of(kind) if kind == 1 then return 3 end return 1 end
+local function uses_of(kind) if kind == KIND_PREPAY then return 3 end return 1 end
+
+-- The one clock of every instance (SPEC §5): this server's, in whole
+-- seconds. A non-empty `pinned` replaces it; only tests pin it, to move
+-- time by hand.
+local function clock(pinned)
+  if pinned ~= nil and pinned ~= '' then return tonumber(pinned) end
+  return tonumber(redis.call('TIME')[1])
+end
 
 local function split_key(key)
   local flags = 0
@@ -29,8 +38,8 @@ local function decode(blob)
   for i = 1, count do
     local deadline, expires, id, meta, len
     deadline, expires, id, meta, len, pos = struct.unpack('>I4I4c8BB', blob, pos)
-    local kind = 0
-    if bit.band(meta, PREPAY) ~= 0 then kind = 1 end
+    local kind = KIND_FORM
+    if bit.band(meta, PREPAY) ~= 0 then kind = KIND_PREPAY end
     local flag = 0
     if bit.band(meta, HEX) ~= 0 then flag = 1 end
     book.leases[i] = {id = id, deadline = deadline, expires = expires, kind = kind,
@@ -41,8 +50,8 @@ local function decode(blob)
   while pos <= #blob do
     local expires, meta, len
     expires, meta, len, pos = struct.unpack('>I4BB', blob, pos)
-    local kind = 0
-    if bit.band(meta, PREPAY) ~= 0 then kind = 1 end
+    local kind = KIND_FORM
+    if bit.band(meta, PREPAY) ~= 0 then kind = KIND_PREPAY end
     local flag = 0
     if bit.band(meta, HEX) ~= 0 then flag = 1 end
     n = n + 1
@@ -58,13 +67,13 @@ local function encode(book)
   local parts = {struct.pack('>BI2', VERSION, #book.leases)}
   for _, l in ipairs(book.leases) do
     local flags, body = split_key(l.key)
-    if l.kind == 1 then flags = flags + PREPAY end
+    if l.kind == KIND_PREPAY then flags = flags + PREPAY end
     parts[#parts + 1] = struct.pack('>I4I4c8BB', l.deadline, l.expires, l.id, flags, #body) .. body
   end
   for _, e in ipairs(book.entries) do
     local flags, body = split_key(e.key)
     local meta = flags + e.uses
-    if e.kind == 1 then meta = meta + PREPAY end
+    if e.kind == KIND_PREPAY then meta = meta + PREPAY end
     if e.burned then meta = meta + BURNED end
     parts[#parts + 1] = struct.pack('>I4BB', e.expires, meta, #body) .. body
   end
@@ -146,17 +155,17 @@ local function forget_if_ended(book, now)
   end
 end
 
--- Returns 'refunded', 'burned' or 'lapsed'.
+-- Returns SETTLED_REFUNDED, SETTLED_BURNED (one use) or SETTLED_LAPSED.
 local function return_use(book, lease, now, events)
   local e = leased_entry(book, lease)
-  if e == nil or e.expires <= now then return 'lapsed' end
+  if e == nil or e.expires <= now then return SETTLED_LAPSED end
   if e.burned then
     push(events, EV_BURNED, lease.kind, 1, lease.expires)
-    return 'burned'
+    return SETTLED_BURNED
   end
   e.uses = e.uses + 1
   push(events, EV_REFUNDED, lease.kind, 1, lease.expires)
-  return 'refunded'
+  return SETTLED_REFUNDED
 end
 
 local function housekeep(book, now, events)

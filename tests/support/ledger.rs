@@ -1,0 +1,118 @@
+//! Ledgers under a test's own clock: every operation first sets the clock
+//! to the instant the test names, so a test reads like a timeline and both
+//! ledgers see exactly the same time.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use formid_ledger::clock::ManualClock;
+use formid_ledger::domain::{CREDENTIAL_VALIDITY, CredentialId, CredentialKind, ExpiryPolicy, OpenId};
+use formid_ledger::ledger::{
+    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerSettings, MemoryLedger,
+    NewCredential, RedisLedger, RedisTarget, ReserveOutcome, Settle, SettleOutcome, UsageDeltas,
+};
+
+use super::RedisServer;
+
+/// Settings whose expiries are exact: no safety margin, one-second
+/// granularity, so a credential "collected" 7 days before `t` expires at `t`.
+pub fn exact(max_credentials_per_user: u32) -> LedgerSettings {
+    LedgerSettings {
+        max_credentials_per_user,
+        expiry: ExpiryPolicy::new(Duration::zero(), Duration::seconds(1)),
+    }
+}
+
+/// A credential that expires at `expires_at` under [`exact`] settings.
+pub fn cred(kind: CredentialKind, id: &str, expires_at: DateTime<Utc>) -> NewCredential {
+    NewCredential {
+        kind,
+        id: CredentialId::parse(id).unwrap(),
+        collected_at: Some(expires_at - CREDENTIAL_VALIDITY),
+    }
+}
+
+pub struct TimedLedger {
+    pub ledger: Box<dyn Ledger>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl TimedLedger {
+    pub fn memory(settings: LedgerSettings) -> Self {
+        let clock = Arc::new(ManualClock::at_current_second());
+        Self {
+            ledger: Box::new(MemoryLedger::with_clock(settings, clock.clone())),
+            clock,
+        }
+    }
+
+    pub fn redis(server: &RedisServer, prefix: &str, settings: LedgerSettings) -> Self {
+        let clock = Arc::new(ManualClock::at_current_second());
+        let ledger =
+            RedisLedger::new(RedisTarget::Single(server.url()), prefix, settings).with_clock(clock.clone());
+        Self {
+            ledger: Box::new(ledger),
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        use formid_ledger::clock::Clock;
+        self.clock.now()
+    }
+
+    pub async fn add(
+        &self,
+        openid: &OpenId,
+        batch: &[NewCredential],
+        at: DateTime<Utc>,
+    ) -> Result<AddOutcome, LedgerError> {
+        self.clock.set(at);
+        self.ledger.add(openid, batch).await
+    }
+
+    pub async fn reserve(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<ReserveOutcome, LedgerError> {
+        self.clock.set(at);
+        let hold = (deadline - at).to_std().unwrap_or_default();
+        self.ledger.reserve(openid, lease, hold).await
+    }
+
+    pub async fn settle(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        how: Settle,
+        at: DateTime<Utc>,
+    ) -> Result<SettleOutcome, LedgerError> {
+        self.clock.set(at);
+        self.ledger.settle(openid, lease, how).await
+    }
+
+    pub async fn inspect(&self, openid: &OpenId, at: DateTime<Utc>) -> Result<Holdings, LedgerError> {
+        self.clock.set(at);
+        self.ledger.inspect(openid).await
+    }
+
+    pub async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
+        self.ledger.add_usage(deltas).await
+    }
+
+    pub async fn usage(&self, days: &[chrono::NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
+        self.ledger.usage(days).await
+    }
+
+    pub async fn fold_usage(
+        &self,
+        day: chrono::NaiveDate,
+        fold: &[&str],
+        drop: &[&str],
+    ) -> Result<(), LedgerError> {
+        self.ledger.fold_usage(day, fold, drop).await
+    }
+}
