@@ -15,9 +15,10 @@ use crate::api::{self, AppState, Mode};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
 use crate::config::{Config, Secret};
 use crate::domain::ExpiryPolicy;
+use crate::idempotency::Idempotency;
 use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::report::UsageRecorder;
-use crate::send::{SendPolicy, Sender};
+use crate::send::{SendPolicy, Sender, TemplateChannel};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore};
 use crate::wechat::{TokenManager, WechatClient};
@@ -119,19 +120,18 @@ impl Application {
         if policy.lease <= policy.budget {
             bail!("SEND_LEASE_SECS must exceed the send time bound SEND_BUDGET_MS");
         }
-        let sender = Sender::new(
-            ledger.clone(),
-            wechat.clone(),
-            tokens.clone(),
-            usage.clone(),
-            policy,
-        );
+        let sender = Sender::new(tokens.clone(), usage.clone(), policy);
+        let template = TemplateChannel::new(ledger.clone(), wechat.clone(), usage.clone());
+        // A running send holds its key a little past its own time bound.
+        let idempotency = Idempotency::new(shared.clone(), policy.budget + Duration::from_secs(30));
         let state = web::Data::new(AppState {
             ledger,
             wechat,
             usage: usage.clone(),
             shared,
             sender,
+            template,
+            idempotency,
             mode: Mode { store, sandbox },
         });
         let auth = web::Data::new(auth);

@@ -9,13 +9,32 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::{Map, Value, json};
 
 use crate::ledger::LedgerError;
+use crate::store::StoreError;
 
-/// Every error the API answers with. `code` is stable API:
-/// `invalid_request`, `too_many_items`, `payload_too_large`, `unauthorized`,
-/// `forbidden`, `invalid_code`, `rate_limited`, `user_blocked`, `not_found`,
-/// `method_not_allowed`, `no_valid_credential`, `request_in_progress`,
-/// `wechat_rejected`, `idempotency_key_reused`, `wechat_quota_exceeded`,
-/// `wechat_unavailable`, `store_unavailable`.
+/// The stable error codes of the API, all of them; handlers name these
+/// constants, never a string.
+pub mod code {
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    pub const TOO_MANY_ITEMS: &str = "too_many_items";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const INVALID_CODE: &str = "invalid_code";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const USER_BLOCKED: &str = "user_blocked";
+    pub const NO_VALID_CREDENTIAL: &str = "no_valid_credential";
+    pub const REQUEST_IN_PROGRESS: &str = "request_in_progress";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
+    pub const WECHAT_REJECTED: &str = "wechat_rejected";
+    pub const WECHAT_QUOTA_EXCEEDED: &str = "wechat_quota_exceeded";
+    pub const WECHAT_UNAVAILABLE: &str = "wechat_unavailable";
+    pub const WECHAT_OUTCOME_UNKNOWN: &str = "wechat_outcome_unknown";
+    pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+}
+
+/// Every error the API answers with; `code` is one of [`code`].
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     #[schema(example = "invalid_request")]
@@ -68,25 +87,25 @@ impl ApiError {
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, code::UNAUTHORIZED, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message)
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+        Self::new(StatusCode::NOT_FOUND, code::NOT_FOUND, "no such route")
     }
 
     pub fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            code::METHOD_NOT_ALLOWED,
             "this route does not take that method",
         )
     }
@@ -94,7 +113,7 @@ impl ApiError {
     pub fn payload_too_large() -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            code::PAYLOAD_TOO_LARGE,
             "request bodies are limited to 64 KiB",
         )
     }
@@ -102,13 +121,13 @@ impl ApiError {
     pub fn store_unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+            code::STORE_UNAVAILABLE,
             "the ledger store cannot be reached; nothing was changed or the change is safe to retry",
         )
     }
 
     pub fn wechat_unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "wechat_unavailable", message)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code::WECHAT_UNAVAILABLE, message)
     }
 }
 
@@ -131,6 +150,13 @@ impl ResponseError for ApiError {
 impl From<LedgerError> for ApiError {
     fn from(err: LedgerError) -> Self {
         tracing::error!(error = %err, "ledger store error");
+        ApiError::store_unavailable()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "shared store error");
         ApiError::store_unavailable()
     }
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod report;

@@ -156,7 +156,7 @@ async fn workload_counts_exactly(app: TestApp) {
             "duplicates": 1,
             "rejected": {"mock_form_id": 1, "invalid_id": 1, "expired": 1, "invalid_kind": 1},
             "evicted": 0,
-            "sends": {"sent": 3, "no_valid_credential": 1, "wechat_rejected": 1, "wechat_quota_exceeded": 0, "wechat_unavailable": 0},
+            "sends": {"sent": 3, "no_valid_credential": 1, "wechat_rejected": 1, "wechat_quota_exceeded": 0, "wechat_unavailable": 0, "wechat_outcome_unknown": 0},
             "wechat_errcodes": {"0": 3, "40037": 1, "41028": 1},
             "spent": {"form": 1, "prepay": 2},
             "burned": {"form": 1, "prepay": 0},

@@ -178,27 +178,138 @@ async fn a_busy_wechat_is_retried_and_one_credential_spent() {
 }
 
 #[tokio::test]
-async fn transport_failures_spend_nothing() {
+async fn a_wechat_that_was_never_reached_spends_nothing() {
     let app = warmed_sandbox().await;
     let ids = app.sim.form_ids("oDown", 1, None).await;
     collect(&app, "oDown", json!([{"kind": "form", "id": ids[0]}])).await;
-    for fault in [
-        json!({"drop": true, "count": 3}),
-        json!({"http_status": 502, "count": 3}),
-        json!({"errcode": -1, "count": 3}),
-    ] {
-        app.sim.fault(fault.clone()).await;
-        let (status, body) = send(&app, "oDown").await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (503, Some("wechat_unavailable")),
-            "{fault}: {body}"
-        );
-        assert_eq!(app.available("oDown").await, 1, "{fault}: nothing spent");
-    }
+    app.sim.fault(json!({"errcode": -1, "count": 3})).await;
+    let (status, body) = send(&app, "oDown").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("wechat_unavailable")),
+        "{body}"
+    );
+    assert_eq!(app.available("oDown").await, 1, "nothing spent");
     assert!(app.sim.inbox("oDown").await.is_empty());
     // WeChat is back: the same credential sends.
     assert_eq!(send(&app, "oDown").await.0, 200);
+}
+
+/// With an Idempotency-Key.
+async fn send_with_key(app: &TestApp, openid: &str, key: &str) -> (u16, Value) {
+    let res = app
+        .http
+        .post(app.url("/v1/messages"))
+        .bearer_auth(SEND_KEY)
+        .header("Idempotency-Key", key)
+        .json(&message(openid))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_lost_answer_for_a_form_id_is_confirmed_not_sent_again() {
+    let app = warmed_sandbox().await;
+    let ids = app.sim.form_ids("oLost", 2, None).await;
+    collect(
+        &app,
+        "oLost",
+        json!([{"kind": "form", "id": ids[0]}, {"kind": "form", "id": ids[1]}]),
+    )
+    .await;
+    // WeChat delivers, but its answer never arrives.
+    app.sim.fault(json!({"lose_answer": true, "count": 1})).await;
+    let (status, body) = send(&app, "oLost").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["confirmed_by"], "41029", "{body}");
+    assert_eq!(body["attempts"], 2);
+    assert_eq!(app.sim.inbox("oLost").await.len(), 1, "delivered once");
+    assert_eq!(app.available("oLost").await, 1, "the other formId untouched");
+}
+
+#[tokio::test]
+async fn a_lost_answer_for_a_prepay_id_is_not_retried() {
+    let app = warmed_sandbox().await;
+    let prepay = app.sim.prepay_id("oLostPay", None).await;
+    collect(&app, "oLostPay", json!([{"kind": "prepay", "id": prepay}])).await;
+    let faults = [
+        ("pay-1", json!({"lose_answer": true, "count": 1})),
+        ("pay-2", json!({"http_status": 502, "count": 1})),
+    ];
+    for (key, fault) in faults {
+        app.sim.fault(fault.clone()).await;
+        let (status, body) = send_with_key(&app, "oLostPay", key).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("wechat_outcome_unknown")),
+            "{fault}: {body}"
+        );
+    }
+    // The lost answer was a delivery, the 502 was not; neither was retried,
+    // and both uses count as spent.
+    assert_eq!(app.sim.inbox("oLostPay").await.len(), 1);
+    assert_eq!(app.available("oLostPay").await, 1);
+    // The same key replays the answer; nothing is sent again.
+    let (status, body) = send_with_key(&app, "oLostPay", "pay-1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("wechat_outcome_unknown"))
+    );
+    assert_eq!(app.sim.inbox("oLostPay").await.len(), 1);
+    assert_eq!(app.available("oLostPay").await, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_resolved_by_a_retry_with_the_same_key() {
+    let app = warmed_sandbox().await;
+    let ids = app.sim.form_ids("oPending", 2, None).await;
+    collect(
+        &app,
+        "oPending",
+        json!([{"kind": "form", "id": ids[0]}, {"kind": "form", "id": ids[1]}]),
+    )
+    .await;
+    // Every answer is lost, the re-checks' too: the outcome stays unknown.
+    app.sim.fault(json!({"lose_answer": true, "count": 3})).await;
+    let (status, body) = send_with_key(&app, "oPending", "order-7").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("wechat_outcome_unknown")),
+        "{body}"
+    );
+    assert_eq!(app.sim.inbox("oPending").await.len(), 1);
+    assert_eq!(
+        app.available("oPending").await,
+        1,
+        "the formId is held, not refunded"
+    );
+
+    // The backend retries with the same key: the held formId is presented
+    // again, found used, and the send is confirmed, not repeated.
+    let (status, body) = send_with_key(&app, "oPending", "order-7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["confirmed_by"], "41029");
+    let (status, again) = send_with_key(&app, "oPending", "order-7").await;
+    assert_eq!((status, &again), (200, &body));
+    assert_eq!(app.sim.inbox("oPending").await.len(), 1, "delivered once");
+    assert_eq!(app.available("oPending").await, 1);
+}
+
+#[tokio::test]
+async fn a_dropped_call_is_checked_with_the_same_form_id() {
+    let app = warmed_sandbox().await;
+    let ids = app.sim.form_ids("oDropped", 1, None).await;
+    collect(&app, "oDropped", json!([{"kind": "form", "id": ids[0]}])).await;
+    // The connection closes before WeChat processes anything.
+    app.sim.fault(json!({"drop": true, "count": 1})).await;
+    let (status, body) = send(&app, "oDropped").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.get("confirmed_by"), None, "{body}");
+    assert_eq!(body["attempts"], 2);
+    assert_eq!(app.sim.inbox("oDropped").await.len(), 1);
 }
 
 #[tokio::test]
@@ -348,9 +459,10 @@ async fn a_hanging_wechat_is_given_up_on_in_time() {
     app.sim.fault(json!({"delay_ms": 60000, "count": 10})).await;
     let started = Instant::now();
     let (status, body) = send(&app, "oHang").await;
+    // A call that timed out may have been delivered: the formId is held.
     assert_eq!(
         (status, body["code"].as_str()),
-        (503, Some("wechat_unavailable")),
+        (503, Some("wechat_outcome_unknown")),
         "{body}"
     );
     assert!(
@@ -359,7 +471,8 @@ async fn a_hanging_wechat_is_given_up_on_in_time() {
         started.elapsed()
     );
     app.sim.fault(json!({"count": 0})).await;
-    assert_eq!(app.available("oHang").await, 1);
+    assert_eq!(app.available("oHang").await, 0);
+    assert!(app.sim.inbox("oHang").await.is_empty());
 }
 
 #[tokio::test]

@@ -534,7 +534,7 @@ async fn an_errcode_fault_answers_the_next_calls_then_clears() {
     let (_, active) = sim.get("/faults").await;
     assert_eq!(
         active,
-        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "drop": false, "count": 2}})
+        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "drop": false, "lose_answer": false, "count": 2}})
     );
 
     let injected = wx_error(-1, "injected fault");

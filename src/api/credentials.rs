@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::auth::{Caller, Scope};
 use crate::domain::{CredentialId, CredentialKind, IdRejection, OpenId, RejectReason};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, code};
 use crate::ledger::{AddStatus, NewCredential};
 use crate::metrics::{CREDENTIALS_COLLECTED, CREDENTIALS_REJECTED};
 
@@ -74,7 +74,7 @@ fn parse_items(body: IngestBody) -> Result<Vec<Parsed>, ApiError> {
     if items.len() > MAX_ITEMS {
         return Err(ApiError::new(
             actix_web::http::StatusCode::BAD_REQUEST,
-            "too_many_items",
+            code::TOO_MANY_ITEMS,
             format!("at most {MAX_ITEMS} credentials per request, got {}", items.len()),
         ));
     }
@@ -247,7 +247,7 @@ mod tests {
     fn shorthand_and_limits() {
         let ids: Vec<String> = (0..101).map(|n| format!("\"id{n}\"")).collect();
         let err = parse_items(body(&format!(r#"{{"form_ids": [{}]}}"#, ids.join(",")))).unwrap_err();
-        assert_eq!(err.code(), "too_many_items");
+        assert_eq!(err.code(), code::TOO_MANY_ITEMS);
         let both = parse_items(body(r#"{"form_ids": [], "credentials": []}"#));
         assert_eq!(both.unwrap_err().code(), "invalid_request");
     }

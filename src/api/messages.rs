@@ -3,27 +3,22 @@
 //! `Idempotency-Key`, a repeated request gets the first answer again and
 //! spends nothing.
 
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::AppState;
 use crate::auth::{Caller, Scope};
 use crate::domain::{IdempotencyKey, OpenId, TemplateId};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, code};
+use crate::idempotency::{Idempotency, NextAction, Record};
+use crate::ledger::Reservation;
 use crate::report::SendOutcome;
-use crate::send::SendResult;
-use crate::store::Idempotency;
+use crate::send::{Pending, SendResult};
 use crate::wechat::TemplateMessage;
-
-/// How long an idempotency key keeps its answer.
-const KEEP_ANSWERS: Duration = Duration::from_secs(24 * 3600);
 
 /// A template message, as WeChat's `templateMessage.send` takes it minus
 /// the credential, which the service picks.
@@ -56,6 +51,10 @@ pub struct Sent {
     credential: SpentCredential,
     /// Calls made to WeChat.
     attempts: u32,
+    /// `"41029"` when an earlier attempt's lost answer turned out to have
+    /// been delivered (the formId was presented again and found used).
+    #[schema(example = "41029")]
+    confirmed_by: Option<String>,
 }
 
 fn parse(body: MessageBody) -> Result<TemplateMessage, ApiError> {
@@ -87,27 +86,33 @@ fn parse(body: MessageBody) -> Result<TemplateMessage, ApiError> {
     })
 }
 
-/// The answer to a send, as status and body (also what a key replays).
-fn answer(result: &SendResult) -> (StatusCode, Value, SendOutcome) {
+/// The answer to a send, as status and body, and what the idempotency key
+/// keeps of it.
+fn answer(result: &SendResult<Reservation>) -> (StatusCode, Value, SendOutcome, Record) {
     let error = |e: ApiError, outcome| (e.status(), e.body(), outcome);
-    match result {
+    let (status, body, outcome) = match result {
         SendResult::Sent {
-            kind,
-            expires_at,
+            credential,
             attempts,
-        } => (
-            StatusCode::OK,
-            json!({
+            confirmed_by,
+        } => {
+            let mut body = json!({
                 "status": "sent",
-                "credential": {"kind": kind, "expires_at": expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)},
+                "credential": {
+                    "kind": credential.kind,
+                    "expires_at": credential.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                },
                 "attempts": attempts,
-            }),
-            SendOutcome::Sent,
-        ),
+            });
+            if let Some(errcode) = confirmed_by {
+                body["confirmed_by"] = json!(errcode.to_string());
+            }
+            (StatusCode::OK, body, SendOutcome::Sent)
+        }
         SendResult::NoValidCredential { .. } => error(
             ApiError::new(
                 StatusCode::CONFLICT,
-                "no_valid_credential",
+                code::NO_VALID_CREDENTIAL,
                 "this user has no valid formId or prepay_id; nothing was spent",
             ),
             SendOutcome::NoValidCredential,
@@ -115,7 +120,7 @@ fn answer(result: &SendResult) -> (StatusCode, Value, SendOutcome) {
         SendResult::Rejected { errcode, .. } => error(
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "wechat_rejected",
+                code::WECHAT_REJECTED,
                 format!("WeChat rejected the message (errcode {errcode}); the credential was kept"),
             )
             .with("wechat_errcode", *errcode),
@@ -124,16 +129,40 @@ fn answer(result: &SendResult) -> (StatusCode, Value, SendOutcome) {
         SendResult::QuotaExceeded { .. } => error(
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "wechat_quota_exceeded",
+                code::WECHAT_QUOTA_EXCEEDED,
                 "the mini-program's daily template message quota is used up (45009); the credential was kept",
             ),
             SendOutcome::WechatQuotaExceeded,
         ),
         SendResult::Unavailable { reason, .. } => error(
-            ApiError::wechat_unavailable(format!("{reason}; the credential was kept")),
+            ApiError::wechat_unavailable(format!("{reason}; nothing was sent and the credential was kept")),
             SendOutcome::WechatUnavailable,
         ),
-    }
+        SendResult::OutcomeUnknown { pending, .. } => error(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::WECHAT_OUTCOME_UNKNOWN,
+                match pending {
+                    Some(_) => {
+                        "WeChat's answer was lost: the message may have been delivered. Retry with the same Idempotency-Key to find out; it will not be sent twice"
+                    }
+                    None => {
+                        "WeChat's answer was lost: the message may have been delivered; the credential use counts as spent and the message is not sent again"
+                    }
+                },
+            ),
+            SendOutcome::WechatOutcomeUnknown,
+        ),
+    };
+    let record = match result {
+        SendResult::Unavailable { .. } => Record::Release,
+        SendResult::OutcomeUnknown {
+            pending: Some(pending),
+            ..
+        } => Record::Pending(pending.to_record()),
+        _ => Record::Answer(status, body.clone()),
+    };
+    (status, body, outcome, record)
 }
 
 fn respond(status: StatusCode, body: &Value) -> HttpResponse {
@@ -146,14 +175,14 @@ fn respond(status: StatusCode, body: &Value) -> HttpResponse {
         description = "1-128 printable ASCII; the same key and body within 24 h get the first answer again")),
     security(("api_key" = [])),
     responses(
-        (status = 200, body = Sent, description = "Sent; one use spent"),
+        (status = 200, body = Sent, description = "Sent; one use spent (`confirmed_by: \"41029\"` when a lost answer was confirmed as delivered)"),
         (status = 400, body = ErrorBody, description = "invalid_request"),
         (status = 401, body = ErrorBody, description = "unauthorized"),
         (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
         (status = 409, body = ErrorBody, description = "no_valid_credential (nothing spent) or request_in_progress"),
         (status = 422, body = ErrorBody, description = "wechat_rejected (with wechat_errcode; refunded) or idempotency_key_reused"),
         (status = 429, body = ErrorBody, description = "wechat_quota_exceeded (refunded)"),
-        (status = 503, body = ErrorBody, description = "wechat_unavailable (refunded) or store_unavailable"),
+        (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent; refunded), wechat_outcome_unknown (WeChat's answer was lost: a formId is held for a retry with the same Idempotency-Key, a prepay_id use counts as spent), or store_unavailable"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn send(
@@ -174,70 +203,54 @@ pub async fn send(
                 })?,
         ),
     };
-    // Fingerprint of the body as parsed (key order does not matter).
-    let fingerprint = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    let fingerprint = Idempotency::fingerprint(&body);
     let message_body: MessageBody = serde_json::from_value(body.into_inner())
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
     let message = parse(message_body)?;
 
     let Some(key) = key else {
-        let (status, body) = run(&state, &message).await?;
+        let result = state.sender.send(&state.template, &message).await?;
+        let (status, body, _) = finished(&state, &result);
         return Ok(respond(status, &body));
     };
-    let slot = format!("{backend}:{}", key.as_str());
-    let hold = state.sender.policy().budget + Duration::from_secs(30);
-    match state.shared.begin_idempotent(&slot, &fingerprint, hold).await? {
-        Idempotency::Done(stored) => {
-            let stored: Value = serde_json::from_str(&stored).unwrap_or(Value::Null);
-            let status = stored["status"]
-                .as_u64()
-                .and_then(|s| StatusCode::from_u16(s as u16).ok());
-            let Some(status) = status else {
+    let (status, body) = match state.idempotency.begin(&backend, &key, fingerprint).await? {
+        NextAction::Replay(status, body) => {
+            return Ok(HttpResponse::build(status)
+                .insert_header(("idempotency-replayed", "true"))
+                .json(body));
+        }
+        NextAction::Run(claim) => match state.sender.send(&state.template, &message).await {
+            Ok(result) => {
+                let (status, body, record) = finished(&state, &result);
+                state.idempotency.finish(claim, record).await;
+                (status, body)
+            }
+            Err(err) => {
+                // Nothing was reserved, so nothing was sent.
+                state.idempotency.finish(claim, Record::Release).await;
+                return Err(err.into());
+            }
+        },
+        NextAction::Resolve(claim, record) => {
+            let Some(pending) = Pending::from_record(&record) else {
+                state.idempotency.finish(claim, Record::Pending(record)).await;
                 return Err(ApiError::store_unavailable());
             };
-            Ok(HttpResponse::build(status)
-                .insert_header(("idempotency-replayed", "true"))
-                .json(&stored["body"]))
+            tracing::info!("resolving a send whose outcome was unknown");
+            let result = state.sender.resolve(&state.template, &message, pending).await;
+            let (status, body, record) = finished(&state, &result);
+            state.idempotency.finish(claim, record).await;
+            (status, body)
         }
-        Idempotency::InProgress => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "request_in_progress",
-            "a request with this Idempotency-Key is still running",
-        )),
-        Idempotency::Mismatch => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different body",
-        )),
-        Idempotency::New => {
-            let result = run(&state, &message).await;
-            match &result {
-                // Nothing was spent and the cause is passing: let a retry run.
-                Err(_) | Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => {
-                    let _ = state.shared.abandon_idempotent(&slot, &fingerprint).await;
-                }
-                Ok((status, body)) => {
-                    let stored = json!({"status": status.as_u16(), "body": body}).to_string();
-                    if let Err(err) = state
-                        .shared
-                        .finish_idempotent(&slot, &fingerprint, &stored, KEEP_ANSWERS)
-                        .await
-                    {
-                        tracing::error!(error = %err, "idempotent answer not stored");
-                    }
-                }
-            }
-            let (status, body) = result?;
-            Ok(respond(status, &body))
-        }
-    }
+    };
+    Ok(respond(status, &body))
 }
 
-async fn run(state: &AppState, message: &TemplateMessage) -> Result<(StatusCode, Value), ApiError> {
-    let result = state.sender.send(message).await?;
-    let (status, body, outcome) = answer(&result);
+/// Counts a finished send and turns it into its answer.
+fn finished(state: &AppState, result: &SendResult<Reservation>) -> (StatusCode, Value, Record) {
+    let (status, body, outcome, record) = answer(result);
     state.usage.send(Utc::now(), outcome);
     metrics::counter!(crate::metrics::SENDS, "outcome" => outcome.as_str()).increment(1);
     tracing::info!(?outcome, status = status.as_u16(), "send finished");
-    Ok((status, body))
+    (status, body, record)
 }

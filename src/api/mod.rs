@@ -22,9 +22,10 @@ use actix_web::http::Method;
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::{self, ApiError};
+use crate::idempotency::Idempotency;
 use crate::ledger::Ledger;
 use crate::report::UsageRecorder;
-use crate::send::Sender;
+use crate::send::{Sender, TemplateChannel};
 use crate::store::SharedStore;
 use crate::wechat::WechatClient;
 
@@ -46,6 +47,9 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     pub shared: Arc<dyn SharedStore>,
     pub sender: Sender,
+    /// The formId / prepay_id channel of the send pipeline.
+    pub template: TemplateChannel,
+    pub idempotency: Idempotency,
     pub mode: Mode,
 }
 

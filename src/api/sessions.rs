@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::auth::Authenticator;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, code};
 use crate::wechat::LoginError;
 
 #[derive(Deserialize, ToSchema)]
@@ -56,12 +56,12 @@ pub async fn create(
             LoginError::InvalidCode => invalid_code(),
             LoginError::RateLimited => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                code::RATE_LIMITED,
                 "WeChat rate-limits logins; retry later",
             ),
             LoginError::Blocked => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "user_blocked",
+                code::USER_BLOCKED,
                 "WeChat has blocked this user",
             ),
             LoginError::Unavailable(why) => ApiError::wechat_unavailable(format!("login failed: {why}")),
@@ -76,7 +76,7 @@ pub async fn create(
 fn invalid_code() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "invalid_code",
+        code::INVALID_CODE,
         "the login code is invalid, expired or already used",
     )
 }

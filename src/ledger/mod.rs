@@ -81,6 +81,14 @@ impl LeaseId {
     pub fn as_bytes(&self) -> &[u8; 8] {
         &self.0
     }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(raw: &str) -> Option<Self> {
+        hex::decode(raw).ok()?.try_into().ok().map(Self)
+    }
 }
 
 impl fmt::Debug for LeaseId {
@@ -257,6 +265,15 @@ pub enum LedgerError {
     /// The store answered something this version cannot read.
     #[error("ledger store returned unreadable data: {0}")]
     Corrupt(String),
+}
+
+impl From<crate::store::RedisFailure> for LedgerError {
+    fn from(failure: crate::store::RedisFailure) -> Self {
+        match failure {
+            crate::store::RedisFailure::Unavailable(why) => Self::Unavailable(why),
+            crate::store::RedisFailure::Script(why) => Self::Corrupt(why),
+        }
+    }
 }
 
 /// The ledger contract. Time is the ledger's own (SPEC §5 "one clock"):

@@ -46,6 +46,7 @@ pub struct Sends {
     pub wechat_rejected: i64,
     pub wechat_quota_exceeded: i64,
     pub wechat_unavailable: i64,
+    pub wechat_outcome_unknown: i64,
 }
 
 /// One day of `GET /v1/reports/usage`. `spent`, `burned`, `refunded` and
@@ -151,6 +152,7 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
             wechat_rejected: send(SendOutcome::WechatRejected),
             wechat_quota_exceeded: send(SendOutcome::WechatQuotaExceeded),
             wechat_unavailable: send(SendOutcome::WechatUnavailable),
+            wechat_outcome_unknown: send(SendOutcome::WechatOutcomeUnknown),
         },
         wechat_errcodes,
         spent: by_kind("spent"),

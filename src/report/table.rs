@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::UsageRow;
 
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 15] = [
     "date",
     "collected f/p",
     "dup",
@@ -15,13 +15,14 @@ const COLUMNS: [&str; 14] = [
     "wx rejected",
     "quota",
     "wx down",
+    "wx unknown",
     "spent f/p",
     "burned f/p",
     "refunded f/p",
     "expired unspent f/p",
 ];
 
-fn cells(row: &UsageRow) -> [String; 14] {
+fn cells(row: &UsageRow) -> [String; 15] {
     let pair = |a: i64, b: i64| format!("{a}/{b}");
     let r = &row.rejected;
     [
@@ -35,6 +36,7 @@ fn cells(row: &UsageRow) -> [String; 14] {
         row.sends.wechat_rejected.to_string(),
         row.sends.wechat_quota_exceeded.to_string(),
         row.sends.wechat_unavailable.to_string(),
+        row.sends.wechat_outcome_unknown.to_string(),
         pair(row.spent.form, row.spent.prepay),
         pair(row.burned.form, row.burned.prepay),
         pair(row.refunded.form, row.refunded.prepay),
@@ -44,7 +46,7 @@ fn cells(row: &UsageRow) -> [String; 14] {
 
 /// Right-aligned columns, one line a day; f/p = form/prepay (uses).
 pub fn render(rows: &[UsageRow]) -> String {
-    let body: Vec<[String; 14]> = rows.iter().map(cells).collect();
+    let body: Vec<[String; 15]> = rows.iter().map(cells).collect();
     let widths: Vec<usize> = (0..COLUMNS.len())
         .map(|c| {
             body.iter()

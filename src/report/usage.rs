@@ -25,6 +25,7 @@ pub enum SendOutcome {
     WechatRejected,
     WechatQuotaExceeded,
     WechatUnavailable,
+    WechatOutcomeUnknown,
 }
 
 impl SendOutcome {
@@ -35,6 +36,7 @@ impl SendOutcome {
             SendOutcome::WechatRejected => "wechat_rejected",
             SendOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
             SendOutcome::WechatUnavailable => "wechat_unavailable",
+            SendOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
         }
     }
 }

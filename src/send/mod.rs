@@ -1,36 +1,43 @@
-//! The send pipeline (SPEC §6): reserve the user's oldest use, call
-//! `templateMessage.send`, then commit, burn or refund by WeChat's answer.
+//! The send pipeline (SPEC §6), the same for every channel: reserve the
+//! recipient's next use, call WeChat with it under the central access
+//! token, and settle the use by WeChat's answer ([`decision`] holds the
+//! table; this module only carries it out, within the send's time bound).
 //!
-//! | WeChat answer                        | credential | next                               |
-//! |--------------------------------------|------------|------------------------------------|
-//! | 0                                    | commit     | sent                               |
-//! | 41028, 41029                         | burn       | next credential (at most 5)        |
-//! | 40001, 40014, 42001                  | (kept)     | invalidate token, retry once       |
-//! | -1, HTTP error, timeout, no answer   | (kept)     | retry with backoff, then refund 503|
-//! | 45009                                | refund     | 429                                |
-//! | 41001 (no token: our bug)            | refund     | 503, no retry                      |
-//! | 40037, 41030, 47003, other           | refund     | 422 with the errcode               |
+//! A channel ([`Channel`]) says what is reserved and from which ledger,
+//! which WeChat call spends it, and which errcodes condemn it;
+//! [`TemplateChannel`] is the formId / prepay_id one.
 //!
 //! The lease outlives the whole attempt (`lease` > `budget`), so a process
-//! that dies mid-send leaves a use that comes back at the lease deadline;
-//! if WeChat had in fact accepted it, the next send gets 41029 and burns it.
+//! that dies mid-send leaves a use that comes back at the lease deadline.
+//! One request never becomes two messages: an attempt whose answer was lost
+//! is re-checked with the same formId (never followed by the next
+//! credential), counted spent when it cannot be checked, and otherwise held
+//! for the request's Idempotency-Key to resolve later ([`Sender::resolve`]).
+
+mod channel;
+pub mod decision;
+mod template;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use crate::domain::{CredentialKind, OpenId};
-use crate::ledger::{LeaseId, Ledger, LedgerError, Reservation, Settle};
+pub use channel::Channel;
+pub use template::TemplateChannel;
+
+use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};
 use crate::report::UsageRecorder;
-use crate::wechat::{CallError, TemplateMessage, TokenManager, WechatClient, errcode};
+use crate::wechat::TokenManager;
+use decision::{Action, Failure, History, Reply, Then};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendPolicy {
     /// Credentials tried (burned ones included) before giving up with 409.
     pub max_credentials: u32,
-    /// Retries of one call after -1 / HTTP errors / timeouts.
+    /// Retries of one credential after -1, a call that never left, or a
+    /// lost answer.
     pub transient_retries: u32,
     /// First backoff; doubled each retry.
     pub backoff: Duration,
@@ -55,13 +62,23 @@ impl Default for SendPolicy {
     }
 }
 
+/// A use whose attempt has an unknown outcome, held under its lease until
+/// someone re-presents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending<C> {
+    pub lease: LeaseId,
+    pub credential: C,
+}
+
 /// How a send ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendResult {
+pub enum SendResult<C> {
     Sent {
-        kind: CredentialKind,
-        expires_at: DateTime<Utc>,
+        credential: C,
         attempts: u32,
+        /// Set when an earlier attempt's lost answer was confirmed as
+        /// delivered by this errcode (41029) rather than sent again.
+        confirmed_by: Option<i64>,
     },
     /// Nothing was spent.
     NoValidCredential { attempts: u32 },
@@ -69,36 +86,26 @@ pub enum SendResult {
     Rejected { errcode: i64, attempts: u32 },
     /// The account's daily quota is used up; the use was refunded.
     QuotaExceeded { attempts: u32 },
-    /// WeChat kept failing or could not be reached; the use was refunded.
-    Unavailable { reason: String, attempts: u32 },
-}
-
-/// What one credential's attempts came to.
-enum Verdict {
-    Commit,
-    Burn,
-    Refund(SendResult),
+    /// WeChat kept failing or could not be reached; nothing was delivered
+    /// and the use was refunded.
+    Unavailable { reason: &'static str, attempts: u32 },
+    /// WeChat may or may not have delivered the message. With `pending`,
+    /// the use is held for a later check; without, it counts as spent.
+    OutcomeUnknown {
+        pending: Option<Pending<C>>,
+        attempts: u32,
+    },
 }
 
 pub struct Sender {
-    ledger: Arc<dyn Ledger>,
-    wechat: WechatClient,
     tokens: Arc<TokenManager>,
     usage: Arc<UsageRecorder>,
     policy: SendPolicy,
 }
 
 impl Sender {
-    pub fn new(
-        ledger: Arc<dyn Ledger>,
-        wechat: WechatClient,
-        tokens: Arc<TokenManager>,
-        usage: Arc<UsageRecorder>,
-        policy: SendPolicy,
-    ) -> Self {
+    pub fn new(tokens: Arc<TokenManager>, usage: Arc<UsageRecorder>, policy: SendPolicy) -> Self {
         Self {
-            ledger,
-            wechat,
             tokens,
             usage,
             policy,
@@ -111,8 +118,12 @@ impl Sender {
 
     /// Sends `message`, spending at most one use. Errors only when the
     /// ledger store is unreachable before anything was sent.
-    #[tracing::instrument(skip_all, fields(template = message.template_id.as_str()))]
-    pub async fn send(&self, message: &TemplateMessage) -> Result<SendResult, LedgerError> {
+    #[tracing::instrument(skip_all)]
+    pub async fn send<C: Channel>(
+        &self,
+        channel: &C,
+        message: &C::Message,
+    ) -> Result<SendResult<C::Credential>, LedgerError> {
         let started = Instant::now();
         let mut attempts = 0;
         for _ in 0..self.policy.max_credentials {
@@ -120,49 +131,70 @@ impl Sender {
             let hold = self.policy.lease;
             // The lease id makes a retried reserve find its own lease rather
             // than take a second use, so a lost reply is safe to retry.
-            let reserved = match self.ledger.reserve(&message.touser, lease, hold).await {
+            let reserved = match channel.reserve(message, lease, hold).await {
                 Err(LedgerError::Unavailable(why)) => {
                     tracing::warn!(error = %why, "reserve failed; retrying once with the same lease");
-                    self.ledger.reserve(&message.touser, lease, hold).await?
+                    channel.reserve(message, lease, hold).await?
                 }
                 other => other?,
             };
-            let now = Utc::now();
-            self.usage.ledger_events(now, &reserved.events);
-            let Some(reservation) = reserved.reservation else {
+            let Some(credential) = reserved else {
                 return Ok(SendResult::NoValidCredential { attempts });
             };
-            let verdict = self.attempt(message, &reservation, started, &mut attempts).await;
-            let how = match &verdict {
-                Verdict::Commit => Settle::Commit,
-                Verdict::Burn => Settle::Burn,
-                Verdict::Refund(_) => Settle::Refund,
-            };
-            self.settle(&message.touser, lease, how).await;
-            match verdict {
-                Verdict::Commit => {
-                    return Ok(SendResult::Sent {
-                        kind: reservation.kind,
-                        expires_at: reservation.expires_at,
-                        attempts,
-                    });
-                }
-                Verdict::Burn => continue,
-                Verdict::Refund(result) => return Ok(result),
+            let (how, then) = self
+                .attempt(
+                    channel,
+                    message,
+                    &credential,
+                    started,
+                    &mut attempts,
+                    History::default(),
+                )
+                .await;
+            self.settle(channel, message, lease, how).await;
+            match then {
+                Then::NextCredential => continue,
+                then => return Ok(ending(then, how, lease, credential, attempts)),
             }
         }
         Ok(SendResult::NoValidCredential { attempts })
     }
 
+    /// Presents a held use again to learn what became of an earlier attempt
+    /// whose answer was lost: 0 or 41029 mean sent (once), and nothing ever
+    /// moves on to another credential.
+    #[tracing::instrument(skip_all)]
+    pub async fn resolve<C: Channel>(
+        &self,
+        channel: &C,
+        message: &C::Message,
+        pending: Pending<C::Credential>,
+    ) -> SendResult<C::Credential> {
+        let mut attempts = 0;
+        let history = History {
+            unknown: true,
+            token_refreshed: false,
+        };
+        let (how, then) = self
+            .attempt(
+                channel,
+                message,
+                &pending.credential,
+                Instant::now(),
+                &mut attempts,
+                history,
+            )
+            .await;
+        self.settle(channel, message, pending.lease, how).await;
+        ending(then, how, pending.lease, pending.credential, attempts)
+    }
+
     /// Settles a lease, retrying once: a settle is idempotent (a repeated one
     /// finds no lease and changes nothing), so a lost reply is safe to retry.
-    async fn settle(&self, openid: &OpenId, lease: LeaseId, how: Settle) {
+    async fn settle<C: Channel>(&self, channel: &C, message: &C::Message, lease: LeaseId, how: Settle) {
         for attempt in 1..=2 {
-            match self.ledger.settle(openid, lease, how).await {
-                Ok(settled) => {
-                    self.usage.ledger_events(Utc::now(), &settled.events);
-                    return;
-                }
+            match channel.settle(message, lease, how).await {
+                Ok(()) => return,
                 // Unsettled, the lease comes back at its deadline: nothing is
                 // lost, and a use WeChat did take is burned on its next 41029.
                 Err(err) if attempt == 2 => {
@@ -173,94 +205,127 @@ impl Sender {
         }
     }
 
-    /// Calls WeChat with one reserved credential until its answer is final.
-    async fn attempt(
+    /// Calls WeChat with one reserved credential until the decision table
+    /// says how to settle it.
+    async fn attempt<C: Channel>(
         &self,
-        message: &TemplateMessage,
-        reservation: &Reservation,
+        channel: &C,
+        message: &C::Message,
+        credential: &C::Credential,
         started: Instant,
         attempts: &mut u32,
-    ) -> Verdict {
-        let mut token_retried = false;
-        let mut transient_failures = 0;
+        mut history: History,
+    ) -> (Settle, Then) {
+        let recheck = channel.recheck(credential);
+        let mut retries = 0;
         loop {
-            let Some(remaining) = self
+            let remaining = self
                 .policy
                 .budget
                 .checked_sub(started.elapsed())
-                .filter(|r| !r.is_zero())
-            else {
-                return unavailable("WeChat did not answer within the send time bound", *attempts);
-            };
-            let token = match self.tokens.token().await {
-                Ok(token) => token,
-                Err(err) => return unavailable(&err.to_string(), *attempts),
-            };
-            *attempts += 1;
-            let timeout = self.policy.call_timeout.min(remaining);
-            let answer = self
-                .wechat
-                .send_template(&token, message, &reservation.id, timeout)
-                .await;
-            let failure = match answer {
-                Ok(code) => {
-                    self.usage.wechat_errcode(Utc::now(), code);
-                    metrics::counter!(WECHAT_ERRCODES, "errcode" => code.to_string()).increment(1);
-                    match code {
-                        errcode::OK => return Verdict::Commit,
-                        c if errcode::is_credential_error(c) => {
-                            tracing::info!(errcode = c, kind = %reservation.kind, "credential refused by WeChat: burned");
-                            return Verdict::Burn;
+                .filter(|r| !r.is_zero());
+            let action = match remaining {
+                None => decision::out_of_time(history),
+                Some(remaining) => {
+                    let reply = match self.tokens.token().await {
+                        Ok(token) => {
+                            *attempts += 1;
+                            let timeout = self.policy.call_timeout.min(remaining);
+                            let reply = self.call(channel, &token, message, credential, timeout).await;
+                            Some((token, reply))
                         }
-                        c if errcode::is_token_error(c) && !token_retried => {
-                            token_retried = true;
-                            self.tokens.invalidate(&token).await;
-                            continue;
+                        Err(err) => {
+                            tracing::warn!(error = %err, "no access token; WeChat not called");
+                            None
                         }
-                        c if errcode::is_token_error(c) => {
-                            return unavailable("WeChat rejected a freshly fetched access token", *attempts);
-                        }
-                        errcode::DAILY_LIMIT => {
-                            return Verdict::Refund(SendResult::QuotaExceeded { attempts: *attempts });
-                        }
-                        errcode::TOKEN_MISSING => {
-                            tracing::error!("WeChat says the access token is missing (41001)");
-                            return unavailable("WeChat says the access token is missing", *attempts);
-                        }
-                        errcode::BUSY => "WeChat is busy (-1)".to_owned(),
-                        other => {
-                            return Verdict::Refund(SendResult::Rejected {
-                                errcode: other,
-                                attempts: *attempts,
-                            });
-                        }
-                    }
-                }
-                Err(err) => {
-                    let kind = match err {
-                        CallError::Transport(_) => "transport",
-                        CallError::Http(_) => "http",
-                        CallError::Malformed(_) => "malformed",
                     };
-                    metrics::counter!(WECHAT_CALL_FAILURES, "kind" => kind).increment(1);
-                    err.to_string()
+                    let retries_left = retries < self.policy.transient_retries;
+                    let action = match &reply {
+                        Some((_, reply)) => {
+                            decision::decide(*reply, history, recheck, retries_left, C::is_credential_error)
+                        }
+                        // Without a token nothing was sent, and retrying now
+                        // would not find one either.
+                        None => {
+                            decision::decide(Reply::NotSent, history, recheck, false, C::is_credential_error)
+                        }
+                    };
+                    match (&reply, &action) {
+                        (
+                            Some((token, _)),
+                            Action::Retry {
+                                refresh_token: true, ..
+                            },
+                        ) => {
+                            history.token_refreshed = true;
+                            self.tokens.invalidate(token).await;
+                        }
+                        (Some((_, Reply::Unknown)), _) => history.unknown = true,
+                        _ => {}
+                    }
+                    if let (Action::Retry { backoff: true, .. }, true) = (&action, retries_left) {
+                        retries += 1;
+                        let backoff = self.policy.backoff * 2u32.pow(retries - 1);
+                        let jitter =
+                            Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
+                        tracing::warn!(
+                            retry_in_ms = (backoff + jitter).as_millis() as u64,
+                            "retrying the WeChat call"
+                        );
+                        tokio::time::sleep((backoff + jitter).min(remaining)).await;
+                    }
+                    action
                 }
             };
-            transient_failures += 1;
-            if transient_failures > self.policy.transient_retries {
-                return unavailable(&failure, *attempts);
+            if let Action::Settle(how, then) = action {
+                return (how, then);
             }
-            let backoff = self.policy.backoff * 2u32.pow(transient_failures - 1);
-            let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
-            tracing::warn!(reason = %failure, retry_in_ms = (backoff + jitter).as_millis() as u64, "WeChat call failed");
-            tokio::time::sleep((backoff + jitter).min(remaining)).await;
+        }
+    }
+
+    async fn call<C: Channel>(
+        &self,
+        channel: &C,
+        token: &str,
+        message: &C::Message,
+        credential: &C::Credential,
+        timeout: Duration,
+    ) -> Reply {
+        match channel.call(token, message, credential, timeout).await {
+            Ok(code) => {
+                self.usage.wechat_errcode(Utc::now(), code);
+                metrics::counter!(WECHAT_ERRCODES, "errcode" => code.to_string()).increment(1);
+                Reply::Errcode(code)
+            }
+            Err(err) => {
+                metrics::counter!(WECHAT_CALL_FAILURES, "kind" => err.kind()).increment(1);
+                tracing::warn!(error = %err, "WeChat call failed");
+                if err.outcome_unknown() {
+                    Reply::Unknown
+                } else {
+                    Reply::NotSent
+                }
+            }
         }
     }
 }
 
-fn unavailable(reason: &str, attempts: u32) -> Verdict {
-    Verdict::Refund(SendResult::Unavailable {
-        reason: reason.to_owned(),
-        attempts,
-    })
+fn ending<C>(then: Then, how: Settle, lease: LeaseId, credential: C, attempts: u32) -> SendResult<C> {
+    match then {
+        Then::Sent { confirmed_by } => SendResult::Sent {
+            credential,
+            attempts,
+            confirmed_by,
+        },
+        // The table never moves on after an unknown attempt; reaching here
+        // means the credentials ran out.
+        Then::NextCredential => SendResult::NoValidCredential { attempts },
+        Then::Fail(Failure::Rejected(errcode)) => SendResult::Rejected { errcode, attempts },
+        Then::Fail(Failure::QuotaExceeded) => SendResult::QuotaExceeded { attempts },
+        Then::Fail(Failure::Unavailable(reason)) => SendResult::Unavailable { reason, attempts },
+        Then::Fail(Failure::OutcomeUnknown) => SendResult::OutcomeUnknown {
+            pending: (how == Settle::Hold).then_some(Pending { lease, credential }),
+            attempts,
+        },
+    }
 }

@@ -28,6 +28,8 @@ pub struct Fault {
     pub http_status: Option<u16>,
     pub delay_ms: Option<u64>,
     pub drop: bool,
+    /// The call is processed, then the connection is closed unanswered.
+    pub lose_answer: bool,
     pub count: u32,
 }
 
@@ -40,6 +42,8 @@ pub struct FaultRequest {
     delay_ms: Option<u64>,
     #[serde(default)]
     drop: bool,
+    #[serde(default)]
+    lose_answer: bool,
     count: u32,
 }
 
@@ -49,17 +53,22 @@ impl FaultRequest {
         if self.count == 0 {
             return Ok(None);
         }
-        let endings = [self.errcode.is_some(), self.http_status.is_some(), self.drop];
+        let endings = [
+            self.errcode.is_some(),
+            self.http_status.is_some(),
+            self.drop,
+            self.lose_answer,
+        ];
         match endings.iter().filter(|set| **set).count() {
             0 if self.delay_ms.is_none() => {
                 return Err(ControlError::invalid(
-                    "a fault needs one of errcode, http_status, drop or delay_ms",
+                    "a fault needs one of errcode, http_status, drop, lose_answer or delay_ms",
                 ));
             }
             0 | 1 => {}
             _ => {
                 return Err(ControlError::invalid(
-                    "at most one of errcode, http_status and drop",
+                    "at most one of errcode, http_status, drop and lose_answer",
                 ));
             }
         }
@@ -81,6 +90,7 @@ impl FaultRequest {
             http_status: self.http_status,
             delay_ms: self.delay_ms,
             drop: self.drop,
+            lose_answer: self.lose_answer,
             count: self.count,
         }))
     }
@@ -102,6 +112,12 @@ pub async fn gate(
     tracing::debug!(path = req.path(), ?fault, "injecting fault");
     if let Some(ms) = fault.delay_ms {
         actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if fault.lose_answer {
+        // WeChat did the work; only its answer never arrives.
+        let processed = next.call(req).await?;
+        let lost = drop_connection(processed.request());
+        return Ok(processed.into_response(lost));
     }
     let response = if fault.drop {
         drop_connection(req.request())

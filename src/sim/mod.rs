@@ -57,14 +57,17 @@
 //! - `GET /inbox/{openid}` → `{"openid", "messages": [{template_id, page,
 //!   data, emphasis_keyword, form_id, sent_at}]}`, oldest first; the newest
 //!   [`INBOX_CAPACITY`] per user are kept.
-//! - `POST /faults` `{"errcode"?, "http_status"?, "delay_ms"?, "drop"?, "count"}`
-//!   → `{"active": fault or null}`; `GET /faults` shows it. The next `count`
-//!   requests to any `/sandbox/wechat` route fail that way before any other
-//!   check. At most one of `errcode` (nonzero; HTTP 200 `{"errcode": n,
-//!   "errmsg": "injected fault"}`), `http_status` (400..=599, short text
-//!   body) and `drop` (connection closed, no response); `delay_ms` (≤ 60000)
-//!   waits first and combines with any of them, or alone delays a normal
-//!   answer. A new fault replaces the old; `count: 0` clears.
+//! - `POST /faults` `{"errcode"?, "http_status"?, "delay_ms"?, "drop"?,
+//!   "lose_answer"?, "count"}` → `{"active": fault or null}`; `GET /faults`
+//!   shows it. The next `count` requests to any `/sandbox/wechat` route fail
+//!   that way before any other check. At most one of `errcode` (nonzero;
+//!   HTTP 200 `{"errcode": n, "errmsg": "injected fault"}`), `http_status`
+//!   (400..=599, short text body), `drop` (connection closed, no response,
+//!   the call not processed) and `lose_answer` (the call processed as usual,
+//!   a send delivered and its credential used, then the connection closed
+//!   with no response); `delay_ms` (≤ 60000) waits first and combines with
+//!   any of them, or alone delays a normal answer. A new fault replaces the
+//!   old; `count: 0` clears.
 //! - `GET /stats` → `{"token_fetches", "sends": {"<errcode>": n}}`: successful
 //!   fetches from both token endpoints; every template-send answer carrying an
 //!   errcode, injected ones included (http_status and drop faults are not).

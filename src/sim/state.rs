@@ -669,6 +669,7 @@ mod tests {
             http_status: None,
             delay_ms: None,
             drop: false,
+            lose_answer: false,
             count: 2,
         }));
         assert!(state.take_fault(true).is_some());

@@ -123,7 +123,7 @@ impl RedisConnection {
     }
 }
 
-impl From<RedisFailure> for crate::ledger::LedgerError {
+impl From<RedisFailure> for super::StoreError {
     fn from(failure: RedisFailure) -> Self {
         match failure {
             RedisFailure::Unavailable(why) => Self::Unavailable(why),

@@ -7,14 +7,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Idempotency, SharedStore, StoredToken};
-use crate::ledger::LedgerError;
+use super::{KeyState, SharedStore, StoreError, StoredToken};
 
 enum Entry {
     Token(StoredToken),
     Lock(String),
     Claimed(String),
     Done(String, String),
+    /// Fingerprint, pending state, and until when a request holds it.
+    Pending(String, String, Option<DateTime<Utc>>),
 }
 
 #[derive(Default)]
@@ -38,14 +39,14 @@ fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
 
 #[async_trait]
 impl SharedStore for MemoryStore {
-    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, LedgerError> {
+    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, StoreError> {
         Ok(self.with(|e, _| match e.get(&format!("token:{appid}")) {
             Some((Entry::Token(t), _)) => Some(t.clone()),
             _ => None,
         }))
     }
 
-    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), LedgerError> {
+    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), StoreError> {
         self.with(|e, _| {
             e.insert(
                 format!("token:{appid}"),
@@ -55,7 +56,7 @@ impl SharedStore for MemoryStore {
         Ok(())
     }
 
-    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, LedgerError> {
+    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, StoreError> {
         Ok(self.with(|e, _| {
             let key = format!("token:{appid}");
             let matches = matches!(e.get(&key), Some((Entry::Token(t), _)) if t.token == failed);
@@ -66,7 +67,7 @@ impl SharedStore for MemoryStore {
         }))
     }
 
-    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LedgerError> {
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         Ok(self.with(|e, now| {
             let key = format!("lock:{name}");
             if e.contains_key(&key) {
@@ -77,7 +78,7 @@ impl SharedStore for MemoryStore {
         }))
     }
 
-    async fn unlock(&self, name: &str, holder: &str) -> Result<(), LedgerError> {
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         self.with(|e, _| {
             let key = format!("lock:{name}");
             if matches!(e.get(&key), Some((Entry::Lock(h), _)) if h == holder) {
@@ -92,19 +93,27 @@ impl SharedStore for MemoryStore {
         key: &str,
         fingerprint: &str,
         hold: Duration,
-    ) -> Result<Idempotency, LedgerError> {
+    ) -> Result<KeyState, StoreError> {
         Ok(self.with(|e, now| {
             let key = format!("idem:{key}");
             match e.get(&key) {
                 None => {
                     e.insert(key, (Entry::Claimed(fingerprint.to_owned()), until(now, hold)));
-                    Idempotency::New
+                    KeyState::New
                 }
-                Some((Entry::Claimed(f), _)) if f == fingerprint => Idempotency::InProgress,
-                Some((Entry::Done(f, response), _)) if f == fingerprint => {
-                    Idempotency::Done(response.clone())
+                Some((Entry::Claimed(f), _)) if f == fingerprint => KeyState::InProgress,
+                Some((Entry::Done(f, response), _)) if f == fingerprint => KeyState::Done(response.clone()),
+                Some((Entry::Pending(f, state, claimed), _)) if f == fingerprint => {
+                    if claimed.is_some_and(|until| until > now) {
+                        return KeyState::InProgress;
+                    }
+                    let state = state.clone();
+                    if let Some((Entry::Pending(_, _, claimed), _)) = e.get_mut(&key) {
+                        *claimed = Some(until(now, hold));
+                    }
+                    KeyState::Pending(state)
                 }
-                Some(_) => Idempotency::Mismatch,
+                Some(_) => KeyState::Mismatch,
             }
         }))
     }
@@ -115,7 +124,7 @@ impl SharedStore for MemoryStore {
         fingerprint: &str,
         response: &str,
         keep: Duration,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), StoreError> {
         self.with(|e, now| {
             e.insert(
                 format!("idem:{key}"),
@@ -128,12 +137,31 @@ impl SharedStore for MemoryStore {
         Ok(())
     }
 
-    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), LedgerError> {
+    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
         self.with(|e, _| {
             let key = format!("idem:{key}");
             if matches!(e.get(&key), Some((Entry::Claimed(f), _)) if f == fingerprint) {
                 e.remove(&key);
             }
+        });
+        Ok(())
+    }
+
+    async fn park_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        state: &str,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        self.with(|e, now| {
+            e.insert(
+                format!("idem:{key}"),
+                (
+                    Entry::Pending(fingerprint.to_owned(), state.to_owned(), None),
+                    until(now, keep),
+                ),
+            )
         });
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Shared state besides the ledger, for the instances of one deployment:
 //! the current WeChat access token, short lease locks, and idempotency
-//! records of `POST /v1/messages`. In Redis for a fleet, in memory for one
+//! records of the send routes. In Redis for a fleet, in memory for one
 //! process. Also home of the one Redis connection everything shares.
 //!
 //! Every operation touches one key, so all of it runs on Redis Cluster.
@@ -18,7 +18,16 @@ pub use connection::{RedisConnection, RedisFailure, RedisTarget};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
-use crate::ledger::LedgerError;
+/// The shared store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable or too slow; the operation may or may not have applied.
+    #[error("shared store unavailable: {0}")]
+    Unavailable(String),
+    /// It answered something this version cannot read.
+    #[error("shared store returned unreadable data: {0}")]
+    Corrupt(String),
+}
 
 /// An access token as shared by all instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +40,7 @@ pub struct StoredToken {
 
 /// What an idempotency key already stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Idempotency {
+pub enum KeyState {
     /// First use: the caller now holds the key and must finish or abandon it.
     New,
     /// Another request with this key and body is still running.
@@ -40,23 +49,27 @@ pub enum Idempotency {
     Mismatch,
     /// Finished before: the stored response.
     Done(String),
+    /// An earlier request's outcome is unknown: the caller now holds the
+    /// key (for `hold`) and should resolve this pending state, then finish
+    /// or park the key again.
+    Pending(String),
 }
 
 #[async_trait]
 pub trait SharedStore: Send + Sync + 'static {
-    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, LedgerError>;
+    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, StoreError>;
 
     /// Replaces the current token (never deletes one without a successor).
-    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), LedgerError>;
+    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), StoreError>;
 
     /// Deletes the current token only if it is still `failed`; true if it was.
-    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, LedgerError>;
+    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, StoreError>;
 
     /// Takes the lock `name` for `ttl` if nobody holds it.
-    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LedgerError>;
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
 
     /// Releases the lock if `holder` still holds it.
-    async fn unlock(&self, name: &str, holder: &str) -> Result<(), LedgerError>;
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Claims `key` for a request whose body has `fingerprint`, for at most
     /// `hold` (a crashed request does not block the key longer).
@@ -65,7 +78,7 @@ pub trait SharedStore: Send + Sync + 'static {
         key: &str,
         fingerprint: &str,
         hold: Duration,
-    ) -> Result<Idempotency, LedgerError>;
+    ) -> Result<KeyState, StoreError>;
 
     /// Stores the final response of a claimed key for `keep`.
     async fn finish_idempotent(
@@ -74,8 +87,18 @@ pub trait SharedStore: Send + Sync + 'static {
         fingerprint: &str,
         response: &str,
         keep: Duration,
-    ) -> Result<(), LedgerError>;
+    ) -> Result<(), StoreError>;
 
     /// Releases a claimed key without a response (the request may be retried).
-    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), LedgerError>;
+    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError>;
+
+    /// Keeps `state` under the key for `keep`, for the next request with it
+    /// to resolve (and releases any claim on it).
+    async fn park_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        state: &str,
+        keep: Duration,
+    ) -> Result<(), StoreError>;
 }

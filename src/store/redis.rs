@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use redis::{Script, Value};
 
-use super::{Idempotency, RedisConnection, SharedStore, StoredToken};
-use crate::ledger::LedgerError;
+use super::{KeyState, RedisConnection, SharedStore, StoreError, StoredToken};
 
 static DELETE_IF_EQUAL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/delete_if_equal.lua")));
@@ -33,12 +32,12 @@ impl RedisStore {
         format!("{}:{kind}:{{{name}}}", self.prefix)
     }
 
-    async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, LedgerError> {
+    async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, StoreError> {
         let reply = self
             .redis
             .invoke(DELETE_IF_EQUAL.key(key).arg(value))
             .await
-            .map_err(LedgerError::from)?;
+            .map_err(StoreError::from)?;
         Ok(matches!(reply, Value::Int(1)))
     }
 }
@@ -78,30 +77,26 @@ fn millis(d: Duration) -> u64 {
 
 #[async_trait]
 impl SharedStore for RedisStore {
-    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, LedgerError> {
+    async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, StoreError> {
         let reply = self
             .redis
             .query(redis::cmd("GET").arg(self.key("token", appid)))
             .await
-            .map_err(LedgerError::from)?;
+            .map_err(StoreError::from)?;
         Ok(text(&reply).and_then(|raw| decode_token(&raw)))
     }
 
-    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), LedgerError> {
+    async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), StoreError> {
         let cmd = redis::cmd("SET")
             .arg(self.key("token", appid))
             .arg(encode_token(token))
             .arg("EXAT")
             .arg(token.expires_at.timestamp())
             .to_owned();
-        self.redis
-            .query(&cmd)
-            .await
-            .map_err(LedgerError::from)
-            .map(|_| ())
+        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
     }
 
-    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, LedgerError> {
+    async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, StoreError> {
         let key = self.key("token", appid);
         let Some(current) = self.get_token(appid).await? else {
             return Ok(false);
@@ -114,7 +109,7 @@ impl SharedStore for RedisStore {
         self.delete_if_equal(key, &encode_token(&current)).await
     }
 
-    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LedgerError> {
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let cmd = redis::cmd("SET")
             .arg(self.key("lock", name))
             .arg(holder)
@@ -122,11 +117,11 @@ impl SharedStore for RedisStore {
             .arg("PX")
             .arg(millis(ttl))
             .to_owned();
-        let reply = self.redis.query(&cmd).await.map_err(LedgerError::from)?;
+        let reply = self.redis.query(&cmd).await.map_err(StoreError::from)?;
         Ok(matches!(reply, Value::Okay) || text(&reply).as_deref() == Some("OK"))
     }
 
-    async fn unlock(&self, name: &str, holder: &str) -> Result<(), LedgerError> {
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         self.delete_if_equal(self.key("lock", name), holder)
             .await
             .map(|_| ())
@@ -137,7 +132,7 @@ impl SharedStore for RedisStore {
         key: &str,
         fingerprint: &str,
         hold: Duration,
-    ) -> Result<Idempotency, LedgerError> {
+    ) -> Result<KeyState, StoreError> {
         let reply = self
             .redis
             .invoke(
@@ -147,17 +142,18 @@ impl SharedStore for RedisStore {
                     .arg(millis(hold)),
             )
             .await
-            .map_err(LedgerError::from)?;
+            .map_err(StoreError::from)?;
         let parts: Vec<String> = match &reply {
             Value::Array(items) => items.iter().filter_map(text).collect(),
             _ => Vec::new(),
         };
         match parts.as_slice() {
-            [state] if state == "new" => Ok(Idempotency::New),
-            [state] if state == "in_progress" => Ok(Idempotency::InProgress),
-            [state] if state == "mismatch" => Ok(Idempotency::Mismatch),
-            [state, response] if state == "done" => Ok(Idempotency::Done(response.clone())),
-            _ => Err(LedgerError::Corrupt(format!("idempotency reply {reply:?}"))),
+            [state] if state == "new" => Ok(KeyState::New),
+            [state] if state == "in_progress" => Ok(KeyState::InProgress),
+            [state] if state == "mismatch" => Ok(KeyState::Mismatch),
+            [state, response] if state == "done" => Ok(KeyState::Done(response.clone())),
+            [state, pending] if state == "pending" => Ok(KeyState::Pending(pending.clone())),
+            _ => Err(StoreError::Corrupt(format!("idempotency reply {reply:?}"))),
         }
     }
 
@@ -167,23 +163,35 @@ impl SharedStore for RedisStore {
         fingerprint: &str,
         response: &str,
         keep: Duration,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), StoreError> {
         let cmd = redis::cmd("SET")
             .arg(self.key("idem", key))
             .arg(format!("d:{fingerprint}:{response}"))
             .arg("PX")
             .arg(millis(keep))
             .to_owned();
-        self.redis
-            .query(&cmd)
-            .await
-            .map_err(LedgerError::from)
-            .map(|_| ())
+        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
     }
 
-    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), LedgerError> {
+    async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
         self.delete_if_equal(self.key("idem", key), &format!("p:{fingerprint}"))
             .await
             .map(|_| ())
+    }
+
+    async fn park_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        state: &str,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.key("idem", key))
+            .arg(format!("u:{fingerprint}:0:{state}"))
+            .arg("PX")
+            .arg(millis(keep))
+            .to_owned();
+        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
     }
 }

@@ -29,15 +29,37 @@ pub struct WechatClient {
 /// A call that produced no WeChat answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// Connect failure, timeout, or the connection closed mid-answer.
+    /// Connecting failed: the request never reached WeChat.
     #[error("WeChat unreachable: {0}")]
-    Transport(String),
+    NotSent(String),
+    /// Timed out or closed after the request was written: WeChat may have
+    /// acted on it.
+    #[error("WeChat did not answer: {0}")]
+    NoAnswer(String),
     /// An HTTP status other than 200 (WeChat answers errors with 200).
     #[error("WeChat answered HTTP {0}")]
     Http(u16),
     /// A 200 whose body is not the JSON expected.
     #[error("WeChat answered an unreadable body: {0}")]
     Malformed(String),
+}
+
+impl CallError {
+    /// Whether WeChat may have acted on the request (SPEC §2: only a request
+    /// that never left is known not to have been).
+    pub fn outcome_unknown(&self) -> bool {
+        !matches!(self, CallError::NotSent(_))
+    }
+
+    /// A label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::NotSent(_) => "not_sent",
+            CallError::NoAnswer(_) => "no_answer",
+            CallError::Http(_) => "http",
+            CallError::Malformed(_) => "malformed",
+        }
+    }
 }
 
 impl WechatClient {
@@ -90,12 +112,11 @@ impl WechatClient {
 
 /// Never includes the URL: it carries the access token or the app secret.
 fn transport(err: reqwest::Error) -> CallError {
-    let what = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
+    if err.is_connect() {
+        CallError::NotSent("connection failed".into())
+    } else if err.is_timeout() {
+        CallError::NoAnswer("timed out".into())
     } else {
-        "connection closed without an answer"
-    };
-    CallError::Transport(what.into())
+        CallError::NoAnswer("connection closed without an answer".into())
+    }
 }

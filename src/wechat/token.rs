@@ -19,8 +19,8 @@ use serde_json::json;
 
 use super::{CallError, WechatClient, errcode};
 use crate::config::TokenMode;
-use crate::ledger::LedgerError;
 use crate::metrics::{TOKEN_FETCH_FAILURES, TOKEN_FETCHES, TOKEN_INVALIDATIONS};
+use crate::store::StoreError;
 use crate::store::{SharedStore, StoredToken};
 
 /// How long a token read from the store is reused without asking again.
@@ -42,8 +42,8 @@ pub enum TokenError {
     Refused(i64),
 }
 
-impl From<LedgerError> for TokenError {
-    fn from(err: LedgerError) -> Self {
+impl From<StoreError> for TokenError {
+    fn from(err: StoreError) -> Self {
         TokenError::Unavailable(err.to_string())
     }
 }
