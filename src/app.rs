@@ -20,7 +20,7 @@ use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLe
 use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender, TemplateChannel};
 use crate::sim::{self, SimConfig, Simulator};
-use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore};
+use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
 use crate::wechat::{TokenManager, WechatClient};
 
 /// Bound of every Redis command.
@@ -53,6 +53,7 @@ impl Application {
         let Stores {
             ledger,
             shared,
+            usage: counters,
             name: store,
         } = open_stores(&config, settings)?;
         if let Err(err) = ledger.ping().await {
@@ -105,7 +106,7 @@ impl Application {
             api_keys,
         });
 
-        let usage = Arc::new(UsageRecorder::new(ledger.clone(), config.report_utc_offset));
+        let usage = Arc::new(UsageRecorder::new(counters, config.report_utc_offset));
         let tokens = Arc::new(TokenManager::new(
             wechat.clone(),
             shared.clone(),
@@ -204,6 +205,8 @@ impl Application {
 pub struct Stores {
     pub ledger: Arc<dyn Ledger>,
     pub shared: Arc<dyn SharedStore>,
+    /// Report counters.
+    pub usage: Arc<dyn UsageStore>,
     /// `memory`, `redis` or `redis-cluster`.
     pub name: &'static str,
 }
@@ -224,13 +227,11 @@ pub fn open_stores(config: &Config, settings: LedgerSettings) -> anyhow::Result<
         Some((target, name)) => {
             let redis = RedisConnection::new(target, REDIS_TIMEOUT);
             let prefix = &config.redis_key_prefix;
+            let store = Arc::new(RedisStore::new(redis.clone(), prefix));
             Stores {
-                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(
-                    redis.clone(),
-                    prefix,
-                    settings,
-                ))),
-                shared: Arc::new(RedisStore::new(redis, prefix)),
+                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(redis, prefix, settings))),
+                shared: store.clone(),
+                usage: store,
                 name,
             }
         }
@@ -238,9 +239,11 @@ pub fn open_stores(config: &Config, settings: LedgerSettings) -> anyhow::Result<
             tracing::warn!(
                 "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
             );
+            let store = Arc::new(MemoryStore::default());
             Stores {
                 ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(settings))),
-                shared: Arc::new(MemoryStore::default()),
+                shared: store.clone(),
+                usage: store,
                 name: "memory",
             }
         }

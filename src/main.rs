@@ -99,12 +99,12 @@ async fn report(config: Config, from: Option<String>, to: Option<String>, json: 
              or ask the running service: GET /v1/reports/usage"
         );
     }
-    let ledger = open_stores(&config, Default::default())?.ledger;
+    let counters = open_stores(&config, Default::default())?.usage;
     let now = chrono::Utc::now();
     let offset = config.report_utc_offset;
     let today = now.with_timezone(&offset).date_naive();
     let days = report_days(from.as_deref(), to.as_deref(), today).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rows = formid_ledger::report::usage_rows(ledger.as_ref(), &days, now, offset).await?;
+    let rows = formid_ledger::report::usage_rows(counters.as_ref(), &days, now, offset).await?;
     if json {
         println!(
             "{}",

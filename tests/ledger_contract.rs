@@ -97,8 +97,6 @@ contract!(
     leased_credentials_are_not_evicted,
     inspect_changes_nothing,
     openids_are_independent,
-    usage_counters_add_up,
-    folding_usage_keeps_sums,
 );
 
 async fn counts_accepted_duplicates_and_expired(make: Make) {
@@ -579,45 +577,4 @@ async fn openids_are_independent(make: Make) {
     assert_eq!(out.items, vec![AddStatus::Accepted]);
     assert_eq!(drain(l, &a, t).await.len(), 1);
     assert_eq!(l.inspect(&b, t).await.unwrap().available_sends(), 1);
-}
-
-async fn usage_counters_add_up(make: Make) {
-    let s = make(exact(200));
-    let l = &s.ledger;
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-    let next = day.succ_opt().unwrap();
-    let mut deltas = formid_ledger::ledger::UsageDeltas::new();
-    deltas.entry(day).or_default().insert("collected.form".into(), 3);
-    deltas.entry(day).or_default().insert("x.form.100".into(), -2);
-    l.add_usage(&deltas).await.unwrap();
-    l.add_usage(&deltas).await.unwrap();
-    let read = l.usage(&[day, next]).await.unwrap();
-    assert_eq!(read[0].get("collected.form"), Some(&6));
-    assert_eq!(read[0].get("x.form.100"), Some(&-4));
-    assert!(read[1].is_empty());
-}
-
-async fn folding_usage_keeps_sums(make: Make) {
-    let s = make(exact(200));
-    let l = &s.ledger;
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
-    let fields = [
-        ("x.form.10", 2),
-        ("x.form.20", 3),
-        ("x.form.all", 1),
-        ("x.prepay.5", 6),
-        ("r.10", 1),
-        ("refunded.form", 4),
-    ];
-    let deltas = [(day, fields.iter().map(|(f, v)| (f.to_string(), *v)).collect())].into();
-    l.add_usage(&deltas).await.unwrap();
-    l.fold_usage(day, &["x.form", "x.prepay"], &["r"]).await.unwrap();
-    let read = &l.usage(&[day]).await.unwrap()[0];
-    let expected: formid_ledger::ledger::DayCounters = [
-        ("x.form.all".into(), 6),
-        ("x.prepay.all".into(), 6),
-        ("refunded.form".into(), 4),
-    ]
-    .into();
-    assert_eq!(read, &expected);
 }

@@ -78,7 +78,7 @@ pub async fn usage(
     let today = now.with_timezone(&offset).date_naive();
     let days = report_days(query.from.as_deref(), query.to.as_deref(), today)?;
     state.usage.flush().await?;
-    let rows = report::usage_rows(state.ledger.as_ref(), &days, now, offset).await?;
+    let rows = report::usage_rows(state.usage.store(), &days, now, offset).await?;
     Ok(HttpResponse::Ok().json(UsageReport { days: rows }))
 }
 
@@ -94,7 +94,7 @@ pub async fn usage(
 pub async fn summary(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     state.usage.flush().await?;
-    let summary = report::live_summary(state.ledger.as_ref(), Utc::now(), state.usage.offset()).await?;
+    let summary = report::live_summary(state.usage.store(), Utc::now(), state.usage.offset()).await?;
     Ok(HttpResponse::Ok().json(summary))
 }
 

@@ -7,20 +7,17 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 
 use super::book::{Book, reach_moved};
 use super::stored_id::StoredId;
 use super::{
-    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerEvent, LedgerSettings,
-    NewCredential, ReserveOutcome, Settle, SettleOutcome, UsageDeltas,
+    AddOutcome, Holdings, LeaseId, Ledger, LedgerError, LedgerEvent, LedgerSettings, NewCredential,
+    ReserveOutcome, Settle, SettleOutcome,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::OpenId;
 
 const SHARDS: usize = 64;
-/// Report days kept, as in Redis (the usage report reaches 366 days back).
-const USAGE_RETENTION_DAYS: i64 = 400;
 /// Every this many writes to a shard, books that have ended are dropped, so
 /// users who never come back do not hold memory forever.
 const PURGE_EVERY: u32 = 4096;
@@ -36,7 +33,6 @@ pub struct MemoryLedger {
     clock: Arc<dyn Clock>,
     hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
-    usage: Mutex<UsageDeltas>,
 }
 
 impl MemoryLedger {
@@ -50,7 +46,6 @@ impl MemoryLedger {
             clock,
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            usage: Mutex::default(),
         }
     }
 
@@ -170,51 +165,6 @@ impl Ledger for MemoryLedger {
         let mut book = self.read(openid).unwrap_or_default();
         book.housekeep(self.now(), &mut Vec::new());
         Ok(book.holdings())
-    }
-
-    async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
-        let mut usage = lock(&self.usage);
-        // The same retention as the Redis keys' TTL.
-        if let Some(newest) = deltas.keys().next_back().copied() {
-            let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
-            usage.retain(|day, _| *day >= oldest_kept);
-        }
-        super::merge_usage(&mut usage, deltas);
-        Ok(())
-    }
-
-    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
-        let usage = lock(&self.usage);
-        Ok(days
-            .iter()
-            .map(|day| usage.get(day).cloned().unwrap_or_default())
-            .collect())
-    }
-
-    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
-        let mut usage = lock(&self.usage);
-        let Some(fields) = usage.get_mut(&day) else {
-            return Ok(());
-        };
-        for prefix in fold {
-            let (folded, kept): (DayCounters, DayCounters) =
-                std::mem::take(fields).into_iter().partition(|(f, _)| {
-                    f.strip_prefix(prefix)
-                        .and_then(|r| r.strip_prefix('.'))
-                        .is_some_and(|r| r != "all")
-                });
-            *fields = kept;
-            let total: i64 = folded.values().sum();
-            if !folded.is_empty() {
-                *fields.entry(format!("{prefix}.all")).or_default() += total;
-            }
-        }
-        fields.retain(|f, _| {
-            !drop
-                .iter()
-                .any(|p| f.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
-        });
-        Ok(())
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {

@@ -4,11 +4,10 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 
 use super::{
-    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, NewCredential, ReserveOutcome, Settle,
-    SettleOutcome, Settled, UsageDeltas,
+    AddOutcome, Holdings, LeaseId, Ledger, LedgerError, NewCredential, ReserveOutcome, Settle, SettleOutcome,
+    Settled,
 };
 use crate::domain::OpenId;
 use crate::metrics::{LEDGER_DURATION, LEDGER_OPS, STORE_ERRORS, USES_SETTLED};
@@ -81,18 +80,6 @@ impl<L: Ledger> Ledger for MeteredLedger<L> {
 
     async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError> {
         measured("inspect", self.inner.inspect(openid)).await
-    }
-
-    async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
-        measured("add_usage", self.inner.add_usage(deltas)).await
-    }
-
-    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
-        measured("usage", self.inner.usage(days)).await
-    }
-
-    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
-        measured("fold_usage", self.inner.fold_usage(day, fold, drop)).await
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {

@@ -8,9 +8,8 @@
 //! touches exactly one openid and is atomic for it.
 //!
 //! Operations report what happened to uses as [`LedgerEvent`]s; the usage
-//! counters of reports are built from those events, not from scans. This
-//! module stores those counters ([`Ledger::add_usage`]) but does not decide
-//! what they mean.
+//! counters of reports are built from those events (by `report`, kept by
+//! `store`), not from scans.
 
 mod book;
 mod codes;
@@ -19,12 +18,11 @@ mod metered;
 mod redis;
 mod stored_id;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::domain::{CredentialId, CredentialKind, ExpiryPolicy, OpenId};
@@ -214,23 +212,6 @@ pub enum LedgerEvent {
     },
 }
 
-/// Counter increments for report days: day → field → delta. The field names
-/// belong to the reporting code; the ledger only adds them up.
-pub type UsageDeltas = BTreeMap<NaiveDate, BTreeMap<String, i64>>;
-
-/// The stored counters of one day: field → value (absent fields are zero).
-pub type DayCounters = BTreeMap<String, i64>;
-
-/// Adds every delta of `from` into `into`.
-pub fn merge_usage(into: &mut UsageDeltas, from: &UsageDeltas) {
-    for (day, fields) in from {
-        let stored = into.entry(*day).or_default();
-        for (field, delta) in fields {
-            *stored.entry(field.clone()).or_default() += delta;
-        }
-    }
-}
-
 /// Settings every ledger applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LedgerSettings {
@@ -307,17 +288,6 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// What the openid holds now, without changing anything.
     async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError>;
-
-    /// Adds report counter deltas.
-    async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError>;
-
-    /// Reads report counters, one map per requested day, in order.
-    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError>;
-
-    /// For each prefix in `fold`, replaces the day's fields `<prefix>.<n>`
-    /// by their sum in `<prefix>.all`; deletes the fields `<prefix>.*` of
-    /// each prefix in `drop`. Atomic for the day.
-    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), LedgerError>;

@@ -6,22 +6,20 @@
 //! Time is the server's (`TIME` inside every script), so instances whose
 //! clocks disagree still agree on every deadline and expiry. Reads
 //! (`inspect`) fetch the string and the server's time in one script and
-//! apply the book rules in Rust without writing. Report counters live in one hash per day
-//! (`{prefix}:usage:{<date>}`), written in batches by the reporting code.
+//! apply the book rules in Rust without writing.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use redis::{FromRedisValue, ParsingError, Script, ScriptInvocation, Value};
 
 use super::book::{Book, Entry, Lease, Secs, reach_moved};
 use super::codes::{self, EV_BURNED, EV_COLLECTED, EV_EVICTED, EV_REACH, EV_REFUNDED, EV_SPENT};
 use super::stored_id::StoredId;
 use super::{
-    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerClock, LedgerError, LedgerEvent,
-    LedgerSettings, NewCredential, ReserveOutcome, Settle, SettleOutcome, UsageDeltas, instant,
+    AddOutcome, Holdings, LeaseId, Ledger, LedgerClock, LedgerError, LedgerEvent, LedgerSettings,
+    NewCredential, ReserveOutcome, Settle, SettleOutcome, instant,
 };
 use crate::clock::Clock;
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
@@ -31,8 +29,6 @@ static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/add
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/settle.lua")));
 static READ: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/read.lua")));
-static USAGE_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_add.lua")));
-static USAGE_FOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_fold.lua")));
 
 /// Every book script starts with the named codes and the shared codec and
 /// rules.
@@ -44,9 +40,6 @@ fn script(body: &str) -> Script {
         body
     ))
 }
-
-/// How long report counters are kept: the usage report reaches 366 days back.
-const USAGE_RETENTION_SECS: u64 = 400 * 86_400;
 
 pub struct RedisLedger {
     redis: RedisConnection,
@@ -97,10 +90,6 @@ impl RedisLedger {
 
     fn book_key(&self, openid: &OpenId) -> String {
         format!("{}:{{{}}}", self.prefix, openid.as_str())
-    }
-
-    fn usage_key(&self, day: NaiveDate) -> String {
-        format!("{}:usage:{{{}}}", self.prefix, day.format("%Y-%m-%d"))
     }
 
     /// The scripts' first argument: empty for the server's clock.
@@ -285,35 +274,6 @@ impl Ledger for RedisLedger {
         };
         book.housekeep(now, &mut Vec::new());
         Ok(book.holdings())
-    }
-
-    async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
-        for (day, fields) in deltas {
-            let mut call = USAGE_ADD.prepare_invoke();
-            call.key(self.usage_key(*day)).arg(USAGE_RETENTION_SECS);
-            for (field, delta) in fields {
-                call.arg(field).arg(*delta);
-            }
-            let _: Value = self.invoke(&call).await?;
-        }
-        Ok(())
-    }
-
-    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
-        let mut out = Vec::with_capacity(days.len());
-        for day in days {
-            let reply = self
-                .query(redis::cmd("HGETALL").arg(self.usage_key(*day)))
-                .await?;
-            out.push(DayCounters::from_redis_value(reply).map_err(corrupt)?);
-        }
-        Ok(out)
-    }
-
-    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), LedgerError> {
-        let mut call = USAGE_FOLD.prepare_invoke();
-        call.key(self.usage_key(day)).arg(fold.len()).arg(fold).arg(drop);
-        self.invoke::<Value>(&call).await.map(|_| ())
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {

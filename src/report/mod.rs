@@ -17,7 +17,7 @@ pub use usage::{SendOutcome, UsageRecorder};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::store::{StoreError, UsageStore};
 
 /// Most days one usage report covers.
 pub const MAX_REPORT_DAYS: i64 = 366;
@@ -25,17 +25,17 @@ pub const MAX_REPORT_DAYS: i64 = 366;
 /// The usage rows of `days`; days long past are folded on the way so their
 /// counters stay small.
 pub async fn usage_rows(
-    ledger: &dyn Ledger,
+    store: &dyn UsageStore,
     days: &[NaiveDate],
     now: DateTime<Utc>,
     offset: chrono::FixedOffset,
-) -> Result<Vec<UsageRow>, LedgerError> {
-    let counters = ledger.usage(days).await?;
+) -> Result<Vec<UsageRow>, StoreError> {
+    let counters = store.usage(days).await?;
     let mut rows = Vec::with_capacity(days.len());
     for (day, fields) in days.iter().zip(&counters) {
         rows.push(usage_row(*day, fields, now, offset));
         if foldable(*day, fields, now, offset) {
-            ledger.fold_usage(*day, &["x.form", "x.prepay"], &["r"]).await?;
+            store.fold_usage(*day, &["x.form", "x.prepay"], &["r"]).await?;
         }
     }
     Ok(rows)
@@ -43,12 +43,12 @@ pub async fn usage_rows(
 
 /// The live summary.
 pub async fn live_summary(
-    ledger: &dyn Ledger,
+    store: &dyn UsageStore,
     now: DateTime<Utc>,
     offset: chrono::FixedOffset,
-) -> Result<Summary, LedgerError> {
+) -> Result<Summary, StoreError> {
     let days = summary_days(now, offset);
-    let counters = ledger.usage(&days).await?;
+    let counters = store.usage(&days).await?;
     Ok(summary(
         &days.into_iter().zip(counters).collect::<Vec<_>>(),
         now,

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::usage::SendOutcome;
 use crate::domain::{CredentialKind, RejectReason};
-use crate::ledger::DayCounters;
+use crate::store::DayCounters;
 
 /// Counts split by credential kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]

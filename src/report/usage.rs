@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
 
-use crate::ledger::{Ledger, LedgerError, LedgerEvent, UsageDeltas, merge_usage};
+use crate::ledger::LedgerEvent;
+use crate::store::{StoreError, UsageBatch, UsageDeltas, UsageStore};
 
 /// How a `POST /v1/messages` ended, as reports count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +42,39 @@ impl SendOutcome {
     }
 }
 
-/// Collects counter deltas and writes them to the store in batches.
+/// Collects counter deltas and writes them to the store in batches, each
+/// applied exactly once (see [`UsageBatch`]).
 pub struct UsageRecorder {
-    ledger: Arc<dyn Ledger>,
+    store: Arc<dyn UsageStore>,
     offset: FixedOffset,
     pending: Mutex<UsageDeltas>,
+    /// This process's name on its batches.
+    source: String,
+    flushing: tokio::sync::Mutex<Flushing>,
+}
+
+/// Flushes run one at a time, in sequence.
+#[derive(Default)]
+struct Flushing {
+    seq: u64,
+    /// A batch whose flush failed: retried as it is before any newer one.
+    failed: Option<UsageBatch>,
 }
 
 impl UsageRecorder {
-    pub fn new(ledger: Arc<dyn Ledger>, offset: FixedOffset) -> Self {
+    pub fn new(store: Arc<dyn UsageStore>, offset: FixedOffset) -> Self {
         Self {
-            ledger,
+            store,
             offset,
             pending: Mutex::default(),
+            source: hex::encode(rand::random::<[u8; 8]>()),
+            flushing: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Where the counters are kept (reports read them there).
+    pub fn store(&self) -> &dyn UsageStore {
+        self.store.as_ref()
     }
 
     pub fn offset(&self) -> FixedOffset {
@@ -144,21 +164,33 @@ impl UsageRecorder {
         self.add(deltas);
     }
 
-    /// Writes what has accumulated. On failure the deltas are kept for the
-    /// next flush, so a Redis outage delays counts but does not lose them.
-    pub async fn flush(&self) -> Result<(), LedgerError> {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
-            return Ok(());
+    /// Writes what has accumulated. A batch that fails (even part-way) is
+    /// kept whole and retried first next time, under the same sequence
+    /// number, so the days it already reached do not count it twice and a
+    /// Redis outage delays counts but does not lose them.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let mut flushing = self.flushing.lock().await;
+        loop {
+            let batch = match flushing.failed.take() {
+                Some(batch) => batch,
+                None => {
+                    let deltas = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+                    if deltas.is_empty() {
+                        return Ok(());
+                    }
+                    flushing.seq += 1;
+                    UsageBatch {
+                        source: self.source.clone(),
+                        seq: flushing.seq,
+                        deltas,
+                    }
+                }
+            };
+            if let Err(err) = self.store.add_usage(&batch).await {
+                flushing.failed = Some(batch);
+                return Err(err);
+            }
         }
-        if let Err(err) = self.ledger.add_usage(&batch).await {
-            merge_usage(
-                &mut self.pending.lock().unwrap_or_else(|p| p.into_inner()),
-                &batch,
-            );
-            return Err(err);
-        }
-        Ok(())
     }
 
     /// Flushes every `every` until the task is dropped.

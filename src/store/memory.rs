@@ -1,13 +1,17 @@
-//! [`SharedStore`] for a single process: a map with expiry times.
+//! [`SharedStore`] and [`UsageStore`] for a single process: a map with
+//! expiry times, and the report days.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{KeyState, SharedStore, StoreError, StoredToken};
+use super::{
+    DayCounters, KeyState, SharedStore, StoreError, StoredToken, USAGE_RETENTION_DAYS, UsageBatch,
+    UsageDeltas, UsageStore, flush_marker,
+};
 
 enum Entry {
     Token(StoredToken),
@@ -21,6 +25,7 @@ enum Entry {
 #[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, (Entry, DateTime<Utc>)>>,
+    usage: Mutex<UsageDeltas>,
 }
 
 impl MemoryStore {
@@ -162,6 +167,65 @@ impl SharedStore for MemoryStore {
                     until(now, keep),
                 ),
             )
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UsageStore for MemoryStore {
+    async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        // The same retention as the Redis keys' TTL.
+        if let Some(newest) = batch.deltas.keys().next_back().copied() {
+            let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
+            usage.retain(|day, _| *day >= oldest_kept);
+        }
+        let marker = flush_marker(&batch.source);
+        let seq = i64::try_from(batch.seq).unwrap_or(i64::MAX);
+        for (day, deltas) in &batch.deltas {
+            let fields = usage.entry(*day).or_default();
+            if fields.get(&marker).is_some_and(|applied| *applied >= seq) {
+                continue;
+            }
+            for (field, delta) in deltas {
+                *fields.entry(field.clone()).or_default() += delta;
+            }
+            fields.insert(marker.clone(), seq);
+        }
+        Ok(())
+    }
+
+    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, StoreError> {
+        let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(days
+            .iter()
+            .map(|day| usage.get(day).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), StoreError> {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(fields) = usage.get_mut(&day) else {
+            return Ok(());
+        };
+        for prefix in fold {
+            let (folded, kept): (DayCounters, DayCounters) =
+                std::mem::take(fields).into_iter().partition(|(f, _)| {
+                    f.strip_prefix(prefix)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .is_some_and(|r| r != "all")
+                });
+            *fields = kept;
+            let total: i64 = folded.values().sum();
+            if !folded.is_empty() {
+                *fields.entry(format!("{prefix}.all")).or_default() += total;
+            }
+        }
+        fields.retain(|f, _| {
+            !drop
+                .iter()
+                .any(|p| f.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
         });
         Ok(())
     }

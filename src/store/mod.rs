@@ -1,6 +1,7 @@
 //! Shared state besides the ledger, for the instances of one deployment:
-//! the current WeChat access token, short lease locks, and idempotency
-//! records of the send routes. In Redis for a fleet, in memory for one
+//! the current WeChat access token, short lease locks, idempotency records
+//! of the send routes ([`SharedStore`]), and the report counters
+//! ([`UsageStore`]). In Redis for a fleet, in memory for one
 //! process. Also home of the one Redis connection everything shares.
 //!
 //! Every operation touches one key, so all of it runs on Redis Cluster.
@@ -9,10 +10,11 @@ mod connection;
 mod memory;
 mod redis;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 pub use connection::{RedisConnection, RedisFailure, RedisTarget};
 pub use memory::MemoryStore;
@@ -101,4 +103,47 @@ pub trait SharedStore: Send + Sync + 'static {
         state: &str,
         keep: Duration,
     ) -> Result<(), StoreError>;
+}
+
+/// Counter increments for report days: day → field → delta. The field names
+/// belong to the reporting code; the store only adds them up.
+pub type UsageDeltas = BTreeMap<NaiveDate, BTreeMap<String, i64>>;
+
+/// The stored counters of one day: field → value (absent fields are zero).
+pub type DayCounters = BTreeMap<String, i64>;
+
+/// One flush of an instance's counters. `seq` grows by one per flush of
+/// `source`; a failed flush is retried with the same `seq` before any
+/// newer one, so each day applies it exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageBatch {
+    pub source: String,
+    pub seq: u64,
+    pub deltas: UsageDeltas,
+}
+
+/// The per-day report counters. The store keeps, per day, the last flush
+/// sequence number of each source as a field `flush.<source>`; readers
+/// ignore fields they do not know.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
+    /// Applies the batch to each of its days that has not applied it yet.
+    /// May fail part-way; retrying the same batch completes it.
+    async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+
+    /// Reads report counters, one map per requested day, in order.
+    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, StoreError>;
+
+    /// For each prefix in `fold`, replaces the day's fields `<prefix>.<n>`
+    /// by their sum in `<prefix>.all`; deletes the fields `<prefix>.*` of
+    /// each prefix in `drop`. Atomic for the day.
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), StoreError>;
+}
+
+/// How long report counters are kept: the usage report reaches 366 days back.
+pub const USAGE_RETENTION_DAYS: i64 = 400;
+
+/// The field a day keeps the last applied flush of `source` in.
+fn flush_marker(source: &str) -> String {
+    format!("flush.{source}")
 }

@@ -1,19 +1,26 @@
 //! [`SharedStore`] on Redis: `{prefix}:token:{<appid>}`,
-//! `{prefix}:lock:{<name>}` and `{prefix}:idem:{<key>}`, one key per call.
+//! `{prefix}:lock:{<name>}` and `{prefix}:idem:{<key>}`, one key per call;
+//! [`UsageStore`]: one hash per report day, `{prefix}:usage:{<date>}`,
+//! written by scripts, so flushes apply whole per day and run on Cluster.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::DateTime;
-use redis::{Script, Value};
+use chrono::{DateTime, NaiveDate};
+use redis::{FromRedisValue, Script, Value};
 
-use super::{KeyState, RedisConnection, SharedStore, StoreError, StoredToken};
+use super::{
+    DayCounters, KeyState, RedisConnection, SharedStore, StoreError, StoredToken, USAGE_RETENTION_DAYS,
+    UsageBatch, UsageStore,
+};
 
 static DELETE_IF_EQUAL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/delete_if_equal.lua")));
 static IDEMPOTENCY_BEGIN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/idempotency_begin.lua")));
+static USAGE_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_add.lua")));
+static USAGE_FOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_fold.lua")));
 
 pub struct RedisStore {
     redis: RedisConnection,
@@ -30,6 +37,10 @@ impl RedisStore {
 
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}:{kind}:{{{name}}}", self.prefix)
+    }
+
+    fn usage_key(&self, day: NaiveDate) -> String {
+        self.key("usage", &day.format("%Y-%m-%d").to_string())
     }
 
     async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, StoreError> {
@@ -193,5 +204,49 @@ impl SharedStore for RedisStore {
             .arg(millis(keep))
             .to_owned();
         self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
+    }
+}
+
+#[async_trait]
+impl UsageStore for RedisStore {
+    async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        // One script per day (days live in different slots); each applies
+        // the batch to its day once, so a retry after a partial failure
+        // adds only the days still missing.
+        for (day, fields) in &batch.deltas {
+            let mut call = USAGE_ADD.prepare_invoke();
+            call.key(self.usage_key(*day))
+                .arg(USAGE_RETENTION_DAYS * 86_400)
+                .arg(&batch.source)
+                .arg(batch.seq);
+            for (field, delta) in fields {
+                call.arg(field).arg(*delta);
+            }
+            self.redis.invoke(&call).await.map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+
+    async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, StoreError> {
+        let mut out = Vec::with_capacity(days.len());
+        for day in days {
+            let reply = self
+                .redis
+                .query(redis::cmd("HGETALL").arg(self.usage_key(*day)))
+                .await
+                .map_err(StoreError::from)?;
+            out.push(DayCounters::from_redis_value(reply).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), StoreError> {
+        let mut call = USAGE_FOLD.prepare_invoke();
+        call.key(self.usage_key(day)).arg(fold.len()).arg(fold).arg(drop);
+        self.redis
+            .invoke(&call)
+            .await
+            .map_err(StoreError::from)
+            .map(|_| ())
     }
 }

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use formid_ledger::clock::ManualClock;
 use formid_ledger::domain::{CREDENTIAL_VALIDITY, CredentialId, CredentialKind, ExpiryPolicy, OpenId};
 use formid_ledger::ledger::{
-    AddOutcome, DayCounters, Holdings, LeaseId, Ledger, LedgerError, LedgerSettings, MemoryLedger,
-    NewCredential, RedisLedger, RedisTarget, ReserveOutcome, Settle, SettleOutcome, UsageDeltas,
+    AddOutcome, Holdings, LeaseId, Ledger, LedgerError, LedgerSettings, MemoryLedger, NewCredential,
+    RedisLedger, RedisTarget, ReserveOutcome, Settle, SettleOutcome,
 };
 
 use super::RedisServer;
@@ -97,22 +97,5 @@ impl TimedLedger {
     pub async fn inspect(&self, openid: &OpenId, at: DateTime<Utc>) -> Result<Holdings, LedgerError> {
         self.clock.set(at);
         self.ledger.inspect(openid).await
-    }
-
-    pub async fn add_usage(&self, deltas: &UsageDeltas) -> Result<(), LedgerError> {
-        self.ledger.add_usage(deltas).await
-    }
-
-    pub async fn usage(&self, days: &[chrono::NaiveDate]) -> Result<Vec<DayCounters>, LedgerError> {
-        self.ledger.usage(days).await
-    }
-
-    pub async fn fold_usage(
-        &self,
-        day: chrono::NaiveDate,
-        fold: &[&str],
-        drop: &[&str],
-    ) -> Result<(), LedgerError> {
-        self.ledger.fold_usage(day, fold, drop).await
     }
 }
