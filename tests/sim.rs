@@ -2,9 +2,11 @@
 //! on a loopback port and drives it with reqwest, as the product will.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
+use formid_ledger::clock::ManualClock;
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig, Simulator, serve};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,9 +20,22 @@ struct Sim {
 
 impl Sim {
     async fn start(config: SimConfig) -> Self {
+        Self::on(Simulator::new(config)).await
+    }
+
+    /// A simulator whose time the test moves.
+    async fn with_clock(config: SimConfig) -> (Self, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        (
+            Self::on(Simulator::with_clock(config, clock.clone())).await,
+            clock,
+        )
+    }
+
+    async fn on(simulator: Simulator) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let server = serve(listener, Simulator::new(config)).expect("start simulator");
+        let server = serve(listener, simulator).expect("start simulator");
         tokio::spawn(server);
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -193,7 +208,7 @@ async fn token_fetch_checks_the_app_and_issues_a_fresh_token_each_time() {
 
 #[tokio::test]
 async fn a_replaced_token_works_for_the_overlap_then_is_not_latest_and_tokens_expire_after_ttl() {
-    let sim = Sim::start(SimConfig {
+    let (sim, clock) = Sim::with_clock(SimConfig {
         token_ttl_secs: 2,
         token_overlap_secs: 1,
         ..SimConfig::default()
@@ -204,12 +219,12 @@ async fn a_replaced_token_works_for_the_overlap_then_is_not_latest_and_tokens_ex
     let new = sim.token().await;
     assert_eq!(sim.send(&old, message("alice", &ids[0])).await, ok());
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(TimeDelta::milliseconds(1200));
     let not_latest = wx_error(40001, "invalid credential, access_token is invalid or not latest");
     assert_eq!(sim.send(&old, message("alice", &ids[1])).await, not_latest);
     assert_eq!(sim.send(&new, message("alice", &ids[1])).await, ok());
 
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    clock.advance(TimeDelta::milliseconds(1000));
     let expired = wx_error(42001, "access_token expired");
     assert_eq!(sim.send(&new, message("alice", &ids[2])).await, expired);
     assert_eq!(sim.send(&old, message("alice", &ids[2])).await, not_latest);
@@ -770,4 +785,25 @@ async fn control_routes_reject_bad_input_with_a_json_400() {
         (StatusCode::METHOD_NOT_ALLOWED, not_allowed.clone())
     );
     assert_eq!(sim.get(SEND).await, (StatusCode::METHOD_NOT_ALLOWED, not_allowed));
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_a_delivered_message_whose_reply_never_comes() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let ids = sim.form_ids("alice", 1).await;
+    sim.fault(json!({"lose_answer": true, "count": 1})).await;
+    let lost = sim
+        .http
+        .post(format!("{}{SEND}?access_token={token}", sim.base))
+        .json(&message("alice", &ids[0]))
+        .send()
+        .await;
+    assert!(lost.is_err(), "the connection closes without an answer: {lost:?}");
+    // WeChat did the work: delivered, and the formId is used.
+    assert_eq!(sim.inbox("alice").await.len(), 1);
+    let used = wx_error(41029, "form id used count reach limit");
+    assert_eq!(sim.send(&token, message("alice", &ids[0])).await, used);
+    let (_, stats) = sim.get("/stats").await;
+    assert_eq!(stats["sends"], json!({"0": 1, "41029": 1}));
 }

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Simulator;
 use super::errors::ControlError;
-use super::faults::FaultRequest;
+use super::fault::FaultRequest;
+use super::handle::Simulator;
 use crate::domain::{OpenId, TemplateId};
 
 const MAX_FORM_IDS: u32 = 1000;
@@ -90,7 +90,7 @@ async fn login_code(
     body: web::Json<LoginCodeRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
-    let code = sim.lock().issue_login_code(openid, Utc::now());
+    let code = sim.lock().issue_login_code(openid, sim.now());
     Ok(HttpResponse::Ok().json(json!({ "code": code })))
 }
 
@@ -113,7 +113,7 @@ async fn form_ids(
             "count must be 1 to {MAX_FORM_IDS}"
         )));
     }
-    let now = Utc::now();
+    let now = sim.now();
     let issued_at = parse_issued_at(body.issued_at.as_deref(), now)?;
     let ids = sim.lock().issue_form_ids(&openid, body.count, issued_at, now);
     Ok(HttpResponse::Ok().json(json!({ "form_ids": ids })))
@@ -132,7 +132,7 @@ async fn payment(
     body: web::Json<PaymentRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
-    let now = Utc::now();
+    let now = sim.now();
     let issued_at = parse_issued_at(body.issued_at.as_deref(), now)?;
     let prepay_id = sim.lock().issue_prepay_id(&openid, issued_at, now);
     Ok(HttpResponse::Ok().json(json!({ "prepay_id": prepay_id })))

@@ -74,70 +74,32 @@
 //! - `POST /templates` `{"template_id"}` (1–128 of `[A-Za-z0-9_-]`) registers a
 //!   template; `GET /templates` lists them.
 
+//! # Layout
+//! A ladder, each module using only those before it: `config`, `clock`,
+//! `errors`, `fault` → `tokens` → `state` → `handle` → `fault_gate`,
+//! `control`, `wechat` (HTTP) → this module (the route table).
+
+mod clock;
+mod config;
 mod control;
 mod errors;
-mod faults;
+mod fault;
+mod fault_gate;
+mod handle;
 mod state;
 mod tokens;
 mod wechat;
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actix_web::{App, HttpServer, Scope, web};
 
-pub use faults::on_connect;
+pub use config::{BUILTIN_TEMPLATES, SEND_PATH, SimConfig};
+pub use fault_gate::on_connect;
+pub use handle::Simulator;
 pub use state::INBOX_CAPACITY;
 
-use state::State;
-
-/// Templates every simulator knows from the start, so sandbox users can send
-/// without registering one first.
-pub const BUILTIN_TEMPLATES: [&str; 3] = [
-    "FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB83A",
-    "E3C9ZDcKJxUur44jTBqQX_CTRdPZ6kxZv2QzB_3kUX0",
-    "fZgcptn8NAKeun01XW_FAF1w5zJp7WeaFOT8cHpEPAI",
-];
-
-/// The simulated mini-program account. TTL, overlap and limit are
-/// configurable so tests can make tokens rotate in seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimConfig {
-    pub appid: String,
-    pub secret: String,
-    /// Lifetime of an access_token (WeChat: 7200 s).
-    pub token_ttl_secs: u64,
-    /// How long a superseded token keeps working (WeChat: 5 minutes).
-    pub token_overlap_secs: u64,
-    /// Successful template sends per calendar day in UTC+8.
-    pub daily_limit: u64,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            appid: "wxsandbox".to_owned(),
-            secret: "sandbox-secret".to_owned(),
-            token_ttl_secs: 7200,
-            token_overlap_secs: 300,
-            daily_limit: 1_000_000,
-        }
-    }
-}
-
-/// A handle on one simulated WeChat account; clones share its state.
-#[derive(Clone)]
-pub struct Simulator {
-    state: Arc<Mutex<State>>,
-}
-
 impl Simulator {
-    pub fn new(config: SimConfig) -> Self {
-        Self {
-            state: Arc::new(Mutex::new(State::new(config, chrono::Utc::now()))),
-        }
-    }
-
     /// All routes, under `/sandbox`. The `drop` fault only closes the
     /// connection cleanly if the server also registers [`on_connect`].
     pub fn scope(&self) -> Scope {
@@ -149,12 +111,6 @@ impl Simulator {
             .service(wechat::scope())
             .configure(control::routes)
             .default_service(web::to(control::not_found))
-    }
-
-    /// No handler holds the lock across an await or panics under it, so a
-    /// poisoned lock still guards consistent state.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -7,15 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::clock::{wechat_day, wechat_local};
+use super::config::{BUILTIN_TEMPLATES, SimConfig};
 use super::errors::WxError;
-use super::faults::Fault;
+use super::fault::Fault;
 use super::tokens::{Issued, Tokens};
-use super::{BUILTIN_TEMPLATES, SimConfig};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
 
 /// Messages kept per recipient; older ones are dropped so a long benchmark
@@ -26,25 +27,6 @@ const CODE_VALIDITY: TimeDelta = TimeDelta::minutes(5);
 /// Expired entries answer exactly like unknown ones, so forgetting them is
 /// invisible; doing it at most this often keeps issuing O(1) amortised.
 const PRUNE_EVERY: TimeDelta = TimeDelta::minutes(1);
-
-/// `t + secs`, saturating: configured TTLs may be absurdly large.
-pub fn after(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
-    i64::try_from(secs)
-        .ok()
-        .and_then(TimeDelta::try_seconds)
-        .and_then(|d| t.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// Wall-clock time in Beijing, where WeChat's days begin.
-pub fn wechat_local(t: DateTime<Utc>) -> NaiveDateTime {
-    let utc = t.naive_utc();
-    utc.checked_add_signed(TimeDelta::hours(8)).unwrap_or(utc)
-}
-
-pub fn wechat_day(t: DateTime<Utc>) -> NaiveDate {
-    wechat_local(t).date()
-}
 
 /// What a caller presents to prove it is the app.
 #[derive(Debug, Clone, Copy, Default)]

@@ -9,8 +9,8 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
 
+use super::clock::{after, wechat_day};
 use super::errors::WxError;
-use super::state::{after, wechat_day};
 
 /// Real tokens are about this long; clients must not assume less.
 const TOKEN_LEN: usize = 136;

@@ -8,24 +8,22 @@ use std::collections::HashMap;
 use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::Simulator;
+use super::config::SEND_PATH;
 use super::control::{method_not_allowed, not_found};
 use super::errors::WxError;
-use super::faults;
+use super::fault_gate;
+use super::handle::Simulator;
 use super::state::AppAuth;
 
-/// The template-send route, relative to `/sandbox/wechat`.
-pub const SEND_PATH: &str = "/cgi-bin/message/wxopen/template/send";
 /// Real template sends are a few kilobytes; this bounds what one request
 /// can make the simulator buffer.
 const MAX_BODY: usize = 64 * 1024;
 
 pub fn scope() -> impl HttpServiceFactory {
     web::scope("/wechat")
-        .wrap(from_fn(faults::gate))
+        .wrap(from_fn(fault_gate::gate))
         .service(resource("/cgi-bin/token").route(web::get().to(token)))
         .service(resource("/cgi-bin/stable_token").route(web::post().to(stable_token)))
         .service(resource("/sns/jscode2session").route(web::get().to(code_to_session)))
@@ -66,7 +64,7 @@ async fn read_body(payload: web::Payload) -> Option<web::Bytes> {
 #[tracing::instrument(skip_all)]
 async fn token(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
-    answer(sim.lock().fetch_token(auth(&params), Utc::now()))
+    answer(sim.lock().fetch_token(auth(&params), sim.now()))
 }
 
 #[derive(Deserialize)]
@@ -89,17 +87,14 @@ async fn stable_token(sim: web::Data<Simulator>, payload: web::Payload) -> HttpR
         appid: body.appid.as_deref(),
         secret: body.secret.as_deref(),
     };
-    answer(
-        sim.lock()
-            .fetch_stable_token(auth, body.force_refresh, Utc::now()),
-    )
+    answer(sim.lock().fetch_stable_token(auth, body.force_refresh, sim.now()))
 }
 
 #[tracing::instrument(skip_all)]
 async fn code_to_session(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
     let js_code = params.get("js_code").map(String::as_str);
-    answer(sim.lock().code_to_session(auth(&params), js_code, Utc::now()))
+    answer(sim.lock().code_to_session(auth(&params), js_code, sim.now()))
 }
 
 #[tracing::instrument(skip_all)]
@@ -109,7 +104,7 @@ async fn send(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload
     let result = sim.lock().send(
         params.get("access_token").map(String::as_str),
         body.as_deref(),
-        Utc::now(),
+        sim.now(),
     );
     match result {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok" })),

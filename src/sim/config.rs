@@ -1,0 +1,40 @@
+//! What the simulated account is: its credentials and limits, the templates
+//! it knows from the start, and where its routes are. The bottom of the
+//! simulator's modules: it depends on none of them.
+
+/// The template-send route, relative to `/sandbox/wechat`.
+pub const SEND_PATH: &str = "/cgi-bin/message/wxopen/template/send";
+
+/// Templates every simulator knows from the start, so sandbox users can send
+/// without registering one first.
+pub const BUILTIN_TEMPLATES: [&str; 3] = [
+    "FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB83A",
+    "E3C9ZDcKJxUur44jTBqQX_CTRdPZ6kxZv2QzB_3kUX0",
+    "fZgcptn8NAKeun01XW_FAF1w5zJp7WeaFOT8cHpEPAI",
+];
+
+/// The simulated mini-program account. TTL, overlap and limit are
+/// configurable so tests can make tokens rotate in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    pub appid: String,
+    pub secret: String,
+    /// Lifetime of an access_token (WeChat: 7200 s).
+    pub token_ttl_secs: u64,
+    /// How long a superseded token keeps working (WeChat: 5 minutes).
+    pub token_overlap_secs: u64,
+    /// Successful template sends per calendar day in UTC+8.
+    pub daily_limit: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            appid: "wxsandbox".to_owned(),
+            secret: "sandbox-secret".to_owned(),
+            token_ttl_secs: 7200,
+            token_overlap_secs: 300,
+            daily_limit: 1_000_000,
+        }
+    }
+}
