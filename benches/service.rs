@@ -235,18 +235,18 @@ fn main() {
             "POST /v1/credentials, 10 formIds, user token",
             ingest.map(|i| i.1),
             ingest.map(|i| i.1 / i.0),
-            ">= 0.50",
+            ">= 0.80",
         );
         row("reserve + commit scripts, direct", send.map(|s| s.0), None, "");
         row(
             "POST /v1/messages through the simulator",
             send.map(|s| s.1),
             send.map(|s| s.1 / s.0),
-            ">= 0.30",
+            ">= 0.60",
         );
         let memory = bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
-            "| {:<44} | {memory:>10} |       | <= 48 B |",
+            "| {:<44} | {memory:>10} |       | <= 44 B |",
             "Redis memory per credential, 10 per openid"
         );
         println!();
