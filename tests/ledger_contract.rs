@@ -67,17 +67,6 @@ async fn drain(ledger: &TimedLedger, openid: &OpenId, at: DateTime<chrono::Utc>)
     spent
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test] async fn $name() { super::$name(super::memory).await })*
-        }
-        mod redis_server {
-            $(#[tokio::test] async fn $name() { super::$name(super::redis).await })*
-        }
-    };
-}
-
 contract!(
     counts_accepted_duplicates_and_expired,
     spends_the_oldest_expiry_first,

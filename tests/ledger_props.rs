@@ -184,21 +184,5 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
 
 #[test]
 fn embedded_and_redis_ledgers_answer_alike() {
-    let server = support::RedisServer::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = ProptestConfig {
-        cases: 192,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    let mut runner = proptest::test_runner::TestRunner::new(config);
-    let outcome = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
-        runtime.block_on(run(&server, ops))
-    });
-    if let Err(failure) = outcome {
-        panic!("{failure}");
-    }
+    support::check_property(192, prop::collection::vec(op(), 1..60), run);
 }

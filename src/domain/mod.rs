@@ -8,6 +8,7 @@
 mod credential;
 mod expiry;
 mod openid;
+pub mod subscribe_data;
 mod template;
 
 pub use credential::{CredentialId, CredentialKind, IdRejection, RejectReason};

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A WeChat template id: 1 to 128 characters of `[A-Za-z0-9_-]`.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TemplateId(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

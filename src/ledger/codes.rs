@@ -2,6 +2,7 @@
 //! scripts do not spell them: [`lua_prelude`] defines them as Lua locals
 //! ahead of every script, so the two sides cannot drift apart.
 
+use super::grants::RawGrantEvent;
 use super::{AddStatus, Settle, Settled};
 use crate::domain::CredentialKind;
 
@@ -31,6 +32,12 @@ pub const EV_REFUNDED: i64 = 4;
 pub const EV_EVICTED: i64 = 5;
 pub const EV_REACH: i64 = 6;
 
+pub const GEV_ACCEPTED: i64 = 1;
+pub const GEV_CAPPED: i64 = 2;
+pub const GEV_SPENT: i64 = 3;
+pub const GEV_BURNED: i64 = 4;
+pub const GEV_REFUNDED: i64 = 5;
+
 /// `local NAME = value` for every constant above.
 pub fn lua_prelude() -> String {
     let named = [
@@ -55,6 +62,11 @@ pub fn lua_prelude() -> String {
         ("EV_REFUNDED", EV_REFUNDED),
         ("EV_EVICTED", EV_EVICTED),
         ("EV_REACH", EV_REACH),
+        ("GEV_ACCEPTED", GEV_ACCEPTED),
+        ("GEV_CAPPED", GEV_CAPPED),
+        ("GEV_SPENT", GEV_SPENT),
+        ("GEV_BURNED", GEV_BURNED),
+        ("GEV_REFUNDED", GEV_REFUNDED),
     ];
     named
         .iter()
@@ -106,4 +118,16 @@ pub fn settled_from(code: i64, uses: u8) -> Option<Settled> {
         SETTLED_HELD => Some(Settled::Held),
         _ => None,
     }
+}
+
+/// A grant event as the grant scripts return it: `(code, template, grants)`.
+pub fn grant_event_from(code: i64, template: u16, grants: u32) -> Option<RawGrantEvent> {
+    Some(match code {
+        GEV_ACCEPTED => RawGrantEvent::Accepted { template, grants },
+        GEV_CAPPED => RawGrantEvent::Capped { template, grants },
+        GEV_SPENT => RawGrantEvent::Spent { template },
+        GEV_BURNED => RawGrantEvent::Burned { template, grants },
+        GEV_REFUNDED => RawGrantEvent::Refunded { template },
+        _ => return None,
+    })
 }

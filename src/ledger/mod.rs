@@ -13,6 +13,7 @@
 
 mod book;
 mod codes;
+pub mod grants;
 mod memory;
 mod metered;
 mod redis;

@@ -302,3 +302,72 @@ impl RedisServer {
         server
     }
 }
+
+/// Redis memory per (openid, template) grant entry when 5,000 openids (28
+/// characters) hold grants of 3 templates (43-character ids, as WeChat's),
+/// on a server of its own.
+pub async fn memory_per_grant_entry(server: &RedisServer) -> f64 {
+    use formid_ledger::domain::{OpenId, TemplateId};
+    use formid_ledger::ledger::RedisTarget;
+    use formid_ledger::ledger::grants::{GrantLedger, GrantSettings, RedisGrants};
+    use formid_ledger::store::RedisConnection;
+    const USERS: u32 = 5_000;
+    let connection = RedisConnection::new(RedisTarget::Single(server.url()), Duration::from_secs(2));
+    let grants = RedisGrants::on(connection, "fl", GrantSettings::default());
+    let templates: Vec<TemplateId> = (0..3)
+        .map(|n| TemplateId::parse(&format!("FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB8{n:03}")).unwrap())
+        .collect();
+    // Number the templates first: the dictionary is per deployment, not per user.
+    let warm = OpenId::parse("oWarm").unwrap();
+    let batch: Vec<_> = templates.iter().map(|t| (t.clone(), 1)).collect();
+    grants.add_grants(&warm, &batch).await.unwrap();
+    let before = server.used_memory();
+    for n in 0..USERS {
+        let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
+        let batch: Vec<_> = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32 + 1))
+            .collect();
+        grants.add_grants(&user, &batch).await.unwrap();
+    }
+    (server.used_memory() - before) as f64 / f64::from(USERS * 3)
+}
+
+/// Runs `case` on `cases` random inputs from `strategy`, one after another
+/// against one redis-server, and panics with the smallest failing input.
+pub fn check_property<S: proptest::strategy::Strategy>(
+    cases: u32,
+    strategy: S,
+    case: impl AsyncFn(&RedisServer, S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let config = proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(failure) = runner.run(&strategy, |input| runtime.block_on(case(&server, input))) {
+        panic!("{failure}");
+    }
+}
+
+/// Declares each named contract test twice, `embedded::<name>` and
+/// `redis_server::<name>`, calling `<name>(<make>)` with the test file's
+/// constructor for each backend (`memory` and `redis`).
+#[macro_export]
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $name() { super::$name(super::memory).await })*
+        }
+        mod redis_server {
+            $(#[tokio::test] async fn $name() { super::$name(super::redis).await })*
+        }
+    };
+}

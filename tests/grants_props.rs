@@ -1,0 +1,192 @@
+//! Random sequences of grant operations on the embedded ledger and on Redis
+//! side by side: every answer must be identical, and no grant may appear or
+//! vanish without an event saying so.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use formid_ledger::clock::ManualClock;
+use formid_ledger::domain::{OpenId, TemplateId};
+use formid_ledger::ledger::grants::{GrantEvent, GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
+use formid_ledger::ledger::{LeaseId, RedisTarget, Settle};
+use formid_ledger::store::RedisConnection;
+use proptest::prelude::*;
+
+const USERS: [&str; 2] = ["u1", "u2"];
+const TEMPLATES: [&str; 3] = ["A", "B", "FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB83A"];
+const LEASES: usize = 4;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add {
+        user: usize,
+        items: Vec<(usize, u32)>,
+    },
+    Reserve {
+        user: usize,
+        template: usize,
+        lease: usize,
+        hold: u64,
+    },
+    Settle {
+        user: usize,
+        lease: usize,
+        how: usize,
+    },
+    Burn {
+        user: usize,
+        template: usize,
+    },
+    Read {
+        user: usize,
+    },
+    Advance {
+        secs: i64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let user = 0..USERS.len();
+    let template = 0..TEMPLATES.len();
+    prop_oneof![
+        3 => (user.clone(), prop::collection::vec((template.clone(), 0u32..5), 1..3))
+            .prop_map(|(user, items)| Op::Add { user, items }),
+        4 => (user.clone(), template.clone(), 0..LEASES, 1u64..120)
+            .prop_map(|(user, template, lease, hold)| Op::Reserve { user, template, lease, hold }),
+        4 => (user.clone(), 0..LEASES, 0usize..4).prop_map(|(user, lease, how)| Op::Settle { user, lease, how }),
+        1 => (user.clone(), template).prop_map(|(user, template)| Op::Burn { user, template }),
+        1 => user.prop_map(|user| Op::Read { user }),
+        2 => prop_oneof![0i64..90, 0i64..40 * 86_400].prop_map(|secs| Op::Advance { secs }),
+    ]
+}
+
+/// Grants held plus leased, per the embedded ledger.
+async fn total(grants: &MemoryGrants, user: &OpenId) -> i64 {
+    let held = grants.grants(user).await.unwrap();
+    i64::from(held.templates.values().sum::<u32>() + held.leased)
+}
+
+/// What the events say happened to that total.
+fn delta(events: &[GrantEvent]) -> i64 {
+    events
+        .iter()
+        .map(|e| match e {
+            GrantEvent::Accepted { grants, .. } => i64::from(*grants),
+            GrantEvent::Spent { .. } => -1,
+            GrantEvent::Burned { grants, .. } => -i64::from(*grants),
+            GrantEvent::Capped { .. } | GrantEvent::Refunded { .. } => 0,
+        })
+        .sum()
+}
+
+async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let settings = GrantSettings {
+        max_per_template: 4,
+        retention: Duration::from_secs(30 * 86_400),
+    };
+    let clock = Arc::new(ManualClock::at_current_second());
+    let memory = MemoryGrants::with_clock(settings, clock.clone());
+    let connection = RedisConnection::new(RedisTarget::Single(server.url()), Duration::from_secs(2));
+    let redis =
+        RedisGrants::on(connection, &support::unique_prefix("gprops"), settings).with_clock(clock.clone());
+    let users: Vec<OpenId> = USERS.iter().map(|u| OpenId::parse(u).unwrap()).collect();
+    let templates: Vec<TemplateId> = TEMPLATES.iter().map(|t| TemplateId::parse(t).unwrap()).collect();
+    let leases: Vec<LeaseId> = (0..LEASES).map(|_| LeaseId::random()).collect();
+
+    for (step, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Add { user, mut items } => {
+                items.sort_by_key(|(t, _)| *t);
+                items.dedup_by_key(|(t, _)| *t);
+                let batch: Vec<_> = items.iter().map(|(t, n)| (templates[*t].clone(), *n)).collect();
+                let before = total(&memory, &users[user]).await;
+                let a = memory.add_grants(&users[user], &batch).await.unwrap();
+                let b = redis.add_grants(&users[user], &batch).await.unwrap();
+                prop_assert_eq!(&a, &b, "step {}: add", step);
+                let after = total(&memory, &users[user]).await;
+                prop_assert_eq!(
+                    after,
+                    before + delta(&a.events),
+                    "step {}: add not conserved",
+                    step
+                );
+            }
+            Op::Reserve {
+                user,
+                template,
+                lease,
+                hold,
+            } => {
+                let hold = Duration::from_secs(hold);
+                let before = total(&memory, &users[user]).await;
+                let a = memory
+                    .reserve_grant(&users[user], &templates[template], leases[lease], hold)
+                    .await
+                    .unwrap();
+                let b = redis
+                    .reserve_grant(&users[user], &templates[template], leases[lease], hold)
+                    .await
+                    .unwrap();
+                prop_assert_eq!(&a, &b, "step {}: reserve", step);
+                prop_assert_eq!(
+                    total(&memory, &users[user]).await,
+                    before,
+                    "step {}: reserve",
+                    step
+                );
+            }
+            Op::Settle { user, lease, how } => {
+                let how = [Settle::Commit, Settle::Burn, Settle::Refund, Settle::Hold][how];
+                let before = total(&memory, &users[user]).await;
+                let a = memory
+                    .settle_grant(&users[user], leases[lease], how)
+                    .await
+                    .unwrap();
+                let b = redis
+                    .settle_grant(&users[user], leases[lease], how)
+                    .await
+                    .unwrap();
+                prop_assert_eq!(&a, &b, "step {}: settle", step);
+                let after = total(&memory, &users[user]).await;
+                prop_assert_eq!(
+                    after,
+                    before + delta(&a.events),
+                    "step {}: settle {:?}",
+                    step,
+                    how
+                );
+            }
+            Op::Burn { user, template } => {
+                let a = memory
+                    .burn_grants(&users[user], &templates[template])
+                    .await
+                    .unwrap();
+                let b = redis
+                    .burn_grants(&users[user], &templates[template])
+                    .await
+                    .unwrap();
+                prop_assert_eq!(a, b, "step {}: burn", step);
+            }
+            Op::Read { user } => {
+                let a = memory.grants(&users[user]).await.unwrap();
+                let b = redis.grants(&users[user]).await.unwrap();
+                prop_assert_eq!(a, b, "step {}: read", step);
+            }
+            Op::Advance { secs } => clock.advance(chrono::Duration::seconds(secs)),
+        }
+    }
+    for user in &users {
+        prop_assert_eq!(
+            memory.grants(user).await.unwrap(),
+            redis.grants(user).await.unwrap()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn embedded_and_redis_grant_ledgers_answer_alike() {
+    support::check_property(128, prop::collection::vec(op(), 1..50), run);
+}
