@@ -807,3 +807,176 @@ async fn a_lost_answer_is_a_delivered_message_whose_reply_never_comes() {
     let (_, stats) = sim.get("/stats").await;
     assert_eq!(stats["sends"], json!({"0": 1, "41029": 1}));
 }
+
+const SUBSCRIBE: &str = "/wechat/cgi-bin/message/subscribe/send";
+
+fn subscribe_message(touser: &str, template: &str, data: Value) -> Value {
+    json!({"touser": touser, "template_id": template, "page": "pages/index", "data": data})
+}
+
+#[tokio::test]
+async fn subscribe_sends_spend_the_grants_users_gave_and_follow_the_data_rules() {
+    use formid_ledger::sim::BUILTIN_SUBSCRIBE_TEMPLATES;
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let (a, b) = (BUILTIN_SUBSCRIBE_TEMPLATES[0].0, BUILTIN_SUBSCRIBE_TEMPLATES[1].0);
+    let (status, answer) = sim
+        .post(
+            "/subscriptions",
+            json!({"openid": "alice", "results": {a: "accept", b: "reject"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"errMsg": "requestSubscribeMessage:ok", a: "accept", b: "reject"})
+    );
+    sim.post(
+        "/subscriptions",
+        json!({"openid": "alice", "results": {a: "accept"}}),
+    )
+    .await;
+
+    let good = json!({
+        "thing1": {"value": "配送中"}, "character_string2": {"value": "SF1234"},
+        "time3": {"value": "2019年10月1日 15:01"}, "phrase4": {"value": "已发货"}
+    });
+    let path = format!("{SUBSCRIBE}?access_token={token}");
+    for _ in 0..2 {
+        let sent = sim
+            .wx_post(&path, subscribe_message("alice", a, good.clone()))
+            .await;
+        assert_eq!(
+            (sent["errcode"].as_i64(), sent["msgid"].is_u64()),
+            (Some(0), true),
+            "{sent}"
+        );
+    }
+    let none = sim
+        .wx_post(&path, subscribe_message("alice", a, good.clone()))
+        .await;
+    assert_eq!(none, wx_error(43101, "user refuse to accept the msg"));
+    let refused = sim
+        .wx_post(
+            &path,
+            subscribe_message("alice", b, json!({"amount1": {"value": "¥1"}})),
+        )
+        .await;
+    assert_eq!(refused["errcode"], 43101);
+
+    // Data WeChat refuses names the field; a key the template lacks too.
+    sim.post(
+        "/subscriptions",
+        json!({"openid": "alice", "results": {a: "accept"}}),
+    )
+    .await;
+    let mut long = good.clone();
+    long["thing1"] = json!({"value": "这是一个超过二十个字符的很长很长很长的物品名称"});
+    let bad = sim.wx_post(&path, subscribe_message("alice", a, long)).await;
+    assert_eq!(
+        bad,
+        wx_error(47003, "argument invalid! data.thing1.value invalid")
+    );
+    let mut extra = good.clone();
+    extra["amount9"] = json!({"value": "1"});
+    assert_eq!(
+        sim.wx_post(&path, subscribe_message("alice", a, extra)).await["errcode"],
+        47003
+    );
+    // The grant survived the refusals.
+    assert_eq!(
+        sim.wx_post(&path, subscribe_message("alice", a, good.clone()))
+            .await["errcode"],
+        0
+    );
+
+    let unknown = sim
+        .wx_post(&path, subscribe_message("alice", "NoSuchTemplate", good.clone()))
+        .await;
+    assert_eq!(unknown["errcode"], 40037);
+    let stranger = sim
+        .wx_post(&path, subscribe_message("nobody", a, good.clone()))
+        .await;
+    assert_eq!(stranger, wx_error(40003, "invalid openid"));
+
+    let inbox = sim.inbox("alice").await;
+    assert_eq!(inbox.len(), 3);
+    assert_eq!(
+        (inbox[0]["kind"].as_str(), inbox[0]["form_id"].is_null()),
+        (Some("subscribe"), true)
+    );
+}
+
+#[tokio::test]
+async fn a_template_turned_off_loses_its_grants_and_is_rejected_without_asking() {
+    use formid_ledger::sim::BUILTIN_SUBSCRIBE_TEMPLATES;
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let c = BUILTIN_SUBSCRIBE_TEMPLATES[2].0;
+    sim.post(
+        "/subscriptions",
+        json!({"openid": "bob", "results": {c: "accept"}}),
+    )
+    .await;
+    let (status, _) = sim
+        .post(
+            "/subscriptions/change",
+            json!({"openid": "bob", "template_id": c, "status": "reject"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let data = json!({"name1": {"value": "张三"}, "phone_number2": {"value": "+86-0766-66888866"},
+        "car_number3": {"value": "粤A8Z888挂"}, "number4": {"value": "339208499"}});
+    let path = format!("{SUBSCRIBE}?access_token={token}");
+    assert_eq!(
+        sim.wx_post(&path, subscribe_message("bob", c, data.clone()))
+            .await["errcode"],
+        43101
+    );
+    let (_, answer) = sim
+        .post(
+            "/subscriptions",
+            json!({"openid": "bob", "results": {c: "accept"}}),
+        )
+        .await;
+    assert_eq!(answer[c], "reject");
+    sim.post(
+        "/subscriptions/change",
+        json!({"openid": "bob", "template_id": c, "status": "accept"}),
+    )
+    .await;
+    sim.post(
+        "/subscriptions",
+        json!({"openid": "bob", "results": {c: "accept"}}),
+    )
+    .await;
+    assert_eq!(
+        sim.wx_post(&path, subscribe_message("bob", c, data)).await["errcode"],
+        0
+    );
+
+    // Registered templates carry their own keywords; bad control input is a 400.
+    let (status, _) = sim
+        .post(
+            "/subscribe-templates",
+            json!({"template_id": "MyTpl", "keywords": ["thing1", "amount2"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for bad in [
+        json!({"openid": "bob", "results": {}}),
+        json!({"openid": "bob", "results": {"MyTpl": "maybe"}}),
+        json!({"openid": "bob", "results": {"Unknown": "accept"}}),
+        json!({"openid": "bob", "results": {"MyTpl": 1}}),
+    ] {
+        let (status, body) = sim.post("/subscriptions", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _) = sim
+        .post(
+            "/subscribe-templates",
+            json!({"template_id": "Bad", "keywords": ["Thing"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -4,6 +4,8 @@
 
 /// The template-send route, relative to `/sandbox/wechat`.
 pub const SEND_PATH: &str = "/cgi-bin/message/wxopen/template/send";
+/// The subscribe-send route, relative to `/sandbox/wechat`.
+pub const SUBSCRIBE_SEND_PATH: &str = "/cgi-bin/message/subscribe/send";
 
 /// Templates every simulator knows from the start, so sandbox users can send
 /// without registering one first.

@@ -1,5 +1,6 @@
 //! The control routes under `/sandbox`: handing out login codes, formIds,
-//! prepay_ids and templates, reading inboxes and stats, setting faults.
+//! prepay_ids and templates, answering subscribe popups as a user would,
+//! reading inboxes and stats, setting faults.
 //! Input is parsed here, once (unknown fields rejected), and every refusal,
 //! actix's own extractor errors included, becomes a `{"code","message"}` 4xx.
 
@@ -11,6 +12,7 @@ use serde_json::json;
 use super::errors::ControlError;
 use super::fault::FaultRequest;
 use super::handle::Simulator;
+use super::subscribe::RESULTS;
 use crate::domain::{OpenId, TemplateId};
 
 const MAX_FORM_IDS: u32 = 1000;
@@ -30,7 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/templates")
                 .route(web::get().to(templates))
                 .route(web::post().to(register_template)),
-        );
+        )
+        .service(resource("/subscriptions").route(web::post().to(subscribe)))
+        .service(resource("/subscriptions/change").route(web::post().to(change_subscription)))
+        .service(resource("/subscribe-templates").route(web::post().to(register_subscribe_template)));
 }
 
 fn resource(path: &str) -> actix_web::Resource {
@@ -189,4 +194,109 @@ async fn register_template(
     }
     sim.lock().register_template(id.clone());
     Ok(HttpResponse::Ok().json(json!({ "template_id": id })))
+}
+
+fn parse_template(raw: &str) -> Result<TemplateId, ControlError> {
+    TemplateId::parse(raw).map_err(|err| ControlError::invalid(err.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeRequest {
+    openid: String,
+    /// template id → what the user taps: accept, reject, ban or filter.
+    results: std::collections::BTreeMap<String, String>,
+}
+
+/// The user answers a `wx.requestSubscribeMessage` popup; the answer is the
+/// object the mini-program would get.
+#[tracing::instrument(skip_all)]
+async fn subscribe(
+    sim: web::Data<Simulator>,
+    body: web::Json<SubscribeRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let SubscribeRequest { openid, results } = body.into_inner();
+    let openid = parse_openid(&openid)?;
+    if results.is_empty() || results.len() > 3 {
+        return Err(ControlError::invalid(
+            "results names 1 to 3 templates, as one popup does",
+        ));
+    }
+    for (template, result) in &results {
+        parse_template(template)?;
+        if !RESULTS.contains(&result.as_str()) {
+            return Err(ControlError::invalid(format!(
+                "results.{template} must be one of {}",
+                RESULTS.join(", ")
+            )));
+        }
+    }
+    let answer = sim
+        .lock()
+        .request_subscription(&openid, &results)
+        .map_err(ControlError::invalid)?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    openid: String,
+    template_id: String,
+    status: String,
+}
+
+/// The user turns a template off ("reject": its grants go) or on again
+/// ("accept") in the mini-program's settings.
+#[tracing::instrument(skip_all)]
+async fn change_subscription(
+    sim: web::Data<Simulator>,
+    body: web::Json<ChangeRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    let template = parse_template(&body.template_id)?;
+    let on = match body.status.as_str() {
+        "accept" => true,
+        "reject" => false,
+        _ => return Err(ControlError::invalid("status must be accept or reject")),
+    };
+    sim.lock()
+        .change_subscription(&openid, template.as_str(), on)
+        .map_err(ControlError::invalid)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "openid": openid.as_str(),
+        "template_id": template.as_str(),
+        "status": body.status,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeTemplateRequest {
+    template_id: String,
+    keywords: Vec<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn register_subscribe_template(
+    sim: web::Data<Simulator>,
+    body: web::Json<SubscribeTemplateRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let SubscribeTemplateRequest {
+        template_id,
+        keywords,
+    } = body.into_inner();
+    let template = parse_template(&template_id)?;
+    let well_formed = |k: &String| {
+        let kind = k.trim_end_matches(|c: char| c.is_ascii_digit());
+        !kind.is_empty() && kind.len() < k.len() && kind.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    };
+    if keywords.is_empty() || keywords.len() > 20 || !keywords.iter().all(well_formed) {
+        return Err(ControlError::invalid(
+            "keywords: 1 to 20 keys of the form <type><digits>, e.g. thing1",
+        ));
+    }
+    sim.lock()
+        .add_subscribe_template(template.as_str().to_owned(), keywords.clone());
+    Ok(HttpResponse::Ok().json(json!({ "template_id": template.as_str(), "keywords": keywords })))
 }

@@ -48,6 +48,10 @@ pub enum WxError {
     DataFormat,
     #[error("argument invalid! data invalid")]
     InvalidData,
+    #[error("invalid openid")]
+    InvalidOpenId,
+    #[error("user refuse to accept the msg")]
+    NotSubscribed,
 }
 
 impl WxError {
@@ -72,6 +76,8 @@ impl WxError {
             WxError::TooFrequent => 45011,
             WxError::DataFormat => 47001,
             WxError::InvalidData => 47003,
+            WxError::InvalidOpenId => 40003,
+            WxError::NotSubscribed => 43101,
         }
     }
 }

@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::config::SEND_PATH;
+use super::config::{SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::errors::wx_answer;
 use super::handle::Simulator;
 
@@ -24,7 +24,7 @@ pub async fn gate(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let is_send = req.path().ends_with(SEND_PATH);
+    let is_send = req.path().ends_with(SEND_PATH) || req.path().ends_with(SUBSCRIBE_SEND_PATH);
     let fault = req
         .app_data::<web::Data<Simulator>>()
         .and_then(|sim| sim.lock().take_fault(is_send));

@@ -44,6 +44,22 @@
 //!   of successful sends (calendar day in UTC+8) reached 45009. Success:
 //!   `{"errcode":0,"errmsg":"ok"}`, one use spent, message in the inbox.
 //!
+//! - `POST /cgi-bin/message/subscribe/send?access_token=T` `{touser,
+//!   template_id, page?, data, miniprogram_state?, lang?}`: token checks as
+//!   above; body not JSON 47001; touser unknown to this WeChat (never logged
+//!   in, issued a credential or shown a popup) 40003; template not a
+//!   subscribe template 40037; bad page 41030; a `miniprogram_state` or
+//!   `lang` WeChat does not know, or `data` missing 47003; a `data` key the
+//!   template lacks, or a value breaking WeChat's rules for its type 47003
+//!   `argument invalid! data.<key>.value invalid` (rules written apart from
+//!   the service's own validator, see `subscribe`); no grant left 43101;
+//!   daily limit 45009. Success: `{"errcode":0,"errmsg":"ok","msgid"}`, one
+//!   grant used, the message in the inbox (`kind: "subscribe"`).
+//!
+//! # Built-in subscribe templates
+//! [`BUILTIN_SUBSCRIBE_TEMPLATES`], with their keywords; more with
+//! `POST /sandbox/subscribe-templates`.
+//!
 //! # Control routes (`/sandbox/...`)
 //! JSON in and out; unknown fields are rejected; errors are 4xx
 //! `{"code", "message"}` (`invalid_request`, `not_found`,
@@ -73,10 +89,20 @@
 //!   errcode, injected ones included (http_status and drop faults are not).
 //! - `POST /templates` `{"template_id"}` (1–128 of `[A-Za-z0-9_-]`) registers a
 //!   template; `GET /templates` lists them.
+//! - `POST /subscriptions` `{"openid", "results": {"<template_id>": "accept" |
+//!   "reject" | "ban" | "filter"}}` (1 to 3 subscribe templates, as one popup)
+//!   → the object `wx.requestSubscribeMessage` returns
+//!   (`{"errMsg": "requestSubscribeMessage:ok", "<template_id>": result}`);
+//!   each accept is one grant; a template the user turned off answers
+//!   `reject` without asking.
+//! - `POST /subscriptions/change` `{"openid", "template_id", "status": "reject"
+//!   | "accept"}`: the user turns a template off (its grants go) or on.
+//! - `POST /subscribe-templates` `{"template_id", "keywords": ["thing1", ...]}`
+//!   registers a subscribe template.
 
 //! # Layout
 //! A ladder, each module using only those before it: `config`, `clock`,
-//! `errors`, `fault` → `tokens` → `state` → `handle` → `fault_gate`,
+//! `errors`, `fault`, `subscribe` → `tokens` → `state` → `handle` → `fault_gate`,
 //! `control`, `wechat` (HTTP) → this module (the route table).
 
 mod clock;
@@ -87,6 +113,7 @@ mod fault;
 mod fault_gate;
 mod handle;
 mod state;
+mod subscribe;
 mod tokens;
 mod wechat;
 
@@ -98,6 +125,7 @@ pub use config::{BUILTIN_TEMPLATES, SEND_PATH, SimConfig};
 pub use fault_gate::on_connect;
 pub use handle::Simulator;
 pub use state::INBOX_CAPACITY;
+pub use subscribe::BUILTIN_SUBSCRIBE_TEMPLATES;
 
 impl Simulator {
     /// All routes, under `/sandbox`. The `drop` fault only closes the

@@ -4,18 +4,19 @@
 //! counters. Time is always a parameter, so every rule is testable without
 //! sleeping. Token lifetimes live in `tokens`; HTTP lives elsewhere.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::clock::{wechat_day, wechat_local};
 use super::config::{BUILTIN_TEMPLATES, SimConfig};
 use super::errors::WxError;
 use super::fault::Fault;
+use super::subscribe::{self, Subscriptions};
 use super::tokens::{Issued, Tokens};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
 
@@ -45,12 +46,58 @@ pub struct Session {
 /// One delivered template message, as the inbox shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
+    /// `template` (templateMessage.send) or `subscribe` (subscribeMessage.send).
+    pub kind: &'static str,
     pub template_id: String,
     pub page: Option<String>,
     pub data: Value,
     pub emphasis_keyword: Option<String>,
-    pub form_id: String,
+    /// The formId or prepay_id a template message spent.
+    pub form_id: Option<String>,
+    /// A subscribe message's id.
+    pub msgid: Option<u64>,
     pub sent_at: DateTime<Utc>,
+}
+
+/// Why `subscribeMessage.send` refused: a WeChat error, or 47003 naming the
+/// `data` key at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeRefusal {
+    Wx(WxError),
+    Data(String),
+}
+
+impl SubscribeRefusal {
+    pub fn errcode(&self) -> i64 {
+        match self {
+            SubscribeRefusal::Wx(err) => err.errcode(),
+            SubscribeRefusal::Data(_) => WxError::InvalidData.errcode(),
+        }
+    }
+
+    pub fn errmsg(&self) -> String {
+        match self {
+            SubscribeRefusal::Wx(err) => err.to_string(),
+            SubscribeRefusal::Data(key) => format!("argument invalid! data.{key}.value invalid"),
+        }
+    }
+}
+
+impl From<WxError> for SubscribeRefusal {
+    fn from(err: WxError) -> Self {
+        SubscribeRefusal::Wx(err)
+    }
+}
+
+/// The subscribe-send body. Unknown fields are ignored, as WeChat does.
+#[derive(Deserialize)]
+struct SubscribeBody {
+    touser: String,
+    template_id: String,
+    page: Option<String>,
+    data: Option<Map<String, Value>>,
+    miniprogram_state: Option<String>,
+    lang: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,6 +142,11 @@ pub struct State {
     token_fetches: u64,
     sends: BTreeMap<i64, u64>,
     pruned_at: DateTime<Utc>,
+    subscriptions: Subscriptions,
+    subscribe_sent_today: Option<(NaiveDate, u64)>,
+    /// Openids that logged in, were issued credentials or answered a
+    /// subscribe popup: the users WeChat knows.
+    seen: HashSet<String>,
 }
 
 impl State {
@@ -111,6 +163,9 @@ impl State {
             token_fetches: 0,
             sends: BTreeMap::new(),
             pruned_at: now,
+            subscriptions: Subscriptions::new(),
+            subscribe_sent_today: None,
+            seen: HashSet::new(),
         }
     }
 
@@ -209,23 +264,137 @@ impl State {
         }
         credential.uses_left -= 1;
         self.sent_today = Some((today, sent + 1));
-        let inbox = self.inboxes.entry(body.touser).or_default();
+        self.deliver(
+            body.touser,
+            Message {
+                kind: "template",
+                template_id: body.template_id,
+                page: body.page,
+                data,
+                emphasis_keyword: body.emphasis_keyword,
+                form_id: Some(body.form_id),
+                msgid: None,
+                sent_at: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// `subscribeMessage.send`: checked in WeChat's order, one grant used.
+    pub fn send_subscribe(
+        &mut self,
+        access_token: Option<&str>,
+        body: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SubscribeRefusal> {
+        let result = self.try_send_subscribe(access_token, body, now);
+        let errcode = result.as_ref().map_or_else(SubscribeRefusal::errcode, |_| 0);
+        *self.sends.entry(errcode).or_default() += 1;
+        result
+    }
+
+    fn try_send_subscribe(
+        &mut self,
+        access_token: Option<&str>,
+        body: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SubscribeRefusal> {
+        let token = access_token
+            .filter(|t| !t.is_empty())
+            .ok_or(WxError::TokenMissing)?;
+        self.tokens.check(token, now)?;
+        let body: SubscribeBody = body
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .ok_or(WxError::DataFormat)?;
+        if OpenId::parse(&body.touser).is_err() || !self.seen.contains(&body.touser) {
+            return Err(WxError::InvalidOpenId.into());
+        }
+        let keywords = self
+            .subscriptions
+            .keywords(&body.template_id)
+            .ok_or(WxError::InvalidTemplateId)?;
+        if body.page.as_deref().is_some_and(|page| !is_valid_page(page)) {
+            return Err(WxError::InvalidPage.into());
+        }
+        let states = ["developer", "trial", "formal"];
+        let langs = ["zh_CN", "en_US", "zh_HK", "zh_TW"];
+        if body
+            .miniprogram_state
+            .as_deref()
+            .is_some_and(|s| !states.contains(&s))
+            || body.lang.as_deref().is_some_and(|l| !langs.contains(&l))
+        {
+            return Err(WxError::InvalidData.into());
+        }
+        let data = body.data.ok_or(WxError::InvalidData)?;
+        if let Some(key) = subscribe::refused_key(keywords, &data) {
+            return Err(SubscribeRefusal::Data(key));
+        }
+        if self.subscriptions.grants(&body.touser, &body.template_id) == 0 {
+            return Err(WxError::NotSubscribed.into());
+        }
+        let today = wechat_day(now);
+        let sent = match self.subscribe_sent_today {
+            Some((day, sent)) if day == today => sent,
+            _ => 0,
+        };
+        if sent >= self.config.daily_limit {
+            return Err(WxError::DailyQuota.into());
+        }
+        self.subscribe_sent_today = Some((today, sent + 1));
+        let msgid = self.subscriptions.spend(&body.touser, &body.template_id);
+        self.deliver(
+            body.touser,
+            Message {
+                kind: "subscribe",
+                template_id: body.template_id,
+                page: body.page,
+                data: Value::Object(data),
+                emphasis_keyword: None,
+                form_id: None,
+                msgid: Some(msgid),
+                sent_at: now,
+            },
+        );
+        Ok(msgid)
+    }
+
+    fn deliver(&mut self, openid: String, message: Message) {
+        let inbox = self.inboxes.entry(openid).or_default();
         if inbox.len() >= INBOX_CAPACITY {
             inbox.pop_front();
         }
-        inbox.push_back(Message {
-            template_id: body.template_id,
-            page: body.page,
-            data,
-            emphasis_keyword: body.emphasis_keyword,
-            form_id: body.form_id,
-            sent_at: now,
-        });
+        inbox.push_back(message);
+    }
+
+    /// The user answers a subscribe popup (see [`Subscriptions::request`]).
+    pub fn request_subscription(
+        &mut self,
+        openid: &OpenId,
+        asked: &BTreeMap<String, String>,
+    ) -> Result<Map<String, Value>, String> {
+        if let Some(unknown) = asked.keys().find(|t| self.subscriptions.keywords(t).is_none()) {
+            return Err(format!("no subscribe template {unknown}"));
+        }
+        self.seen.insert(openid.as_str().to_owned());
+        Ok(self.subscriptions.request(openid.as_str(), asked))
+    }
+
+    pub fn change_subscription(&mut self, openid: &OpenId, template: &str, on: bool) -> Result<(), String> {
+        if self.subscriptions.keywords(template).is_none() {
+            return Err(format!("no subscribe template {template}"));
+        }
+        self.subscriptions.change(openid.as_str(), template, on);
         Ok(())
+    }
+
+    pub fn add_subscribe_template(&mut self, template_id: String, keywords: Vec<String>) {
+        self.subscriptions.add_template(template_id, keywords);
     }
 
     pub fn issue_login_code(&mut self, openid: OpenId, now: DateTime<Utc>) -> String {
         self.prune(now);
+        self.seen.insert(openid.as_str().to_owned());
         let code = loop {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 32);
             if !self.codes.contains_key(&candidate) {
@@ -278,6 +447,7 @@ impl State {
         issued_at: DateTime<Utc>,
         make_id: impl Fn() -> String,
     ) -> String {
+        self.seen.insert(openid.as_str().to_owned());
         let id = loop {
             let candidate = make_id();
             if !self.credentials.contains_key(&candidate) {

@@ -10,9 +10,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::config::SEND_PATH;
+use super::config::{SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::control::{method_not_allowed, not_found};
-use super::errors::WxError;
+use super::errors::{WxError, wx_answer};
 use super::fault_gate;
 use super::handle::Simulator;
 use super::state::AppAuth;
@@ -28,6 +28,7 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(resource("/cgi-bin/stable_token").route(web::post().to(stable_token)))
         .service(resource("/sns/jscode2session").route(web::get().to(code_to_session)))
         .service(resource(SEND_PATH).route(web::post().to(send)))
+        .service(resource(SUBSCRIBE_SEND_PATH).route(web::post().to(send_subscribe)))
         .default_service(web::to(not_found))
 }
 
@@ -109,5 +110,22 @@ async fn send(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload
     match result {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok" })),
         Err(err) => err.into(),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn send_subscribe(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let params = query(&req);
+    let body = read_body(payload).await;
+    let result = sim.lock().send_subscribe(
+        params.get("access_token").map(String::as_str),
+        body.as_deref(),
+        sim.now(),
+    );
+    match result {
+        Ok(msgid) => {
+            HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": msgid }))
+        }
+        Err(refusal) => wx_answer(refusal.errcode(), &refusal.errmsg()),
     }
 }

@@ -142,6 +142,22 @@ impl RedisServer {
             .expect("used_memory in INFO")
     }
 
+    /// `used_memory` once it has stopped moving: Redis grows its hash
+    /// tables incrementally, and a measurement taken while an old table is
+    /// still allocated counts it twice.
+    pub async fn settled_memory(&self) -> i64 {
+        let mut last = self.used_memory();
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let now = self.used_memory();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+
     /// SIGKILL: no shutdown save, no goodbye to clients.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -197,7 +213,7 @@ pub async fn memory_per_credential(server: &RedisServer) -> f64 {
     const USERS: u32 = 5_000;
     let ledger = RedisLedger::new(RedisTarget::Single(server.url()), "fl", LedgerSettings::default());
     let now = chrono::Utc::now();
-    let before = server.used_memory();
+    let before = server.settled_memory().await;
     for n in 0..USERS {
         let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
         let batch: Vec<NewCredential> = (0..10u32)
@@ -211,7 +227,7 @@ pub async fn memory_per_credential(server: &RedisServer) -> f64 {
             .collect();
         ledger.add(&user, &batch).await.unwrap();
     }
-    (server.used_memory() - before) as f64 / f64::from(USERS * 10)
+    (server.settled_memory().await - before) as f64 / f64::from(USERS * 10)
 }
 
 /// A key prefix no other test uses.
@@ -321,7 +337,7 @@ pub async fn memory_per_grant_entry(server: &RedisServer) -> f64 {
     let warm = OpenId::parse("oWarm").unwrap();
     let batch: Vec<_> = templates.iter().map(|t| (t.clone(), 1)).collect();
     grants.add_grants(&warm, &batch).await.unwrap();
-    let before = server.used_memory();
+    let before = server.settled_memory().await;
     for n in 0..USERS {
         let user = OpenId::parse(&format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}")).unwrap();
         let batch: Vec<_> = templates
@@ -331,7 +347,7 @@ pub async fn memory_per_grant_entry(server: &RedisServer) -> f64 {
             .collect();
         grants.add_grants(&user, &batch).await.unwrap();
     }
-    (server.used_memory() - before) as f64 / f64::from(USERS * 3)
+    (server.settled_memory().await - before) as f64 / f64::from(USERS * 3)
 }
 
 /// Runs `case` on `cases` random inputs from `strategy`, one after another
