@@ -16,9 +16,10 @@ use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
 use crate::config::{Config, Secret};
 use crate::domain::ExpiryPolicy;
 use crate::idempotency::Idempotency;
+use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
 use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::report::UsageRecorder;
-use crate::send::{SendPolicy, Sender, TemplateChannel};
+use crate::send::{SendPolicy, Sender, SubscribeChannel, TemplateChannel};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
 use crate::wechat::{TokenManager, WechatClient};
@@ -50,12 +51,17 @@ impl Application {
             ),
         };
 
+        let grant_settings = GrantSettings {
+            max_per_template: config.max_grants_per_template,
+            retention: Duration::from_secs(config.subscribe_retention_days.saturating_mul(86_400)),
+        };
         let Stores {
             ledger,
+            grants,
             shared,
             usage: counters,
             name: store,
-        } = open_stores(&config, settings)?;
+        } = open_stores(&config, settings, grant_settings)?;
         if let Err(err) = ledger.ping().await {
             tracing::error!(error = %err, "the ledger store is unreachable; serving 503 until it answers");
         }
@@ -123,15 +129,19 @@ impl Application {
         }
         let sender = Sender::new(tokens.clone(), usage.clone(), policy);
         let template = TemplateChannel::new(ledger.clone(), wechat.clone(), usage.clone());
+        let subscribe = SubscribeChannel::new(grants.clone(), wechat.clone(), usage.clone());
         // A running send holds its key a little past its own time bound.
         let idempotency = Idempotency::new(shared.clone(), policy.budget + Duration::from_secs(30));
         let state = web::Data::new(AppState {
             ledger,
+            grants,
             wechat,
             usage: usage.clone(),
             shared,
             sender,
             template,
+            subscribe,
+            grant_source: config.subscribe_grants_from,
             idempotency,
             mode: Mode { store, sandbox },
         });
@@ -204,6 +214,8 @@ impl Application {
 /// Where the service keeps its state.
 pub struct Stores {
     pub ledger: Arc<dyn Ledger>,
+    /// Subscribe grants, in the same store as the credentials.
+    pub grants: Arc<dyn GrantLedger>,
     pub shared: Arc<dyn SharedStore>,
     /// Report counters.
     pub usage: Arc<dyn UsageStore>,
@@ -213,7 +225,11 @@ pub struct Stores {
 
 /// The ledger and shared store the configuration names: Redis (single or
 /// cluster, one connection for both) or the embedded ones.
-pub fn open_stores(config: &Config, settings: LedgerSettings) -> anyhow::Result<Stores> {
+pub fn open_stores(
+    config: &Config,
+    settings: LedgerSettings,
+    grant_settings: GrantSettings,
+) -> anyhow::Result<Stores> {
     let redis_target = match (&config.redis_url, &config.redis_cluster_nodes[..]) {
         (Some(_), [_, ..]) => bail!("set REDIS_URL or REDIS_CLUSTER_NODES, not both"),
         (Some(url), []) => Some((RedisTarget::Single(url.clone()), "redis")),
@@ -229,7 +245,12 @@ pub fn open_stores(config: &Config, settings: LedgerSettings) -> anyhow::Result<
             let prefix = &config.redis_key_prefix;
             let store = Arc::new(RedisStore::new(redis.clone(), prefix));
             Stores {
-                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(redis, prefix, settings))),
+                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(
+                    redis.clone(),
+                    prefix,
+                    settings,
+                ))),
+                grants: Arc::new(RedisGrants::on(redis, prefix, grant_settings)),
                 shared: store.clone(),
                 usage: store,
                 name,
@@ -242,6 +263,7 @@ pub fn open_stores(config: &Config, settings: LedgerSettings) -> anyhow::Result<
             let store = Arc::new(MemoryStore::default());
             Stores {
                 ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(settings))),
+                grants: Arc::new(MemoryGrants::new(grant_settings)),
                 shared: store.clone(),
                 usage: store,
                 name: "memory",

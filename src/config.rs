@@ -44,6 +44,15 @@ pub enum TokenMode {
     Stable,
 }
 
+/// Where subscribe grants come from (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrantSource {
+    /// `POST /v1/subscriptions` from the mini-program.
+    Client,
+    /// WeChat's verified `subscribe_msg_popup_event` pushes.
+    Push,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -105,6 +114,19 @@ pub struct Config {
     #[arg(long, env = "MAX_CREDENTIALS_PER_USER", default_value_t = 200)]
     pub max_credentials_per_user: u32,
 
+    /// Subscribe grants one user may hold of one template (1 to 65535).
+    #[arg(long, env = "MAX_GRANTS_PER_TEMPLATE", default_value_t = 50,
+        value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub max_grants_per_template: u32,
+
+    /// Days a user's subscribe grants are kept after their last change.
+    #[arg(long, env = "SUBSCRIBE_RETENTION_DAYS", default_value_t = 365)]
+    pub subscribe_retention_days: u64,
+
+    /// Where grants come from: `client` (POST /v1/subscriptions) or `push`.
+    #[arg(long, env = "SUBSCRIBE_GRANTS_FROM", value_enum, default_value = "client")]
+    pub subscribe_grants_from: GrantSource,
+
     /// Time zone of report days, as a UTC offset.
     #[arg(long, env = "REPORT_UTC_OFFSET", default_value = "+08:00", value_parser = parse_offset)]
     pub report_utc_offset: FixedOffset,
@@ -147,6 +169,9 @@ impl Default for Config {
             credential_safety_margin_secs: 3600,
             credential_expiry_granularity_secs: 60,
             max_credentials_per_user: 200,
+            max_grants_per_template: 50,
+            subscribe_retention_days: 365,
+            subscribe_grants_from: GrantSource::Client,
             report_utc_offset: china_standard_time(),
             usage_flush_secs: 2,
             send_lease_secs: 30,

@@ -32,6 +32,8 @@ pub mod code {
     pub const WECHAT_UNAVAILABLE: &str = "wechat_unavailable";
     pub const WECHAT_OUTCOME_UNKNOWN: &str = "wechat_outcome_unknown";
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+    pub const NOT_SUBSCRIBED: &str = "not_subscribed";
+    pub const INVALID_DATA: &str = "invalid_data";
 }
 
 /// Every error the API answers with; `code` is one of [`code`].

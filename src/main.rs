@@ -99,7 +99,7 @@ async fn report(config: Config, from: Option<String>, to: Option<String>, json: 
              or ask the running service: GET /v1/reports/usage"
         );
     }
-    let counters = open_stores(&config, Default::default())?.usage;
+    let counters = open_stores(&config, Default::default(), Default::default())?.usage;
     let now = chrono::Utc::now();
     let offset = config.report_utc_offset;
     let today = now.with_timezone(&offset).date_naive();

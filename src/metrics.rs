@@ -19,6 +19,10 @@ pub const LEDGER_DURATION: &str = "formid_ledger_operation_duration_seconds";
 pub const STORE_ERRORS: &str = "formid_store_errors_total";
 /// `POST /v1/messages` outcomes by `outcome` (sent, no_valid_credential, ...).
 pub const SENDS: &str = "formid_sends_total";
+/// `POST /v1/subscribe-messages` answers by outcome.
+pub const SUBSCRIBE_SENDS: &str = "formid_subscribe_sends_total";
+/// Answers users gave subscribe popups, by result.
+pub const SUBSCRIBE_RESULTS: &str = "formid_subscribe_results_total";
 /// WeChat's answers to template sends by `errcode`.
 pub const WECHAT_ERRCODES: &str = "formid_wechat_send_errcodes_total";
 /// WeChat calls that got no answer, by `kind` (transport, http, malformed).

@@ -162,6 +162,9 @@ async fn workload_counts_exactly(app: TestApp) {
             "burned": {"form": 1, "prepay": 0},
             "refunded": {"form": 0, "prepay": 1},
             "expired_unspent": {"form": 1, "prepay": 0},
+            "subscribe": {"accepted": 0, "rejected": 0, "banned": 0, "filtered": 0, "spent": 0, "burned": 0,
+                "sends": {"sent": 0, "not_subscribed": 0, "invalid_data": 0, "wechat_rejected": 0,
+                    "wechat_quota_exceeded": 0, "wechat_unavailable": 0, "wechat_outcome_unknown": 0}},
         })
     );
 
@@ -170,7 +173,7 @@ async fn workload_counts_exactly(app: TestApp) {
     // A still has 3 forms and 1 prepay use; B expired; D spent out.
     assert_eq!(
         summary,
-        json!({"users_with_credentials": 1, "available_sends": {"form": 3, "prepay": 1}, "expiring_within_24h": 0})
+        json!({"users_with_credentials": 1, "available_sends": {"form": 3, "prepay": 1}, "expiring_within_24h": 0, "subscribe_grants": {}})
     );
 }
 

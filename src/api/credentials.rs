@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::auth::{Caller, Scope};
-use crate::domain::{CredentialId, CredentialKind, IdRejection, OpenId, RejectReason};
+use crate::auth::Caller;
+use crate::domain::{CredentialId, CredentialKind, IdRejection, RejectReason};
 use crate::error::{ApiError, ErrorBody, code};
 use crate::ledger::{AddStatus, NewCredential};
 use crate::metrics::{CREDENTIALS_COLLECTED, CREDENTIALS_REJECTED};
@@ -131,20 +131,7 @@ pub async fn ingest(
     body: web::Json<IngestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let openid = match (&caller, body.openid.as_deref()) {
-        (Caller::User(openid), None) => openid.clone(),
-        (Caller::User(_), Some(_)) => {
-            return Err(ApiError::forbidden(
-                "a user token collects for its own openid; leave 'openid' out",
-            ));
-        }
-        (Caller::Backend { .. }, openid) => {
-            caller.require(Scope::Collect)?;
-            let raw =
-                openid.ok_or_else(|| ApiError::invalid_request("'openid' is required with an API key"))?;
-            OpenId::parse(raw).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?
-        }
-    };
+    let openid = caller.collecting_for(body.openid.as_deref())?;
     let parsed = parse_items(body)?;
 
     let batch: Vec<NewCredential> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();

@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::once::{Attempt, idempotency_key, run_once};
 use crate::auth::{Caller, Scope};
-use crate::domain::{IdempotencyKey, OpenId, TemplateId};
+use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody, code};
-use crate::idempotency::{Idempotency, NextAction, Record};
+use crate::idempotency::{Idempotency, Record};
 use crate::ledger::Reservation;
 use crate::report::SendOutcome;
 use crate::send::{Pending, SendResult};
@@ -57,19 +58,31 @@ pub struct Sent {
     confirmed_by: Option<String>,
 }
 
-fn parse(body: MessageBody) -> Result<TemplateMessage, ApiError> {
-    let touser =
-        OpenId::parse(&body.touser).map_err(|e| ApiError::invalid_request(format!("touser: {e}")))?;
-    let template_id = TemplateId::parse(&body.template_id)
-        .map_err(|e| ApiError::invalid_request(format!("template_id: {e}")))?;
-    let printable = |s: &str| !s.chars().any(char::is_control);
-    if let Some(page) = &body.page
+fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// Recipient, template and page, as every send route takes them.
+pub(super) fn parse_target(
+    touser: &str,
+    template_id: &str,
+    page: Option<&str>,
+) -> Result<(OpenId, TemplateId), ApiError> {
+    let touser = OpenId::parse(touser).map_err(|e| ApiError::invalid_request(format!("touser: {e}")))?;
+    let template_id =
+        TemplateId::parse(template_id).map_err(|e| ApiError::invalid_request(format!("template_id: {e}")))?;
+    if let Some(page) = page
         && (page.is_empty() || page.len() > 1024 || !printable(page))
     {
         return Err(ApiError::invalid_request(
             "page must be 1 to 1024 printable characters",
         ));
     }
+    Ok((touser, template_id))
+}
+
+fn parse(body: MessageBody) -> Result<TemplateMessage, ApiError> {
+    let (touser, template_id) = parse_target(&body.touser, &body.template_id, body.page.as_deref())?;
     if let Some(keyword) = &body.emphasis_keyword
         && (keyword.len() > 128 || !printable(keyword))
     {
@@ -95,6 +108,7 @@ fn answer(result: &SendResult<Reservation>) -> (StatusCode, Value, SendOutcome, 
             credential,
             attempts,
             confirmed_by,
+            ..
         } => {
             let mut body = json!({
                 "status": "sent",
@@ -165,10 +179,6 @@ fn answer(result: &SendResult<Reservation>) -> (StatusCode, Value, SendOutcome, 
     (status, body, outcome, record)
 }
 
-fn respond(status: StatusCode, body: &Value) -> HttpResponse {
-    HttpResponse::build(status).json(body)
-}
-
 /// Send a template message to a user, spending their oldest valid credential.
 #[utoipa::path(post, path = "/v1/messages", tag = "backends", request_body = MessageBody,
     params(("Idempotency-Key" = Option<String>, Header,
@@ -192,58 +202,24 @@ pub async fn send(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let backend = caller.require(Scope::Send)?.to_owned();
-    let key = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(raw) => Some(
-            raw.to_str()
-                .ok()
-                .and_then(|k| IdempotencyKey::parse(k).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid_request("Idempotency-Key must be 1 to 128 printable ASCII characters")
-                })?,
-        ),
-    };
+    let key = idempotency_key(&req)?;
     let fingerprint = Idempotency::fingerprint(&body);
     let message_body: MessageBody = serde_json::from_value(body.into_inner())
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
     let message = parse(message_body)?;
-
-    let Some(key) = key else {
-        let result = state.sender.send(&state.template, &message).await?;
-        let (status, body, _) = finished(&state, &result);
-        return Ok(respond(status, &body));
-    };
-    let (status, body) = match state.idempotency.begin(&backend, &key, fingerprint).await? {
-        NextAction::Replay(status, body) => {
-            return Ok(HttpResponse::build(status)
-                .insert_header(("idempotency-replayed", "true"))
-                .json(body));
-        }
-        NextAction::Run(claim) => match state.sender.send(&state.template, &message).await {
-            Ok(result) => {
-                let (status, body, record) = finished(&state, &result);
-                state.idempotency.finish(claim, record).await;
-                (status, body)
+    let state = state.get_ref();
+    run_once(&state.idempotency, &backend, key, fingerprint, async |attempt| {
+        let result = match attempt {
+            Attempt::Fresh => state.sender.send(&state.template, &message).await?,
+            Attempt::Resolve(record) => {
+                let pending = Pending::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
+                tracing::info!("resolving a send whose outcome was unknown");
+                state.sender.resolve(&state.template, &message, pending).await
             }
-            Err(err) => {
-                // Nothing was reserved, so nothing was sent.
-                state.idempotency.finish(claim, Record::Release).await;
-                return Err(err.into());
-            }
-        },
-        NextAction::Resolve(claim, record) => {
-            let Some(pending) = Pending::from_record(&record) else {
-                state.idempotency.finish(claim, Record::Pending(record)).await;
-                return Err(ApiError::store_unavailable());
-            };
-            tracing::info!("resolving a send whose outcome was unknown");
-            let result = state.sender.resolve(&state.template, &message, pending).await;
-            let (status, body, record) = finished(&state, &result);
-            state.idempotency.finish(claim, record).await;
-            (status, body)
-        }
-    };
-    Ok(respond(status, &body))
+        };
+        Ok(finished(state, &result))
+    })
+    .await
 }
 
 /// Counts a finished send and turns it into its answer.

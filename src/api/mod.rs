@@ -10,9 +10,12 @@ mod credentials;
 mod health;
 mod messages;
 pub mod middleware;
+mod once;
 pub mod openapi;
 mod reports;
 mod sessions;
+mod subscribe_messages;
+mod subscriptions;
 mod users;
 
 use std::collections::BTreeMap;
@@ -21,11 +24,13 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Route, web};
 
+use crate::config::GrantSource;
 use crate::error::{self, ApiError};
 use crate::idempotency::Idempotency;
 use crate::ledger::Ledger;
+use crate::ledger::grants::GrantLedger;
 use crate::report::UsageRecorder;
-use crate::send::{Sender, TemplateChannel};
+use crate::send::{Sender, SubscribeChannel, TemplateChannel};
 use crate::store::SharedStore;
 use crate::wechat::WechatClient;
 
@@ -43,12 +48,17 @@ pub struct Mode {
 
 pub struct AppState {
     pub ledger: Arc<dyn Ledger>,
+    pub grants: Arc<dyn GrantLedger>,
     pub wechat: WechatClient,
     pub usage: Arc<UsageRecorder>,
     pub shared: Arc<dyn SharedStore>,
     pub sender: Sender,
     /// The formId / prepay_id channel of the send pipeline.
     pub template: TemplateChannel,
+    /// The subscribe grant channel.
+    pub subscribe: SubscribeChannel,
+    /// Where subscribe grants come from.
+    pub grant_source: GrantSource,
     pub idempotency: Idempotency,
     pub mode: Mode,
 }
@@ -73,6 +83,16 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
             web::get().to(users::credentials),
         ),
         (Method::POST, "/v1/messages", web::post().to(messages::send)),
+        (
+            Method::POST,
+            "/v1/subscriptions",
+            web::post().to(subscriptions::record),
+        ),
+        (
+            Method::POST,
+            "/v1/subscribe-messages",
+            web::post().to(subscribe_messages::send),
+        ),
         (
             Method::GET,
             "/v1/reports/summary",

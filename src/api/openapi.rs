@@ -7,18 +7,19 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{credentials, health, messages, reports, sessions, users};
+use super::{credentials, health, messages, reports, sessions, subscribe_messages, subscriptions, users};
 use crate::error::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "formid-ledger",
-        description = "Collects WeChat mini-program formIds and prepay_ids per user and spends the oldest valid one, exactly once, to send template messages.",
+        description = "Keeps WeChat mini-program users reachable: collects formIds, prepay_ids and subscribe grants per user and spends exactly one, once, for each template or subscribe message.",
     ),
     paths(
         health::healthz, health::readyz, health::metrics, document, explorer,
         sessions::create, credentials::ingest, users::credentials, messages::send,
+        subscriptions::record, subscribe_messages::send,
         reports::summary, reports::usage,
     ),
     components(schemas(ErrorBody)),

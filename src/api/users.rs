@@ -1,5 +1,7 @@
-//! `GET /v1/users/{openid}/credentials`: what one user can be sent, oldest
-//! expiry first, without ids.
+//! `GET /v1/users/{openid}/credentials`: what one user can be sent: credentials
+//! oldest expiry first, without ids, and subscribe grants per template.
+
+use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use chrono::SecondsFormat;
@@ -27,6 +29,8 @@ pub struct UserCredentials {
     leased: u32,
     /// Oldest expiry first.
     credentials: Vec<HeldCredential>,
+    /// Subscribe grants held per template.
+    subscriptions: BTreeMap<String, u32>,
 }
 
 /// What one user can be sent.
@@ -49,6 +53,7 @@ pub async fn credentials(
     caller.require(Scope::Report)?;
     let openid = OpenId::parse(&path).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
     let holdings = state.ledger.inspect(&openid).await?;
+    let grants = state.grants.grants(&openid).await?;
     Ok(HttpResponse::Ok().json(UserCredentials {
         openid: openid.as_str().to_owned(),
         available_sends: holdings.available_sends(),
@@ -61,6 +66,11 @@ pub async fn credentials(
                 uses_left: c.uses_left,
                 expires_at: c.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             })
+            .collect(),
+        subscriptions: grants
+            .templates
+            .into_iter()
+            .map(|(template, n)| (template.as_str().to_owned(), n))
             .collect(),
     }))
 }

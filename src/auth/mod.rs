@@ -50,6 +50,25 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The openid a collection route stores for: a user's own (a user may
+    /// not name another), or the one a backend with `collect` names.
+    pub fn collecting_for(&self, named: Option<&str>) -> Result<OpenId, ApiError> {
+        match (self, named) {
+            (Caller::User(openid), None) => Ok(openid.clone()),
+            (Caller::User(_), Some(_)) => Err(ApiError::forbidden(
+                "a user token collects for its own openid; leave 'openid' out",
+            )),
+            (Caller::Backend { .. }, named) => {
+                self.require(Scope::Collect)?;
+                let raw =
+                    named.ok_or_else(|| ApiError::invalid_request("'openid' is required with an API key"))?;
+                OpenId::parse(raw).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))
+            }
+        }
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;

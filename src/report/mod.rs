@@ -13,11 +13,11 @@ mod usage;
 pub use rows::{
     ByKind, FOLDED, Rejections, Sends, Summary, UsageRow, foldable, summary, summary_days, usage_row,
 };
-pub use usage::{SendOutcome, UsageRecorder};
+pub use usage::{SendOutcome, SubscribeOutcome, UsageRecorder};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::store::{StoreError, UsageStore};
+use crate::store::{StoreError, TOTALS, UsageStore};
 
 /// Most days one usage report covers.
 pub const MAX_REPORT_DAYS: i64 = 366;
@@ -47,10 +47,14 @@ pub async fn live_summary(
     now: DateTime<Utc>,
     offset: chrono::FixedOffset,
 ) -> Result<Summary, StoreError> {
-    let days = summary_days(now, offset);
-    let counters = store.usage(&days).await?;
+    let mut days = summary_days(now, offset);
+    days.push(TOTALS);
+    let mut counters = store.usage(&days).await?;
+    let totals = counters.pop().unwrap_or_default();
+    days.pop();
     Ok(summary(
         &days.into_iter().zip(counters).collect::<Vec<_>>(),
+        &totals,
         now,
         offset,
     ))

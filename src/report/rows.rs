@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::usage::SendOutcome;
+use super::usage::{SendOutcome, SubscribeOutcome};
 use crate::domain::{CredentialKind, RejectReason};
 use crate::store::DayCounters;
 
@@ -49,6 +49,32 @@ pub struct Sends {
     pub wechat_outcome_unknown: i64,
 }
 
+/// How `POST /v1/subscribe-messages` ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SubscribeSends {
+    pub sent: i64,
+    pub not_subscribed: i64,
+    pub invalid_data: i64,
+    pub wechat_rejected: i64,
+    pub wechat_quota_exceeded: i64,
+    pub wechat_unavailable: i64,
+    pub wechat_outcome_unknown: i64,
+}
+
+/// Subscribe grants of a day: the popups' answers (from the configured
+/// source only), and grants spent or burned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SubscribeRow {
+    /// Grants kept (one per accept, up to the per-template cap).
+    pub accepted: i64,
+    pub rejected: i64,
+    pub banned: i64,
+    pub filtered: i64,
+    pub spent: i64,
+    pub burned: i64,
+    pub sends: SubscribeSends,
+}
+
 /// One day of `GET /v1/reports/usage`. `spent`, `burned`, `refunded` and
 /// `expired_unspent` count uses (a prepay_id has three).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -68,6 +94,7 @@ pub struct UsageRow {
     pub refunded: ByKind,
     /// Uses whose expiry fell on this day, up to now, never spent.
     pub expired_unspent: ByKind,
+    pub subscribe: SubscribeRow,
 }
 
 /// `GET /v1/reports/summary`.
@@ -79,6 +106,9 @@ pub struct Summary {
     pub available_sends: ByKind,
     /// Uses that expire within the next 24 hours.
     pub expiring_within_24h: i64,
+    /// Subscribe grants users hold (or that sends in progress hold), per
+    /// template.
+    pub subscribe_grants: BTreeMap<String, i64>,
 }
 
 /// Days whose counters a summary needs: every instant a credential can
@@ -161,11 +191,48 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
         expired_unspent: ByKind::from_fn(|k| {
             sum_at(fields, day, offset, &format!("x.{}", k.as_str()), |at| at <= now)
         }),
+        subscribe: subscribe_row(&get),
     }
 }
 
-/// The live summary from the counters of [`summary_days`].
-pub fn summary(days: &[(NaiveDate, DayCounters)], now: DateTime<Utc>, offset: FixedOffset) -> Summary {
+fn subscribe_row(get: &dyn Fn(&str) -> i64) -> SubscribeRow {
+    let send = |o: SubscribeOutcome| get(&format!("subscribe.sends.{}", o.as_str()));
+    SubscribeRow {
+        accepted: get("subscribe.accepted"),
+        rejected: get("subscribe.rejected"),
+        banned: get("subscribe.banned"),
+        filtered: get("subscribe.filtered"),
+        spent: get("subscribe.spent"),
+        burned: get("subscribe.burned"),
+        sends: SubscribeSends {
+            sent: send(SubscribeOutcome::Sent),
+            not_subscribed: send(SubscribeOutcome::NotSubscribed),
+            invalid_data: send(SubscribeOutcome::InvalidData),
+            wechat_rejected: send(SubscribeOutcome::WechatRejected),
+            wechat_quota_exceeded: send(SubscribeOutcome::WechatQuotaExceeded),
+            wechat_unavailable: send(SubscribeOutcome::WechatUnavailable),
+            wechat_outcome_unknown: send(SubscribeOutcome::WechatOutcomeUnknown),
+        },
+    }
+}
+
+/// Grants outstanding per template, from the running totals.
+pub fn subscribe_grants(totals: &DayCounters) -> BTreeMap<String, i64> {
+    totals
+        .iter()
+        .filter_map(|(field, n)| Some((field.strip_prefix("grants.")?.to_owned(), *n)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The live summary from the counters of [`summary_days`] and the running
+/// totals.
+pub fn summary(
+    days: &[(NaiveDate, DayCounters)],
+    totals: &DayCounters,
+    now: DateTime<Utc>,
+    offset: FixedOffset,
+) -> Summary {
     let sum = |prefix: &str, keep: &dyn Fn(DateTime<Utc>) -> bool| -> i64 {
         days.iter()
             .map(|(day, fields)| sum_at(fields, *day, offset, prefix, keep))
@@ -179,6 +246,7 @@ pub fn summary(days: &[(NaiveDate, DayCounters)], now: DateTime<Utc>, offset: Fi
         users_with_credentials: sum("r", &live),
         available_sends: available,
         expiring_within_24h: expiring.total(),
+        subscribe_grants: subscribe_grants(totals),
     }
 }
 
@@ -241,9 +309,16 @@ mod tests {
                 .into(),
             ),
         ];
-        let s = summary(&days, now, offset());
+        let totals: DayCounters = [
+            ("grants.TplA".into(), 3),
+            ("grants.TplB".into(), 0),
+            ("flush.ab12".into(), 7),
+        ]
+        .into();
+        let s = summary(&days, &totals, now, offset());
         assert_eq!(s.available_sends, ByKind { form: 2, prepay: 3 });
         assert_eq!(s.expiring_within_24h, 2);
         assert_eq!(s.users_with_credentials, 1);
+        assert_eq!(s.subscribe_grants, [("TplA".to_owned(), 3)].into());
     }
 }

@@ -16,7 +16,44 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
 
 use crate::ledger::LedgerEvent;
-use crate::store::{StoreError, UsageBatch, UsageDeltas, UsageStore};
+use crate::ledger::grants::GrantEvent;
+use crate::store::{StoreError, TOTALS, UsageBatch, UsageDeltas, UsageStore};
+
+/// How a `POST /v1/subscribe-messages` ended, as reports count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    Sent,
+    NotSubscribed,
+    InvalidData,
+    WechatRejected,
+    WechatQuotaExceeded,
+    WechatUnavailable,
+    WechatOutcomeUnknown,
+}
+
+impl SubscribeOutcome {
+    pub const ALL: [SubscribeOutcome; 7] = [
+        SubscribeOutcome::Sent,
+        SubscribeOutcome::NotSubscribed,
+        SubscribeOutcome::InvalidData,
+        SubscribeOutcome::WechatRejected,
+        SubscribeOutcome::WechatQuotaExceeded,
+        SubscribeOutcome::WechatUnavailable,
+        SubscribeOutcome::WechatOutcomeUnknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscribeOutcome::Sent => "sent",
+            SubscribeOutcome::NotSubscribed => "not_subscribed",
+            SubscribeOutcome::InvalidData => "invalid_data",
+            SubscribeOutcome::WechatRejected => "wechat_rejected",
+            SubscribeOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
+            SubscribeOutcome::WechatUnavailable => "wechat_unavailable",
+            SubscribeOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
+        }
+    }
+}
 
 /// How a `POST /v1/messages` ended, as reports count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +143,35 @@ impl UsageRecorder {
         self.count(now, &format!("sends.{}", outcome.as_str()), 1);
     }
 
+    pub fn subscribe_send(&self, now: DateTime<Utc>, outcome: SubscribeOutcome) {
+        self.count(now, &format!("subscribe.sends.{}", outcome.as_str()), 1);
+    }
+
     pub fn wechat_errcode(&self, now: DateTime<Utc>, errcode: i64) {
         self.count(now, &format!("errcode.{errcode}"), 1);
+    }
+
+    /// Turns grant events into counter deltas: `subscribe.<what>` on the
+    /// day, and the running total of grants outstanding per template
+    /// (`grants.<template_id>` in [`TOTALS`]).
+    pub fn grant_events(&self, now: DateTime<Utc>, events: &[GrantEvent]) {
+        let (today, _) = self.day_of(now);
+        let mut deltas = Vec::new();
+        for event in events {
+            let (field, n, template) = match event {
+                GrantEvent::Accepted { template, grants } => ("accepted", i64::from(*grants), Some(template)),
+                GrantEvent::Capped { grants, .. } => ("capped", i64::from(*grants), None),
+                GrantEvent::Spent { template } => ("spent", 1, Some(template)),
+                GrantEvent::Burned { template, grants } => ("burned", i64::from(*grants), Some(template)),
+                GrantEvent::Refunded { .. } => continue,
+            };
+            deltas.push((today, format!("subscribe.{field}"), n));
+            if let Some(template) = template {
+                let outstanding = if field == "accepted" { n } else { -n };
+                deltas.push((TOTALS, format!("grants.{}", template.as_str()), outstanding));
+            }
+        }
+        self.add(deltas);
     }
 
     /// Turns ledger events into counter deltas.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::decision::Recheck;
 use crate::domain::OpenId;
 use crate::ledger::{LeaseId, LedgerError, Settle};
-use crate::wechat::CallError;
+use crate::wechat::{CallError, WechatAnswer};
 
 #[async_trait]
 pub trait Channel: Send + Sync {
@@ -34,14 +34,14 @@ pub trait Channel: Send + Sync {
     /// Ends or holds a lease. Must be idempotent.
     async fn settle(&self, message: &Self::Message, lease: LeaseId, how: Settle) -> Result<(), LedgerError>;
 
-    /// One WeChat call spending `credential`; WeChat's errcode.
+    /// One WeChat call spending `credential`.
     async fn call(
         &self,
         access_token: &str,
         message: &Self::Message,
         credential: &Self::Credential,
         timeout: Duration,
-    ) -> Result<i64, CallError>;
+    ) -> Result<WechatAnswer, CallError>;
 
     /// Whether presenting `credential` again tells if an unknown attempt
     /// was delivered.

@@ -5,7 +5,8 @@
 //!
 //! A channel ([`Channel`]) says what is reserved and from which ledger,
 //! which WeChat call spends it, and which errcodes condemn it;
-//! [`TemplateChannel`] is the formId / prepay_id one.
+//! [`TemplateChannel`] is the formId / prepay_id one, [`SubscribeChannel`]
+//! the subscribe grant one.
 //!
 //! The lease outlives the whole attempt (`lease` > `budget`), so a process
 //! that dies mid-send leaves a use that comes back at the lease deadline.
@@ -16,6 +17,7 @@
 
 mod channel;
 pub mod decision;
+mod subscribe;
 mod template;
 
 use std::sync::Arc;
@@ -24,12 +26,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 pub use channel::Channel;
+pub use subscribe::{HeldGrant, SubscribeChannel};
 pub use template::TemplateChannel;
 
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};
 use crate::report::UsageRecorder;
-use crate::wechat::TokenManager;
+use crate::wechat::{TokenManager, WechatAnswer};
 use decision::{Action, Failure, History, Reply, Then};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +82,17 @@ pub enum SendResult<C> {
         /// Set when an earlier attempt's lost answer was confirmed as
         /// delivered by this errcode (41029) rather than sent again.
         confirmed_by: Option<i64>,
+        /// The message's id, when WeChat gives one.
+        msgid: Option<i64>,
     },
     /// Nothing was spent.
     NoValidCredential { attempts: u32 },
     /// WeChat refused the request itself; the use was refunded.
-    Rejected { errcode: i64, attempts: u32 },
+    Rejected {
+        errcode: i64,
+        errmsg: String,
+        attempts: u32,
+    },
     /// The account's daily quota is used up; the use was refunded.
     QuotaExceeded { attempts: u32 },
     /// WeChat kept failing or could not be reached; nothing was delivered
@@ -141,7 +150,7 @@ impl Sender {
             let Some(credential) = reserved else {
                 return Ok(SendResult::NoValidCredential { attempts });
             };
-            let (how, then) = self
+            let (how, then, answer) = self
                 .attempt(
                     channel,
                     message,
@@ -154,7 +163,7 @@ impl Sender {
             self.settle(channel, message, lease, how).await;
             match then {
                 Then::NextCredential => continue,
-                then => return Ok(ending(then, how, lease, credential, attempts)),
+                then => return Ok(ending(then, how, lease, credential, answer, attempts)),
             }
         }
         Ok(SendResult::NoValidCredential { attempts })
@@ -175,7 +184,7 @@ impl Sender {
             unknown: true,
             token_refreshed: false,
         };
-        let (how, then) = self
+        let (how, then, answer) = self
             .attempt(
                 channel,
                 message,
@@ -186,7 +195,7 @@ impl Sender {
             )
             .await;
         self.settle(channel, message, pending.lease, how).await;
-        ending(then, how, pending.lease, pending.credential, attempts)
+        ending(then, how, pending.lease, pending.credential, answer, attempts)
     }
 
     /// Settles a lease, retrying once: a settle is idempotent (a repeated one
@@ -206,7 +215,7 @@ impl Sender {
     }
 
     /// Calls WeChat with one reserved credential until the decision table
-    /// says how to settle it.
+    /// says how to settle it; also returns WeChat's last answer.
     async fn attempt<C: Channel>(
         &self,
         channel: &C,
@@ -215,9 +224,10 @@ impl Sender {
         started: Instant,
         attempts: &mut u32,
         mut history: History,
-    ) -> (Settle, Then) {
+    ) -> (Settle, Then, Option<WechatAnswer>) {
         let recheck = channel.recheck(credential);
         let mut retries = 0;
+        let mut last_answer = None;
         loop {
             let remaining = self
                 .policy
@@ -240,6 +250,10 @@ impl Sender {
                         }
                     };
                     let retries_left = retries < self.policy.transient_retries;
+                    let reply = reply.map(|(token, (reply, answer))| {
+                        last_answer = answer.or(last_answer.take());
+                        (token, reply)
+                    });
                     let action = match &reply {
                         Some((_, reply)) => {
                             decision::decide(*reply, history, recheck, retries_left, C::is_credential_error)
@@ -278,7 +292,7 @@ impl Sender {
                 }
             };
             if let Action::Settle(how, then) = action {
-                return (how, then);
+                return (how, then, last_answer);
             }
         }
     }
@@ -290,37 +304,51 @@ impl Sender {
         message: &C::Message,
         credential: &C::Credential,
         timeout: Duration,
-    ) -> Reply {
+    ) -> (Reply, Option<WechatAnswer>) {
         match channel.call(token, message, credential, timeout).await {
-            Ok(code) => {
+            Ok(answer) => {
+                let code = answer.errcode;
                 self.usage.wechat_errcode(Utc::now(), code);
                 metrics::counter!(WECHAT_ERRCODES, "errcode" => code.to_string()).increment(1);
-                Reply::Errcode(code)
+                (Reply::Errcode(code), Some(answer))
             }
             Err(err) => {
                 metrics::counter!(WECHAT_CALL_FAILURES, "kind" => err.kind()).increment(1);
                 tracing::warn!(error = %err, "WeChat call failed");
-                if err.outcome_unknown() {
+                let reply = if err.outcome_unknown() {
                     Reply::Unknown
                 } else {
                     Reply::NotSent
-                }
+                };
+                (reply, None)
             }
         }
     }
 }
 
-fn ending<C>(then: Then, how: Settle, lease: LeaseId, credential: C, attempts: u32) -> SendResult<C> {
+fn ending<C>(
+    then: Then,
+    how: Settle,
+    lease: LeaseId,
+    credential: C,
+    answer: Option<WechatAnswer>,
+    attempts: u32,
+) -> SendResult<C> {
     match then {
         Then::Sent { confirmed_by } => SendResult::Sent {
             credential,
             attempts,
             confirmed_by,
+            msgid: answer.and_then(|a| a.msgid),
         },
         // The table never moves on after an unknown attempt; reaching here
         // means the credentials ran out.
         Then::NextCredential => SendResult::NoValidCredential { attempts },
-        Then::Fail(Failure::Rejected(errcode)) => SendResult::Rejected { errcode, attempts },
+        Then::Fail(Failure::Rejected(errcode)) => SendResult::Rejected {
+            errcode,
+            errmsg: answer.map(|a| a.errmsg).unwrap_or_default(),
+            attempts,
+        },
         Then::Fail(Failure::QuotaExceeded) => SendResult::QuotaExceeded { attempts },
         Then::Fail(Failure::Unavailable(reason)) => SendResult::Unavailable { reason, attempts },
         Then::Fail(Failure::OutcomeUnknown) => SendResult::OutcomeUnknown {

@@ -15,7 +15,7 @@ use super::{Channel, Pending};
 use crate::domain::{CredentialId, CredentialKind, OpenId};
 use crate::ledger::{LeaseId, Ledger, LedgerError, Reservation, Settle};
 use crate::report::UsageRecorder;
-use crate::wechat::{CallError, TemplateMessage, WechatClient, errcode};
+use crate::wechat::{CallError, TemplateMessage, WechatAnswer, WechatClient, errcode};
 
 pub struct TemplateChannel {
     ledger: Arc<dyn Ledger>,
@@ -70,7 +70,7 @@ impl Channel for TemplateChannel {
         message: &TemplateMessage,
         credential: &Reservation,
         timeout: Duration,
-    ) -> Result<i64, CallError> {
+    ) -> Result<WechatAnswer, CallError> {
         self.wechat
             .send_template(access_token, message, &credential.id, timeout)
             .await

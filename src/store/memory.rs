@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    DayCounters, KeyState, SharedStore, StoreError, StoredToken, USAGE_RETENTION_DAYS, UsageBatch,
+    DayCounters, KeyState, SharedStore, StoreError, StoredToken, TOTALS, USAGE_RETENTION_DAYS, UsageBatch,
     UsageDeltas, UsageStore, flush_marker,
 };
 
@@ -179,7 +179,7 @@ impl UsageStore for MemoryStore {
         // The same retention as the Redis keys' TTL.
         if let Some(newest) = batch.deltas.keys().next_back().copied() {
             let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
-            usage.retain(|day, _| *day >= oldest_kept);
+            usage.retain(|day, _| *day >= oldest_kept || *day == TOTALS);
         }
         let marker = flush_marker(&batch.source);
         let seq = i64::try_from(batch.seq).unwrap_or(i64::MAX);

@@ -140,6 +140,10 @@ pub trait UsageStore: Send + Sync + 'static {
     async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), StoreError>;
 }
 
+/// The bucket of running totals (e.g. grants outstanding per template),
+/// kept beside the report days under a date no report ever asks for.
+pub const TOTALS: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+
 /// How long report counters are kept: the usage report reaches 366 days back.
 pub const USAGE_RETENTION_DAYS: i64 = 400;
 

@@ -22,6 +22,8 @@ pub const BAD_PAGE: i64 = 41030;
 pub const TOKEN_EXPIRED: i64 = 42001;
 /// Daily quota of the account reached.
 pub const DAILY_LIMIT: i64 = 45009;
+/// The user has no subscribe grant of that template (refused, or cancelled).
+pub const NOT_SUBSCRIBED: i64 = 43101;
 pub const RATE_LIMITED: i64 = 45011;
 pub const BAD_DATA_FORMAT: i64 = 47001;
 pub const BAD_ARGUMENT: i64 = 47003;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CallError, WechatClient};
+use super::{CallError, WechatAnswer, WechatClient};
 use crate::domain::{CredentialId, OpenId, TemplateId};
 
 /// A template message as the backend asked for it (the credential is added
@@ -34,10 +34,12 @@ struct Body<'a> {
 #[derive(Deserialize)]
 struct Answer {
     errcode: i64,
+    #[serde(default)]
+    errmsg: String,
 }
 
 impl WechatClient {
-    /// Sends `message` paid for by `form_id`; returns WeChat's errcode.
+    /// Sends `message` paid for by `form_id`.
     #[tracing::instrument(skip_all)]
     pub async fn send_template(
         &self,
@@ -45,7 +47,7 @@ impl WechatClient {
         message: &TemplateMessage,
         form_id: &CredentialId,
         timeout: Duration,
-    ) -> Result<i64, CallError> {
+    ) -> Result<WechatAnswer, CallError> {
         let body = Body {
             touser: message.touser.as_str(),
             template_id: message.template_id.as_str(),
@@ -61,6 +63,10 @@ impl WechatClient {
             .timeout(timeout)
             .json(&body);
         let answer: Answer = self.call(request).await?;
-        Ok(answer.errcode)
+        Ok(WechatAnswer {
+            errcode: answer.errcode,
+            errmsg: answer.errmsg,
+            msgid: None,
+        })
     }
 }

@@ -5,6 +5,7 @@
 pub mod errcode;
 mod login;
 mod message;
+mod subscribe;
 mod token;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 pub use login::{LoginError, WechatSession};
 pub use message::TemplateMessage;
+pub use subscribe::SubscribeMessage;
 pub use token::{TokenError, TokenManager};
 
 use crate::config::Secret;
@@ -24,6 +26,15 @@ pub struct WechatClient {
     base: String,
     appid: String,
     secret: Secret,
+}
+
+/// What WeChat answered a send with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WechatAnswer {
+    pub errcode: i64,
+    pub errmsg: String,
+    /// The message's id, on sends that return one.
+    pub msgid: Option<i64>,
 }
 
 /// A call that produced no WeChat answer.

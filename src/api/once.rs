@@ -1,0 +1,72 @@
+//! The `Idempotency-Key` flow every send route shares: read the header,
+//! claim the key, run the send (or resolve the pending one the key holds),
+//! and give the key back with what it should keep.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use crate::domain::IdempotencyKey;
+use crate::error::ApiError;
+use crate::idempotency::{Idempotency, NextAction, Record};
+
+/// What the route is asked to do.
+pub(super) enum Attempt {
+    /// Send the message.
+    Fresh,
+    /// An earlier request with this key left this pending state: resolve it.
+    Resolve(String),
+}
+
+/// The send's answer and what its key keeps.
+pub(super) type Answered = (StatusCode, Value, Record);
+
+/// The `Idempotency-Key` header, if any.
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|k| IdempotencyKey::parse(k).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid_request("Idempotency-Key must be 1 to 128 printable ASCII characters")
+        })
+}
+
+/// Runs `send` at most once per key of `slot` (the caller and route) and
+/// body fingerprint.
+pub(super) async fn run_once(
+    idempotency: &Idempotency,
+    slot: &str,
+    key: Option<IdempotencyKey>,
+    fingerprint: String,
+    send: impl AsyncFnOnce(Attempt) -> Result<Answered, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(key) = key else {
+        let (status, body, _) = send(Attempt::Fresh).await?;
+        return Ok(HttpResponse::build(status).json(body));
+    };
+    let (claim, attempt, on_error) = match idempotency.begin(slot, &key, fingerprint).await? {
+        NextAction::Replay(status, body) => {
+            return Ok(HttpResponse::build(status)
+                .insert_header(("idempotency-replayed", "true"))
+                .json(body));
+        }
+        // Failing before anything was reserved sends nothing: release.
+        NextAction::Run(claim) => (claim, Attempt::Fresh, Record::Release),
+        // Failing leaves the pending state as it was.
+        NextAction::Resolve(claim, state) => (claim, Attempt::Resolve(state.clone()), Record::Pending(state)),
+    };
+    match send(attempt).await {
+        Ok((status, body, record)) => {
+            idempotency.finish(claim, record).await;
+            Ok(HttpResponse::build(status).json(body))
+        }
+        Err(err) => {
+            idempotency.finish(claim, on_error).await;
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `POST /v1/subscriptions`: what a user answered in
+//! `wx.requestSubscribeMessage`, posted as the mini-program got it. Each
+//! accept is one grant; the other answers are counted and change nothing.
+//! With `SUBSCRIBE_GRANTS_FROM=push` grants come from WeChat's pushes
+//! instead, and this route changes nothing (so one frontend fits both).
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::config::GrantSource;
+use crate::domain::TemplateId;
+use crate::error::{ApiError, ErrorBody};
+use crate::metrics::SUBSCRIBE_RESULTS;
+
+/// Templates one posted result may name. One popup asks for at most three;
+/// a few more leaves room for WeChat to grow, not for abuse.
+pub const MAX_TEMPLATES: usize = 20;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsBody {
+    /// Only with an API key; a user token posts for its own openid.
+    openid: Option<String>,
+    /// The object `wx.requestSubscribeMessage` resolved with, as is:
+    /// `{"errMsg": "...", "<template_id>": "accept" | "reject" | "ban" | "filter"}`.
+    #[schema(value_type = Object)]
+    results: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ignored {
+    template_id: String,
+    result: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionsResponse {
+    /// Grants now held, per accepted template.
+    granted: BTreeMap<String, u32>,
+    /// Answers other than accept: nothing changed for those templates.
+    ignored: Vec<Ignored>,
+    /// `client`, or `push` when grants come from WeChat's pushes (then
+    /// nothing here changed anything).
+    #[schema(example = "client")]
+    source: &'static str,
+}
+
+/// A user's answer to one template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Accept,
+    Reject,
+    Ban,
+    Filter,
+    /// A value this version does not know.
+    Other,
+}
+
+impl Answer {
+    fn parse(raw: &str) -> Self {
+        match raw {
+            // WeChat's newer variants (e.g. "acceptWithAudio") grant too.
+            a if a.starts_with("accept") => Answer::Accept,
+            "reject" => Answer::Reject,
+            "ban" => Answer::Ban,
+            "filter" => Answer::Filter,
+            _ => Answer::Other,
+        }
+    }
+
+    /// The report counter it adds to (accepts count as grants kept).
+    fn counter(self) -> Option<&'static str> {
+        match self {
+            Answer::Reject => Some("subscribe.rejected"),
+            Answer::Ban => Some("subscribe.banned"),
+            Answer::Filter => Some("subscribe.filtered"),
+            Answer::Accept | Answer::Other => None,
+        }
+    }
+}
+
+/// The results object → (template, answer, raw answer) per template; a
+/// malformed object rejects the whole request.
+fn parse_results(results: &Value) -> Result<Vec<(TemplateId, Answer, String)>, ApiError> {
+    let object = results.as_object().ok_or_else(|| {
+        ApiError::invalid_request("results must be the object wx.requestSubscribeMessage returned")
+    })?;
+    let entries: Vec<_> = object.iter().filter(|(k, _)| k.as_str() != "errMsg").collect();
+    if entries.is_empty() {
+        return Err(ApiError::invalid_request("results names no template"));
+    }
+    if entries.len() > MAX_TEMPLATES {
+        return Err(ApiError::invalid_request(format!(
+            "results names {} templates; at most {MAX_TEMPLATES}",
+            entries.len()
+        )));
+    }
+    entries
+        .into_iter()
+        .map(|(template, answer)| {
+            let template = TemplateId::parse(template)
+                .map_err(|e| ApiError::invalid_request(format!("results: {e}")))?;
+            let raw = answer.as_str().ok_or_else(|| {
+                ApiError::invalid_request(format!("results.{}: a string", template.as_str()))
+            })?;
+            if raw.len() > 64 {
+                return Err(ApiError::invalid_request(format!(
+                    "results.{}: at most 64 characters",
+                    template.as_str()
+                )));
+            }
+            Ok((template, Answer::parse(raw), raw.to_owned()))
+        })
+        .collect()
+}
+
+/// Record what a user answered a subscribe popup.
+#[utoipa::path(post, path = "/v1/subscriptions", tag = "users", request_body = SubscriptionsBody,
+    security(("session" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = SubscriptionsResponse, description = "Grants now held per accepted template"),
+        (status = 400, body = ErrorBody, description = "invalid_request (nothing stored)"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: API key without collect, or a user token naming an openid"),
+        (status = 413, body = ErrorBody, description = "payload_too_large"),
+        (status = 503, body = ErrorBody, description = "store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn record(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<SubscriptionsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let openid = caller.collecting_for(body.openid.as_deref())?;
+    let results = parse_results(&body.results)?;
+    if state.grant_source == GrantSource::Push {
+        return Ok(HttpResponse::Ok().json(SubscriptionsResponse {
+            granted: BTreeMap::new(),
+            ignored: Vec::new(),
+            source: "push",
+        }));
+    }
+    let accepted: Vec<(TemplateId, u32)> = results
+        .iter()
+        .filter(|(_, answer, _)| *answer == Answer::Accept)
+        .map(|(template, _, _)| (template.clone(), 1))
+        .collect();
+    let outcome = if accepted.is_empty() {
+        None
+    } else {
+        Some(state.grants.add_grants(&openid, &accepted).await?)
+    };
+    let now = Utc::now();
+    let mut ignored = Vec::new();
+    for (template, answer, raw) in &results {
+        metrics::counter!(SUBSCRIBE_RESULTS, "result" => format!("{answer:?}").to_lowercase()).increment(1);
+        if let Some(counter) = answer.counter() {
+            state.usage.count(now, counter, 1);
+        }
+        if *answer != Answer::Accept {
+            ignored.push(Ignored {
+                template_id: template.as_str().to_owned(),
+                result: raw.clone(),
+            });
+        }
+    }
+    let mut granted = BTreeMap::new();
+    if let Some(outcome) = outcome {
+        state.usage.grant_events(now, &outcome.events);
+        for ((template, _), held) in accepted.iter().zip(&outcome.held) {
+            granted.insert(template.as_str().to_owned(), *held);
+        }
+    }
+    tracing::info!(openid = %openid.as_str(), granted = granted.len(), ignored = ignored.len(), "subscriptions recorded");
+    Ok(HttpResponse::Ok().json(SubscriptionsResponse {
+        granted,
+        ignored,
+        source: "client",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_and_their_variants() {
+        assert_eq!(Answer::parse("accept"), Answer::Accept);
+        assert_eq!(Answer::parse("acceptWithAudio"), Answer::Accept);
+        assert_eq!(Answer::parse("ban"), Answer::Ban);
+        assert_eq!(Answer::parse("later"), Answer::Other);
+    }
+
+    #[test]
+    fn malformed_results_reject_the_request() {
+        for bad in [
+            json!("accept"),
+            json!({"errMsg": "requestSubscribeMessage:ok"}),
+            json!({"bad id!": "accept"}),
+            json!({"T1": 1}),
+            json!({"T1": "x".repeat(65)}),
+        ] {
+            assert!(parse_results(&bad).is_err(), "{bad}");
+        }
+        let many: serde_json::Map<String, Value> =
+            (0..1000).map(|n| (format!("T{n}"), json!("accept"))).collect();
+        assert!(parse_results(&Value::Object(many)).is_err());
+        let ok =
+            parse_results(&json!({"errMsg": "requestSubscribeMessage:ok", "T1": "accept", "T2": "reject"}));
+        assert_eq!(ok.unwrap().len(), 2);
+    }
+}
