@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+use formid_ledger::domain::{CredentialId, CredentialKind, OpenId, TemplateId};
+use formid_ledger::ledger::grants::{GrantLedger, GrantSettings, RedisGrants};
 use formid_ledger::ledger::{
     LeaseId, Ledger, LedgerSettings, NewCredential, RedisLedger, RedisTarget, Settle,
 };
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
+use formid_ledger::store::RedisConnection;
 use serde_json::json;
 use support::RedisServer;
 use support::app::{COLLECT_KEY, SEND_KEY, Store, TestApp, start_sim};
@@ -28,7 +30,7 @@ const USERS: usize = 4_000;
 /// (the direct phase uses USERS users): more uses than a phase can spend.
 const SPENDERS: usize = 2_000;
 
-/// `BENCH_ONLY=ingest|send|memory` runs one group (e.g. under a profiler).
+/// `BENCH_ONLY=ingest|send|subscribe|memory` runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
 }
@@ -172,6 +174,97 @@ async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
     (direct, through_sim)
 }
 
+/// Users on each side of the subscribe phase.
+const SUBSCRIBERS: usize = 600;
+/// Grants each of them holds in the ledger (so no phase runs dry)...
+const GRANTS: u32 = 500;
+/// ...and in the simulator (more than the HTTP phase can spend).
+const SIM_GRANTS: usize = 60;
+
+/// Spending one grant: reserve + commit called directly on the grant
+/// ledger, then `POST /v1/subscribe-messages` through the simulator. Both
+/// books are filled the same way ([`GRANTS`] a user, straight into the
+/// ledger; the simulator's grants by its popup route).
+async fn subscribe(app: &Arc<TestApp>, redis: &RedisServer) -> (f64, f64) {
+    use formid_ledger::sim::BUILTIN_SUBSCRIBE_TEMPLATES;
+    let template = TemplateId::parse(BUILTIN_SUBSCRIBE_TEMPLATES[0].0).unwrap();
+    let grants_on = |prefix: &str| {
+        let connection = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
+        let settings = GrantSettings {
+            max_per_template: GRANTS,
+            ..GrantSettings::default()
+        };
+        Arc::new(RedisGrants::on(connection, prefix, settings))
+    };
+    let (direct_grants, app_grants) = (grants_on("direct"), grants_on("bench"));
+    let direct_users: Arc<Vec<OpenId>> = Arc::new(
+        (0..SUBSCRIBERS)
+            .map(|n| OpenId::parse(&format!("oGrant{n:04}")).unwrap())
+            .collect(),
+    );
+    let app_users: Vec<OpenId> = (0..SUBSCRIBERS)
+        .map(|n| OpenId::parse(&format!("oSub{n:04}")).unwrap())
+        .collect();
+    for (user, app_user) in direct_users.iter().zip(&app_users) {
+        direct_grants
+            .add_grants(user, &[(template.clone(), GRANTS)])
+            .await
+            .unwrap();
+        app_grants
+            .add_grants(app_user, &[(template.clone(), GRANTS)])
+            .await
+            .unwrap();
+    }
+    let popups: Vec<_> = (0..CONCURRENCY)
+        .map(|task| {
+            let (sim, users, template) = (app.sim.clone(), app_users.clone(), template.clone());
+            tokio::spawn(async move {
+                for user in users.iter().skip(task).step_by(CONCURRENCY) {
+                    for _ in 0..SIM_GRANTS {
+                        let popup =
+                            json!({"openid": user.as_str(), "results": {template.as_str(): "accept"}});
+                        assert_eq!(sim.post("/sandbox/subscriptions", popup).await.0, 200);
+                    }
+                }
+            })
+        })
+        .collect();
+    for popup in popups {
+        popup.await.unwrap();
+    }
+    let direct = {
+        let (grants, users, template) = (direct_grants.clone(), direct_users.clone(), template.clone());
+        rate(move |n| {
+            let (grants, user, template) = (grants.clone(), users[n % SUBSCRIBERS].clone(), template.clone());
+            async move {
+                let lease = LeaseId::random();
+                let reserved = grants
+                    .reserve_grant(&user, &template, lease, Duration::from_secs(30))
+                    .await;
+                matches!(reserved, Ok(r) if r.reservation.is_some())
+                    && grants.settle_grant(&user, lease, Settle::Commit).await.is_ok()
+            }
+        })
+        .await
+    };
+    let through_sim = {
+        let (app, template) = (app.clone(), template.clone());
+        rate(move |n| {
+            let (app, template) = (app.clone(), template.clone());
+            async move {
+                let body = json!({
+                    "touser": format!("oSub{:04}", n % SUBSCRIBERS),
+                    "template_id": template.as_str(),
+                    "data": {"thing1": {"value": "bench"}, "phrase4": {"value": "已发货"}},
+                });
+                app.post("/v1/subscribe-messages", Some(SEND_KEY), body).await.0 == 200
+            }
+        })
+        .await
+    };
+    (direct, through_sim)
+}
+
 fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
     let rate = rate.map_or("-".into(), |r| format!("{r:.0} /s"));
     let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
@@ -197,6 +290,7 @@ fn main() {
             TestApp::spawn_with(Store::Redis(&redis), |c| {
                 TestApp::on_simulator(&sim, c);
                 c.redis_key_prefix = "bench".into();
+                c.max_grants_per_template = GRANTS;
             })
             .await,
         );
@@ -206,18 +300,39 @@ fn main() {
             LedgerSettings::default(),
         ));
 
+        // Operations that failed, per group.
+        let mut failed = Vec::new();
+        let mut count_failures = |group: &'static str, before: u64| {
+            failed.push((group, FAILED.load(Ordering::Relaxed) - before));
+        };
+        let before = FAILED.load(Ordering::Relaxed);
         let ingest = if wanted("ingest") {
             Some(ingest(&app, &ledger).await)
         } else {
             None
         };
+        count_failures("ingest", before);
+        let before = FAILED.load(Ordering::Relaxed);
         let send = if wanted("send") {
             Some(send(&app, &ledger).await)
         } else {
             None
         };
+        count_failures("send", before);
+        let before = FAILED.load(Ordering::Relaxed);
+        let subscribe = if wanted("subscribe") {
+            Some(subscribe(&app, &redis).await)
+        } else {
+            None
+        };
+        count_failures("subscribe", before);
         let bytes = if wanted("memory") {
             Some(support::memory_per_credential(&RedisServer::start()).await)
+        } else {
+            None
+        };
+        let grant_bytes = if wanted("memory") {
+            Some(support::memory_per_grant_entry(&RedisServer::start()).await)
         } else {
             None
         };
@@ -244,15 +359,39 @@ fn main() {
             send.map(|s| s.1 / s.0),
             ">= 0.60",
         );
+        row(
+            "grant reserve + commit scripts, direct",
+            subscribe.map(|s| s.0),
+            None,
+            "",
+        );
+        row(
+            "POST /v1/subscribe-messages through the sim",
+            subscribe.map(|s| s.1),
+            subscribe.map(|s| s.1 / s.0),
+            ">= 0.60",
+        );
         let memory = bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
             "| {:<44} | {memory:>10} |       | <= 44 B |",
             "Redis memory per credential, 10 per openid"
         );
+        let memory = grant_bytes.map_or("-".into(), |b| format!("{b:.1} B"));
+        println!(
+            "| {:<44} | {memory:>10} |       | <= 64 B |",
+            "Redis memory per grant entry, 3 per openid"
+        );
         println!();
         match FAILED.load(Ordering::Relaxed) {
             0 => println!("every operation succeeded"),
-            n => println!("WARNING: {n} operations failed; the rates above count successes only"),
+            n => println!(
+                "WARNING: {n} operations failed ({}); the rates above count successes only",
+                failed
+                    .iter()
+                    .map(|(group, n)| format!("{group}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     });
 }
