@@ -1,7 +1,8 @@
 //! [`SharedStore`] and [`UsageStore`] for a single process: a map with
-//! expiry times, and the report days.
+//! expiry times, and the report days. Expired entries are swept in expiry
+//! order, a few at a time, so no call scans the whole map.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,18 +23,63 @@ enum Entry {
     Pending(String, String, Option<DateTime<Utc>>),
 }
 
+/// Entries with their expiry, and an index of expiries soonest first.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, (Entry, DateTime<Utc>)>,
+    /// Every expiry set, soonest first. One whose key was since replaced or
+    /// removed is skipped when its time comes.
+    by_expiry: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Entries {
+    /// Drops the entries whose expiry has come, in expiry order: each
+    /// expiry is visited once, so the cost is spread over the calls.
+    fn sweep(&mut self, now: DateTime<Utc>) {
+        while self.by_expiry.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((at, key)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            if self.map.get(&key).is_some_and(|(_, until)| *until == at) {
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&(Entry, DateTime<Utc>)> {
+        self.map.get(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut (Entry, DateTime<Utc>)> {
+        self.map.get_mut(key)
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn insert(&mut self, key: String, value: (Entry, DateTime<Utc>)) {
+        self.by_expiry.insert((value.1, key.clone()));
+        self.map.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.map.remove(key);
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryStore {
-    entries: Mutex<HashMap<String, (Entry, DateTime<Utc>)>>,
+    entries: Mutex<Entries>,
     usage: Mutex<UsageDeltas>,
 }
 
 impl MemoryStore {
     /// Runs `f` on the live entries (expired ones are dropped first).
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (Entry, DateTime<Utc>)>, DateTime<Utc>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Entries, DateTime<Utc>) -> T) -> T {
         let now = Utc::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, (_, until)| *until > now);
+        entries.sweep(now);
         f(&mut entries, now)
     }
 }
@@ -228,5 +274,35 @@ impl UsageStore for MemoryStore {
                 .any(|p| f.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str) -> String {
+        key.to_owned()
+    }
+
+    #[test]
+    fn entries_leave_when_their_time_comes_and_replacements_keep_theirs() {
+        let t0 = Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let mut entries = Entries::default();
+        entries.insert(entry("a"), (Entry::Lock("x".into()), at(10)));
+        entries.insert(entry("b"), (Entry::Lock("y".into()), at(20)));
+        // Replaced with a later expiry: the first expiry no longer applies.
+        entries.insert(entry("a"), (Entry::Lock("z".into()), at(30)));
+        entries.insert(entry("c"), (Entry::Lock("w".into()), at(5)));
+        entries.remove("c");
+
+        entries.sweep(at(10));
+        assert!(entries.contains_key("a") && entries.contains_key("b"));
+        entries.sweep(at(20));
+        assert!(entries.contains_key("a") && !entries.contains_key("b"));
+        entries.sweep(at(30));
+        assert!(!entries.contains_key("a"));
+        assert!(entries.by_expiry.is_empty(), "every expiry visited once");
     }
 }
