@@ -199,6 +199,8 @@ async fn idempotent_subscribe_sends_replay_and_wechat_refusals_keep_the_grant() 
     other["page"] = json!("pages/index");
     let first = keyed(other.clone()).await.unwrap();
     assert_eq!(first.status(), 422, "the key is taken by the first body");
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["code"], "idempotency_key_reused");
     let (status, _) = app.post("/v1/subscribe-messages", Some(SEND_KEY), other).await;
     assert_eq!(status, 200);
     let again = keyed(message_a("oKeyed")).await.unwrap();

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::once::{Attempt, idempotency_key, run_once};
+use super::once::{Attempt, read_send, run_once};
 use crate::auth::{Caller, Scope};
 use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody, code};
-use crate::idempotency::{Idempotency, Record};
+use crate::idempotency::Record;
 use crate::ledger::Reservation;
 use crate::report::SendOutcome;
 use crate::send::{Pending, SendResult};
@@ -202,13 +202,10 @@ pub async fn send(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let backend = caller.require(Scope::Send)?.to_owned();
-    let key = idempotency_key(&req)?;
-    let fingerprint = Idempotency::fingerprint(&body);
-    let message_body: MessageBody = serde_json::from_value(body.into_inner())
-        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+    let (keyed, message_body) = read_send::<MessageBody>(&req, body.into_inner())?;
     let message = parse(message_body)?;
     let state = state.get_ref();
-    run_once(&state.idempotency, &backend, key, fingerprint, async |attempt| {
+    run_once(&state.idempotency, &backend, keyed, async |attempt| {
         let result = match attempt {
             Attempt::Fresh => state.sender.send(&state.template, &message).await?,
             Attempt::Resolve(record) => {

@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::domain::IdempotencyKey;
@@ -21,8 +22,23 @@ pub(super) enum Attempt {
 /// The send's answer and what its key keeps.
 pub(super) type Answered = (StatusCode, Value, Record);
 
+/// An `Idempotency-Key` and the fingerprint of the body it came with.
+pub(super) type Keyed = (IdempotencyKey, String);
+
+/// What every send route reads first: the key, if any (with the body's
+/// fingerprint, computed only then), and the body as `T`.
+pub(super) fn read_send<T: DeserializeOwned>(
+    req: &HttpRequest,
+    body: Value,
+) -> Result<(Option<Keyed>, T), ApiError> {
+    let keyed = idempotency_key(req)?.map(|key| (key, Idempotency::fingerprint(&body)));
+    let body = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+    Ok((keyed, body))
+}
+
 /// The `Idempotency-Key` header, if any.
-pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(raw) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -40,11 +56,10 @@ pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey
 pub(super) async fn run_once(
     idempotency: &Idempotency,
     slot: &str,
-    key: Option<IdempotencyKey>,
-    fingerprint: String,
+    keyed: Option<Keyed>,
     send: impl AsyncFnOnce(Attempt) -> Result<Answered, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(key) = key else {
+    let Some((key, fingerprint)) = keyed else {
         let (status, body, _) = send(Attempt::Fresh).await?;
         return Ok(HttpResponse::build(status).json(body));
     };

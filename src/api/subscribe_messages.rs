@@ -13,11 +13,11 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::messages::parse_target;
-use super::once::{Attempt, idempotency_key, run_once};
+use super::once::{Attempt, read_send, run_once};
 use crate::auth::{Caller, Scope};
 use crate::domain::subscribe_data;
 use crate::error::{ApiError, ErrorBody, code};
-use crate::idempotency::{Idempotency, Record};
+use crate::idempotency::Record;
 use crate::metrics::SUBSCRIBE_SENDS;
 use crate::report::SubscribeOutcome;
 use crate::send::{HeldGrant, SendResult};
@@ -181,10 +181,7 @@ pub async fn send(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let backend = caller.require(Scope::Send)?.to_owned();
-    let key = idempotency_key(&req)?;
-    let fingerprint = Idempotency::fingerprint(&body);
-    let message_body: SubscribeMessageBody = serde_json::from_value(body.into_inner())
-        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+    let (keyed, message_body) = read_send::<SubscribeMessageBody>(&req, body.into_inner())?;
     let message = parse(message_body)?;
     if let Err(violation) = subscribe_data::check(&message.data) {
         count(&state, SubscribeOutcome::InvalidData);
@@ -192,7 +189,7 @@ pub async fn send(
     }
     let state = state.get_ref();
     let slot = format!("{backend}:subscribe");
-    run_once(&state.idempotency, &slot, key, fingerprint, async |attempt| {
+    run_once(&state.idempotency, &slot, keyed, async |attempt| {
         // Subscribe sends never leave a pending state: a grant's unknown
         // outcome counts as spent.
         let Attempt::Fresh = attempt else {

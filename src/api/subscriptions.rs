@@ -75,6 +75,17 @@ impl Answer {
         }
     }
 
+    /// The metric label.
+    fn label(self) -> &'static str {
+        match self {
+            Answer::Accept => "accept",
+            Answer::Reject => "reject",
+            Answer::Ban => "ban",
+            Answer::Filter => "filter",
+            Answer::Other => "other",
+        }
+    }
+
     /// The report counter it adds to (accepts count as grants kept).
     fn counter(self) -> Option<&'static str> {
         match self {
@@ -161,7 +172,7 @@ pub async fn record(
     let now = Utc::now();
     let mut ignored = Vec::new();
     for (template, answer, raw) in &results {
-        metrics::counter!(SUBSCRIBE_RESULTS, "result" => format!("{answer:?}").to_lowercase()).increment(1);
+        metrics::counter!(SUBSCRIBE_RESULTS, "result" => answer.label()).increment(1);
         if let Some(counter) = answer.counter() {
             state.usage.count(now, counter, 1);
         }

@@ -87,7 +87,7 @@ pub struct UsageRow {
     /// Credentials dropped over the per-user cap.
     pub evicted: i64,
     pub sends: Sends,
-    /// WeChat's answers to template sends, by errcode.
+    /// WeChat's answers to sends (template and subscribe), by errcode.
     pub wechat_errcodes: BTreeMap<String, i64>,
     pub spent: ByKind,
     pub burned: ByKind,

@@ -158,17 +158,18 @@ impl UsageRecorder {
         let (today, _) = self.day_of(now);
         let mut deltas = Vec::new();
         for event in events {
-            let (field, n, template) = match event {
-                GrantEvent::Accepted { template, grants } => ("accepted", i64::from(*grants), Some(template)),
-                GrantEvent::Capped { grants, .. } => ("capped", i64::from(*grants), None),
-                GrantEvent::Spent { template } => ("spent", 1, Some(template)),
-                GrantEvent::Burned { template, grants } => ("burned", i64::from(*grants), Some(template)),
+            // (day counter, how many, change to the template's outstanding grants)
+            let (field, n, outstanding) = match event {
+                GrantEvent::Accepted { template, grants } => ("accepted", *grants, Some((template, 1))),
+                GrantEvent::Capped { grants, .. } => ("capped", *grants, None),
+                GrantEvent::Spent { template } => ("spent", 1, Some((template, -1))),
+                GrantEvent::Burned { template, grants } => ("burned", *grants, Some((template, -1))),
                 GrantEvent::Refunded { .. } => continue,
             };
+            let n = i64::from(n);
             deltas.push((today, format!("subscribe.{field}"), n));
-            if let Some(template) = template {
-                let outstanding = if field == "accepted" { n } else { -n };
-                deltas.push((TOTALS, format!("grants.{}", template.as_str()), outstanding));
+            if let Some((template, sign)) = outstanding {
+                deltas.push((TOTALS, format!("grants.{}", template.as_str()), sign * n));
             }
         }
         self.add(deltas);

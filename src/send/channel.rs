@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::decision::Recheck;
-use crate::domain::OpenId;
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::wechat::{CallError, WechatAnswer};
 
@@ -19,8 +18,6 @@ pub trait Channel: Send + Sync {
     type Message: Send + Sync;
     /// One reserved use of whatever pays for a message.
     type Credential: Clone + Send + Sync;
-
-    fn recipient<'m>(&self, message: &'m Self::Message) -> &'m OpenId;
 
     /// Takes one use for `message` under `lease` for `hold`; `None` when the
     /// recipient has nothing to spend. Must be idempotent per lease.

@@ -11,7 +11,6 @@ use chrono::Utc;
 
 use super::Channel;
 use super::decision::Recheck;
-use crate::domain::OpenId;
 use crate::ledger::grants::{GrantLedger, GrantReservation};
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::report::UsageRecorder;
@@ -44,10 +43,6 @@ pub struct HeldGrant {
 impl Channel for SubscribeChannel {
     type Message = SubscribeMessage;
     type Credential = HeldGrant;
-
-    fn recipient<'m>(&self, message: &'m SubscribeMessage) -> &'m OpenId {
-        &message.touser
-    }
 
     async fn reserve(
         &self,

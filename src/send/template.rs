@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decision::Recheck;
 use super::{Channel, Pending};
-use crate::domain::{CredentialId, CredentialKind, OpenId};
+use crate::domain::{CredentialId, CredentialKind};
 use crate::ledger::{LeaseId, Ledger, LedgerError, Reservation, Settle};
 use crate::report::UsageRecorder;
 use crate::wechat::{CallError, TemplateMessage, WechatAnswer, WechatClient, errcode};
@@ -37,10 +37,6 @@ impl TemplateChannel {
 impl Channel for TemplateChannel {
     type Message = TemplateMessage;
     type Credential = Reservation;
-
-    fn recipient<'m>(&self, message: &'m TemplateMessage) -> &'m OpenId {
-        &message.touser
-    }
 
     async fn reserve(
         &self,

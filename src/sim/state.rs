@@ -59,6 +59,25 @@ pub struct Message {
     pub sent_at: DateTime<Utc>,
 }
 
+/// Counts one successful send against a daily limit (days in UTC+8), or
+/// refuses with 45009 once the day's limit is reached.
+fn take_daily_quota(
+    counter: &mut Option<(NaiveDate, u64)>,
+    limit: u64,
+    now: DateTime<Utc>,
+) -> Result<(), WxError> {
+    let today = wechat_day(now);
+    let sent = match *counter {
+        Some((day, sent)) if day == today => sent,
+        _ => 0,
+    };
+    if sent >= limit {
+        return Err(WxError::DailyQuota);
+    }
+    *counter = Some((today, sent + 1));
+    Ok(())
+}
+
 /// Why `subscribeMessage.send` refused: a WeChat error, or 47003 naming the
 /// `data` key at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,16 +273,8 @@ impl State {
         if credential.uses_left == 0 {
             return Err(WxError::FormIdUsedUp);
         }
-        let today = wechat_day(now);
-        let sent = match self.sent_today {
-            Some((day, sent)) if day == today => sent,
-            _ => 0,
-        };
-        if sent >= self.config.daily_limit {
-            return Err(WxError::DailyQuota);
-        }
+        take_daily_quota(&mut self.sent_today, self.config.daily_limit, now)?;
         credential.uses_left -= 1;
-        self.sent_today = Some((today, sent + 1));
         self.deliver(
             body.touser,
             Message {
@@ -333,15 +344,7 @@ impl State {
         if self.subscriptions.grants(&body.touser, &body.template_id) == 0 {
             return Err(WxError::NotSubscribed.into());
         }
-        let today = wechat_day(now);
-        let sent = match self.subscribe_sent_today {
-            Some((day, sent)) if day == today => sent,
-            _ => 0,
-        };
-        if sent >= self.config.daily_limit {
-            return Err(WxError::DailyQuota.into());
-        }
-        self.subscribe_sent_today = Some((today, sent + 1));
+        take_daily_quota(&mut self.subscribe_sent_today, self.config.daily_limit, now)?;
         let msgid = self.subscriptions.spend(&body.touser, &body.template_id);
         self.deliver(
             body.touser,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{CallError, WechatAnswer, WechatClient};
 use crate::domain::{CredentialId, OpenId, TemplateId};
@@ -31,13 +31,6 @@ struct Body<'a> {
     emphasis_keyword: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-}
-
 impl WechatClient {
     /// Sends `message` paid for by `form_id`.
     #[tracing::instrument(skip_all)]
@@ -56,17 +49,12 @@ impl WechatClient {
             data: &message.data,
             emphasis_keyword: message.emphasis_keyword.as_deref(),
         };
-        let request = self
-            .http()
-            .post(self.url("/cgi-bin/message/wxopen/template/send"))
-            .query(&[("access_token", access_token)])
-            .timeout(timeout)
-            .json(&body);
-        let answer: Answer = self.call(request).await?;
-        Ok(WechatAnswer {
-            errcode: answer.errcode,
-            errmsg: answer.errmsg,
-            msgid: None,
-        })
+        self.post_message(
+            "/cgi-bin/message/wxopen/template/send",
+            access_token,
+            &body,
+            timeout,
+        )
+        .await
     }
 }

@@ -29,11 +29,13 @@ pub struct WechatClient {
 }
 
 /// What WeChat answered a send with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct WechatAnswer {
     pub errcode: i64,
+    #[serde(default)]
     pub errmsg: String,
     /// The message's id, on sends that return one.
+    #[serde(default)]
     pub msgid: Option<i64>,
 }
 
@@ -104,6 +106,23 @@ impl WechatClient {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// POSTs a message to a send route (`path`) under `access_token`.
+    pub(crate) async fn post_message(
+        &self,
+        path: &str,
+        access_token: &str,
+        body: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<WechatAnswer, CallError> {
+        let request = self
+            .http()
+            .post(self.url(path))
+            .query(&[("access_token", access_token)])
+            .timeout(timeout)
+            .json(body);
+        self.call(request).await
     }
 
     /// Sends a request and reads a 200 JSON answer.

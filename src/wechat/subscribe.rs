@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{CallError, WechatAnswer, WechatClient};
 use crate::domain::{OpenId, TemplateId};
@@ -34,14 +34,6 @@ struct Body<'a> {
     lang: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-    msgid: Option<i64>,
-}
-
 impl WechatClient {
     #[tracing::instrument(skip_all)]
     pub async fn send_subscribe(
@@ -58,17 +50,7 @@ impl WechatClient {
             miniprogram_state: message.miniprogram_state.as_deref(),
             lang: message.lang.as_deref(),
         };
-        let request = self
-            .http()
-            .post(self.url("/cgi-bin/message/subscribe/send"))
-            .query(&[("access_token", access_token)])
-            .timeout(timeout)
-            .json(&body);
-        let answer: Answer = self.call(request).await?;
-        Ok(WechatAnswer {
-            errcode: answer.errcode,
-            errmsg: answer.errmsg,
-            msgid: answer.msgid,
-        })
+        self.post_message("/cgi-bin/message/subscribe/send", access_token, &body, timeout)
+            .await
     }
 }
