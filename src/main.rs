@@ -12,6 +12,11 @@ use formid_ledger::config::{Config, LogFormat};
 use formid_ledger::sim::{self, SimConfig, Simulator};
 use formid_ledger::telemetry;
 
+/// glibc malloc was 7 % of the CPU under send load (many small, short-lived
+/// allocations across threads); mimalloc serves them from per-thread pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "formid-ledger",
