@@ -1,0 +1,99 @@
+// Starts a real formid-ledger (the binary at $FORMID_LEDGER_BIN) in sandbox
+// mode on a free port, with an admin API key, for the integration tests.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+
+/** A port nothing listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startService() {
+  const bin = process.env.FORMID_LEDGER_BIN;
+  if (!bin) {
+    throw new Error(
+      'FORMID_LEDGER_BIN is not set: build the service (cargo build --release) and run ' +
+        'FORMID_LEDGER_BIN=target/release/formid-ledger node --test clients/miniprogram/test/',
+    );
+  }
+  if (!existsSync(bin)) throw new Error(`FORMID_LEDGER_BIN=${bin}: no such file`);
+  const port = await freePort();
+  const adminKey = 'client-test-' + randomBytes(16).toString('hex');
+  const baseUrl = `http://127.0.0.1:${port}`;
+  // Only what the test means: no WECHAT_* or REDIS_* from this shell, so
+  // the service runs the embedded ledger in sandbox mode.
+  const child = spawn(bin, [], {
+    env: {
+      PATH: process.env.PATH,
+      LISTEN: `127.0.0.1:${port}`,
+      API_KEYS: `test:${adminKey}:admin`,
+      RUST_LOG: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  let spawnError = null;
+  child.once('error', (error) => (spawnError = error));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (spawnError) throw new Error(`${bin}: ${spawnError.message}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(
+        `${bin} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${output}`,
+      );
+    }
+    const status = await fetch(`${baseUrl}/healthz`).then(
+      (r) => r.status,
+      () => 0,
+    );
+    if (status === 200) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${bin} not healthy on ${baseUrl} after 30 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  /** A call with the admin key; resolves the parsed body (throws on non-2xx). */
+  async function admin(path, { method = 'GET', body } = {}) {
+    const res = await fetch(baseUrl + path, {
+      method,
+      headers: { Authorization: `Bearer ${adminKey}` },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
+    return JSON.parse(text);
+  }
+
+  /** A simulator control route. */
+  async function sandbox(path, body) {
+    const res = await fetch(baseUrl + path, { method: 'POST', body: JSON.stringify(body) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`POST ${path}: HTTP ${res.status} ${text}`);
+    return JSON.parse(text);
+  }
+
+  async function stop() {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  return { baseUrl, admin, sandbox, stop, output: () => output };
+}
