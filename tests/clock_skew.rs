@@ -23,6 +23,21 @@ async fn instances_minutes_apart_never_hand_one_use_to_two_sends() {
         instances.push(ServiceProcess::start_with_clock(&redis, &prefix, &sim, &env, skew).await);
     }
     let http = reqwest::Client::new();
+    // The skews are real: each instance's own clock (its HTTP Date) is off.
+    for (instance, expected) in instances.iter().zip([0, 120, -120]) {
+        let response = http
+            .get(format!("{}/healthz", instance.base))
+            .send()
+            .await
+            .unwrap();
+        let date = response.headers()["date"].to_str().unwrap();
+        let date = chrono::DateTime::parse_from_rfc2822(date).unwrap();
+        let off = (date.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+        assert!(
+            (off - expected).abs() <= 10,
+            "clock {off} s off, {expected} s wanted"
+        );
+    }
 
     let user = "oSkewed";
     let ids = sim.form_ids(user, 3, None).await;

@@ -31,17 +31,17 @@ impl ServiceProcess {
     ) -> Self {
         let port = super::free_port();
         let binary = env!("CARGO_BIN_EXE_formid-ledger");
-        let mut command = match skew {
-            None => Command::new(binary),
-            Some(offset) => {
-                let mut faketime = Command::new("faketime");
-                faketime.args(["-f", offset, binary]);
-                faketime
-            }
-        };
+        // libfaketime preloaded into the binary itself: the `faketime`
+        // wrapper forks, and killing it would leave the service running.
+        let mut command = Command::new(binary);
+        command.env_clear();
+        if let Some(offset) = skew {
+            command
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         let child = command
-            .env_clear()
-            .envs(skew.map(|_| ("FAKETIME_DONT_FAKE_MONOTONIC", "1")))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LISTEN", format!("127.0.0.1:{port}"))
             .env("REDIS_URL", redis.url())
@@ -105,4 +105,18 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Debian's libfaketime (package `libfaketime`, which `faketime` pulls in).
+fn libfaketime() -> std::path::PathBuf {
+    let under_lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"));
+    ["/usr/lib/faketime/libfaketime.so.1".into()]
+        .into_iter()
+        .chain(under_lib)
+        .find(|path: &std::path::PathBuf| path.exists())
+        .expect("libfaketime.so.1 is installed (scripts/test installs faketime)")
 }
