@@ -34,7 +34,7 @@ const USERS: usize = 4_000;
 /// (the direct phase uses USERS users): more uses than a phase can spend.
 const SPENDERS: usize = 2_000;
 
-/// `BENCH_ONLY=ingest|send|subscribe|memory` runs one group (e.g. under a profiler).
+/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory` runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
 }
@@ -319,6 +319,67 @@ async fn grant_in_sim(app: &TestApp, users: &[OpenId], template: &TemplateId, pe
     }
 }
 
+/// Users whose formIds the embedded-store phase spends, 100 each.
+const EMBEDDED_USERS: usize = 2_500;
+/// Keyed sends between the two measurements of the embedded store.
+const EMBEDDED_SENDS: u64 = 100_000;
+
+/// `POST /v1/messages` with an Idempotency-Key on the embedded store (no
+/// Redis: records kept in memory for 24 h): the rate at the start, then
+/// again once [`EMBEDDED_SENDS`] keyed sends are stored.
+async fn embedded() -> (f64, f64) {
+    let sim = start_sim(SimConfig::default());
+    let app = Arc::new(TestApp::spawn_with(Store::Memory, |c| TestApp::on_simulator(&sim, c)).await);
+    for n in 0..EMBEDDED_USERS {
+        let user = format!("oKeyed{n:04}");
+        let ids = app.sim.form_ids(&user, 100, None).await;
+        let body = json!({"openid": user, "form_ids": ids});
+        assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
+    }
+    let sent = Arc::new(AtomicU64::new(0));
+    let keyed_send = {
+        let (app, sent) = (app.clone(), sent.clone());
+        move |_: usize| {
+            let (app, sent) = (app.clone(), sent.clone());
+            async move {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                let body = json!({
+                    "touser": format!("oKeyed{:04}", n as usize % EMBEDDED_USERS),
+                    "template_id": BUILTIN_TEMPLATES[0],
+                    "data": {"keyword1": {"value": "bench"}},
+                });
+                let response = app
+                    .http
+                    .post(app.url("/v1/messages"))
+                    .bearer_auth(SEND_KEY)
+                    .header("idempotency-key", format!("bench-{n}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                matches!(response, Ok(r) if r.status() == 200)
+            }
+        }
+    };
+    let at_start = rate(keyed_send.clone()).await;
+    let fill: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (send, sent) = (keyed_send.clone(), sent.clone());
+            tokio::spawn(async move {
+                while sent.load(Ordering::Relaxed) < EMBEDDED_SENDS {
+                    if !send(0).await {
+                        FAILED.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in fill {
+        task.await.unwrap();
+    }
+    let after = rate(keyed_send).await;
+    (at_start, after)
+}
+
 fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
     let rate = rate.map_or("-".into(), |r| format!("{r:.0} /s"));
     let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
@@ -380,6 +441,13 @@ fn main() {
             None
         };
         count_failures("subscribe", before);
+        let before = FAILED.load(Ordering::Relaxed);
+        let embedded = if wanted("embedded") {
+            Some(embedded().await)
+        } else {
+            None
+        };
+        count_failures("embedded", before);
         let bytes = if wanted("memory") {
             Some(support::memory_per_credential(&RedisServer::start()).await)
         } else {
@@ -430,6 +498,18 @@ fn main() {
             subscribe.map(|s| s.2),
             subscribe.map(|s| s.2 / s.0),
             "",
+        );
+        row(
+            "embedded store: keyed sends at the start",
+            embedded.map(|e| e.0),
+            None,
+            "",
+        );
+        row(
+            "  ...after 100,000 keyed sends",
+            embedded.map(|e| e.1),
+            embedded.map(|e| e.1 / e.0),
+            ">= 0.80",
         );
         let memory = bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
