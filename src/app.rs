@@ -22,7 +22,7 @@ use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender, SubscribeChannel, TemplateChannel};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
-use crate::wechat::{TokenManager, WechatClient};
+use crate::wechat::{TokenError, TokenManager, WechatClient};
 
 /// Bound of every Redis command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -139,6 +139,7 @@ impl Application {
             usage: usage.clone(),
             shared,
             sender,
+            tokens: tokens.clone(),
             template,
             subscribe,
             grant_source: config.subscribe_grants_from,
@@ -281,8 +282,10 @@ async fn refresh_tokens(tokens: Arc<TokenManager>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(err) = tokens.refresh_if_due().await {
-            tracing::warn!(error = %err, "access token refresh failed; will retry");
+        match tokens.refresh_if_due().await {
+            // Logged as an error where it happens, with its backoff.
+            Ok(()) | Err(TokenError::Refused(_)) => {}
+            Err(err) => tracing::warn!(error = %err, "access token refresh failed; will retry"),
         }
     }
 }

@@ -5,7 +5,9 @@
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use chrono::{DateTime, FixedOffset, NaiveTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::ledger::LedgerError;
@@ -34,6 +36,8 @@ pub mod code {
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     pub const NOT_SUBSCRIBED: &str = "not_subscribed";
     pub const INVALID_DATA: &str = "invalid_data";
+    /// `/readyz` only: WeChat refuses WECHAT_APPID / WECHAT_SECRET.
+    pub const WECHAT_CREDENTIALS_REFUSED: &str = "wechat_credentials_refused";
 }
 
 /// Every error the API answers with; `code` is one of [`code`].
@@ -145,8 +149,44 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self.body())
+        respond(self.status, self.body())
     }
+}
+
+/// A response with `status` and JSON `body`, carrying `Retry-After` when
+/// the status is 429 or 503 (every answer of the API is built here).
+pub fn respond(status: StatusCode, body: Value) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    let code = body.get("code").and_then(Value::as_str).unwrap_or_default();
+    if let Some(seconds) = retry_after(status, code, Utc::now()) {
+        response.insert_header((RETRY_AFTER, seconds.to_string()));
+    }
+    response.json(body)
+}
+
+/// Seconds a client should wait before trying again after a 429 or 503
+/// with `code`: WeChat's daily quotas renew at midnight Beijing time;
+/// its per-minute rate limits within a minute; a busy WeChat or an
+/// unreachable store is worth another try within seconds.
+pub fn retry_after(status: StatusCode, code: &str, now: DateTime<Utc>) -> Option<u64> {
+    match (status, code) {
+        (StatusCode::TOO_MANY_REQUESTS, code::WECHAT_QUOTA_EXCEEDED) => Some(until_beijing_midnight(now)),
+        (StatusCode::TOO_MANY_REQUESTS, _) => Some(60),
+        (StatusCode::SERVICE_UNAVAILABLE, code::WECHAT_UNAVAILABLE) => Some(5),
+        (StatusCode::SERVICE_UNAVAILABLE, _) => Some(1),
+        _ => None,
+    }
+}
+
+fn until_beijing_midnight(now: DateTime<Utc>) -> u64 {
+    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    let today = now.with_timezone(&beijing).date_naive();
+    let midnight = (today + chrono::Days::new(1))
+        .and_time(NaiveTime::MIN)
+        .and_local_timezone(beijing)
+        .single()
+        .expect("a fixed offset has one midnight");
+    (midnight.with_timezone(&Utc) - now).num_seconds().max(1) as u64
 }
 
 impl From<LedgerError> for ApiError {
@@ -203,6 +243,50 @@ mod tests {
         assert_eq!(
             body,
             json!({"code": "wechat_rejected", "message": "bad template", "wechat_errcode": 40037})
+        );
+    }
+
+    #[test]
+    fn retry_after_says_when_trying_again_can_work() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // 23:00 in Beijing: the daily quota renews in an hour.
+        let late = at("2026-11-24T15:00:00Z");
+        let quota = retry_after(StatusCode::TOO_MANY_REQUESTS, code::WECHAT_QUOTA_EXCEEDED, late);
+        assert_eq!(quota, Some(3600));
+        // 00:30 in Beijing: 23.5 hours.
+        let early = at("2026-11-24T16:30:00Z");
+        let quota = retry_after(StatusCode::TOO_MANY_REQUESTS, code::WECHAT_QUOTA_EXCEEDED, early);
+        assert_eq!(quota, Some(23 * 3600 + 1800));
+        assert_eq!(
+            retry_after(StatusCode::TOO_MANY_REQUESTS, code::RATE_LIMITED, late),
+            Some(60)
+        );
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, code::WECHAT_UNAVAILABLE, late),
+            Some(5)
+        );
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, code::STORE_UNAVAILABLE, late),
+            Some(1)
+        );
+        assert_eq!(
+            retry_after(StatusCode::CONFLICT, code::NOT_SUBSCRIBED, late),
+            None
+        );
+    }
+
+    #[test]
+    fn every_429_and_503_carries_retry_after() {
+        let busy = ApiError::wechat_unavailable("busy").error_response();
+        assert_eq!(busy.headers().get(RETRY_AFTER).unwrap(), "5");
+        let store = ApiError::store_unavailable().error_response();
+        assert_eq!(store.headers().get(RETRY_AFTER).unwrap(), "1");
+        assert!(
+            ApiError::forbidden("no")
+                .error_response()
+                .headers()
+                .get(RETRY_AFTER)
+                .is_none()
         );
     }
 }

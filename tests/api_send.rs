@@ -313,6 +313,43 @@ async fn a_dropped_call_is_checked_with_the_same_form_id() {
 }
 
 #[tokio::test]
+async fn answers_to_retry_later_say_when() {
+    let app = warmed_sandbox().await;
+    let ids = app.sim.form_ids("oLater", 1, None).await;
+    collect(&app, "oLater", json!([{"kind": "form", "id": ids[0]}])).await;
+    let post = |key: &'static str| {
+        app.http
+            .post(app.url("/v1/messages"))
+            .bearer_auth(SEND_KEY)
+            .header("idempotency-key", key)
+            .json(&message("oLater"))
+            .send()
+    };
+    let retry_after = |res: &reqwest::Response| -> Option<u64> {
+        res.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse().expect("delta-seconds"))
+    };
+    // The daily quota: until midnight in Beijing, on the answer and on its replay.
+    app.sim.fault(json!({"errcode": 45009, "count": 1})).await;
+    let first = post("quota").await.unwrap();
+    assert_eq!(first.status(), 429);
+    let wait = retry_after(&first).expect("a 429 says when");
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    let replay = post("quota").await.unwrap();
+    assert_eq!(replay.headers().get("idempotency-replayed").unwrap(), "true");
+    assert_eq!(replay.status(), 429);
+    assert!(retry_after(&replay).is_some_and(|w| w <= wait));
+    // WeChat busy on every attempt: 503 wechat_unavailable, worth a retry in seconds.
+    app.sim.fault(json!({"errcode": -1, "count": 10})).await;
+    let busy = post("busy").await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(retry_after(&busy), Some(5));
+    // Neither spent the formId.
+    assert_eq!(app.available("oLater").await, 1);
+}
+
+#[tokio::test]
 async fn refusals_are_mapped_and_refunded() {
     let app = warmed_sandbox().await;
     let ids = app.sim.form_ids("oRefused", 1, None).await;

@@ -665,7 +665,7 @@ async fn a_new_fault_replaces_the_old_and_count_zero_clears() {
 }
 
 #[tokio::test]
-async fn stats_count_token_fetches_and_send_answers_by_errcode() {
+async fn stats_count_token_fetches_refusals_and_send_answers_by_errcode() {
     let sim = Sim::new().await;
     let token = sim.token().await;
     sim.stable_token(false).await;
@@ -686,7 +686,7 @@ async fn stats_count_token_fetches_and_send_answers_by_errcode() {
         .await
         .expect("POST");
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    // A failed token fetch is not a fetch.
+    // A refused token request is not a fetch: it is counted apart.
     sim.wx_get("/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=x")
         .await;
 
@@ -694,7 +694,11 @@ async fn stats_count_token_fetches_and_send_answers_by_errcode() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         stats,
-        json!({ "token_fetches": 2, "sends": { "0": 2, "41029": 1, "40001": 1, "-1": 1 } })
+        json!({
+            "token_fetches": 2,
+            "token_refusals": 1,
+            "sends": { "0": 2, "41029": 1, "40001": 1, "-1": 1 },
+        })
     );
 }
 

@@ -107,3 +107,56 @@ async fn a_due_token_is_refreshed_once_for_the_fleet_and_never_missing_meanwhile
     // both are valid (the old one until the overlap ends).
     assert!(tokens.iter().all(|t| *t == first || *t == fresh));
 }
+
+/// A wrong WECHAT_SECRET: the service says so (readiness, 503 sends that
+/// spend nothing) and asks WeChat again only after a growing backoff,
+/// never once a second or once a request (WeChat rate-limits an account
+/// that keeps trying).
+#[tokio::test]
+async fn refused_app_credentials_back_off_and_make_the_service_unready() {
+    use support::app::{COLLECT_KEY, SEND_KEY, Store, TestApp};
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Memory, |config| {
+        TestApp::on_simulator(&sim, config);
+        config.wechat_secret = Some(Secret::new("not-the-secret"));
+    })
+    .await;
+    let ids = sim.form_ids("oRefusedApp", 1, None).await;
+    let body = serde_json::json!({"openid": "oRefusedApp", "form_ids": ids});
+    assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
+
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let message = serde_json::json!({
+            "touser": "oRefusedApp",
+            "template_id": formid_ledger::sim::BUILTIN_TEMPLATES[0],
+            "data": {"keyword1": {"value": "never sent"}},
+        });
+        let (status, answer) = app.post("/v1/messages", Some(SEND_KEY), message).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (503, Some("wechat_unavailable")),
+            "{answer}"
+        );
+    }
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["code"], "wechat_credentials_refused");
+    assert_eq!(ready["wechat_errcode"], 40125);
+    assert!(
+        ready["message"].as_str().unwrap().contains("WECHAT_SECRET"),
+        "{ready}"
+    );
+
+    // Start-up fetch, then 1 s, 2 s, 4 s...: by 5 s, 3 requests (4 at
+    // most, whatever the timing); retried every second or once a send, 6+.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(started.elapsed())).await;
+    let stats = sim.stats().await;
+    let refusals = stats["token_refusals"].as_u64().unwrap();
+    assert!(
+        (2..=4).contains(&refusals),
+        "{refusals} token requests in 5 s: {stats}"
+    );
+    assert_eq!(stats["token_fetches"], 0);
+    assert_eq!(app.available("oRefusedApp").await, 1, "nothing spent");
+}

@@ -1,12 +1,16 @@
 //! Operations: `GET /healthz` (the process answers), `GET /readyz` (the
-//! store answers; WeChat is configured, or the sandbox simulator stands in
-//! for it) and `GET /metrics`.
+//! store answers and WeChat does not refuse the app credentials; the
+//! sandbox simulator may stand in for WeChat) and `GET /metrics`.
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use std::time::Instant;
+
 use super::AppState;
+use crate::error::code;
+use crate::wechat::refusal_cause;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -22,9 +26,28 @@ pub struct Readiness {
     store: &'static str,
     /// `configured` (real WeChat) or `sandbox` (the built-in simulator).
     wechat: &'static str,
-    /// `store_unavailable` when not ready.
+    /// Why not ready: `store_unavailable` or `wechat_credentials_refused`.
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
+    /// With `wechat_credentials_refused`: WeChat's errcode...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wechat_errcode: Option<i64>,
+    /// ...and what it means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+impl Readiness {
+    fn unavailable(store: &'static str, wechat: &'static str, code: &'static str) -> Self {
+        Self {
+            status: "unavailable",
+            store,
+            wechat,
+            code: Some(code),
+            wechat_errcode: None,
+            message: None,
+        }
+    }
 }
 
 /// The process is alive.
@@ -33,10 +56,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// The store answers and WeChat is configured (or the sandbox stands in).
+/// The store answers and WeChat does not refuse the app credentials (or
+/// the sandbox stands in for WeChat).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness, description = "Ready"),
-    (status = 503, body = Readiness, description = "The store cannot be reached"),
+    (status = 503, body = Readiness, description = "The store cannot be reached, or WeChat refuses the app credentials"),
 ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let wechat = if state.mode.sandbox {
@@ -45,23 +69,36 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "configured"
     };
     let store = state.mode.store;
-    match state.ledger.ping().await {
-        Ok(()) => HttpResponse::Ok().json(Readiness {
-            status: "ready",
+    if let Err(err) = state.ledger.ping().await {
+        tracing::warn!(error = %err, "not ready: store unreachable");
+        return HttpResponse::ServiceUnavailable().json(Readiness::unavailable(
             store,
             wechat,
-            code: None,
-        }),
-        Err(err) => {
-            tracing::warn!(error = %err, "not ready: store unreachable");
-            HttpResponse::ServiceUnavailable().json(Readiness {
-                status: "unavailable",
-                store,
-                wechat,
-                code: Some("store_unavailable"),
-            })
-        }
+            code::STORE_UNAVAILABLE,
+        ));
     }
+    if let Some(refusal) = state.tokens.refusal() {
+        let mut readiness = Readiness::unavailable(store, wechat, code::WECHAT_CREDENTIALS_REFUSED);
+        readiness.wechat_errcode = Some(refusal.errcode);
+        readiness.message = Some(format!(
+            "WeChat refuses the app credentials (errcode {}: {}); asked again in {} s",
+            refusal.errcode,
+            refusal_cause(refusal.errcode),
+            refusal
+                .retry_at
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+        ));
+        return HttpResponse::ServiceUnavailable().json(readiness);
+    }
+    HttpResponse::Ok().json(Readiness {
+        status: "ready",
+        store,
+        wechat,
+        code: None,
+        wechat_errcode: None,
+        message: None,
+    })
 }
 
 /// Prometheus metrics (text exposition format).

@@ -7,6 +7,7 @@
 //! each entry and a test holds the two equal.
 
 mod credentials;
+mod dashboard;
 mod health;
 mod messages;
 pub mod middleware;
@@ -32,7 +33,7 @@ use crate::ledger::grants::GrantLedger;
 use crate::report::UsageRecorder;
 use crate::send::{Sender, SubscribeChannel, TemplateChannel};
 use crate::store::SharedStore;
-use crate::wechat::WechatClient;
+use crate::wechat::{TokenManager, WechatClient};
 
 pub use reports::report_days;
 
@@ -53,6 +54,8 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     pub shared: Arc<dyn SharedStore>,
     pub sender: Sender,
+    /// The access token control (its state is part of readiness).
+    pub tokens: Arc<TokenManager>,
     /// The formId / prepay_id channel of the send pipeline.
     pub template: TemplateChannel,
     /// The subscribe grant channel.
@@ -71,6 +74,7 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
         (Method::GET, "/metrics", web::get().to(health::metrics)),
         (Method::GET, "/openapi.json", web::get().to(openapi::document)),
         (Method::GET, "/docs", web::get().to(openapi::explorer)),
+        (Method::GET, "/dashboard", web::get().to(dashboard::page)),
         (Method::POST, "/v1/sessions", web::post().to(sessions::create)),
         (
             Method::POST,
@@ -130,6 +134,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         })));
     }
     cfg.service(openapi::explorer_assets());
+    cfg.service(dashboard::assets());
 }
 
 /// Unknown routes: a JSON 404.

@@ -3,12 +3,13 @@
 //! and give the key back with what it should keep.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::domain::IdempotencyKey;
-use crate::error::ApiError;
+use crate::error::{ApiError, respond};
 use crate::idempotency::{Idempotency, NextAction, Record};
 
 /// What the route is asked to do.
@@ -61,13 +62,16 @@ pub(super) async fn run_once(
 ) -> Result<HttpResponse, ApiError> {
     let Some((key, fingerprint)) = keyed else {
         let (status, body, _) = send(Attempt::Fresh).await?;
-        return Ok(HttpResponse::build(status).json(body));
+        return Ok(respond(status, body));
     };
     let (claim, attempt, on_error) = match idempotency.begin(slot, &key, fingerprint).await? {
         NextAction::Replay(status, body) => {
-            return Ok(HttpResponse::build(status)
-                .insert_header(("idempotency-replayed", "true"))
-                .json(body));
+            let mut response = respond(status, body);
+            response.headers_mut().insert(
+                HeaderName::from_static("idempotency-replayed"),
+                HeaderValue::from_static("true"),
+            );
+            return Ok(response);
         }
         // Failing before anything was reserved sends nothing: release.
         NextAction::Run(claim) => (claim, Attempt::Fresh, Record::Release),
@@ -77,7 +81,7 @@ pub(super) async fn run_once(
     match send(attempt).await {
         Ok((status, body, record)) => {
             idempotency.finish(claim, record).await;
-            Ok(HttpResponse::build(status).json(body))
+            Ok(respond(status, body))
         }
         Err(err) => {
             idempotency.finish(claim, on_error).await;

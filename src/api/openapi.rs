@@ -7,7 +7,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{credentials, health, messages, reports, sessions, subscribe_messages, subscriptions, users};
+use super::{
+    credentials, dashboard, health, messages, reports, sessions, subscribe_messages, subscriptions, users,
+};
 use crate::error::ErrorBody;
 
 #[derive(OpenApi)]
@@ -17,7 +19,7 @@ use crate::error::ErrorBody;
         description = "Keeps WeChat mini-program users reachable: collects formIds, prepay_ids and subscribe grants per user and spends exactly one, once, for each template or subscribe message.",
     ),
     paths(
-        health::healthz, health::readyz, health::metrics, document, explorer,
+        health::healthz, health::readyz, health::metrics, document, explorer, dashboard::page,
         sessions::create, credentials::ingest, users::credentials, messages::send,
         subscriptions::record, subscribe_messages::send,
         reports::summary, reports::usage,

@@ -84,8 +84,9 @@
 //!   with no response); `delay_ms` (≤ 60000) waits first and combines with
 //!   any of them, or alone delays a normal answer. A new fault replaces the
 //!   old; `count: 0` clears.
-//! - `GET /stats` → `{"token_fetches", "sends": {"<errcode>": n}}`: successful
-//!   fetches from both token endpoints; every template-send answer carrying an
+//! - `GET /stats` → `{"token_fetches", "token_refusals", "sends": {"<errcode>": n}}`:
+//!   successful fetches from both token endpoints, requests they refused
+//!   (wrong appid or secret); every template-send answer carrying an
 //!   errcode, injected ones included (http_status and drop faults are not).
 //! - `POST /templates` `{"template_id"}` (1–128 of `[A-Za-z0-9_-]`) registers a
 //!   template; `GET /templates` lists them.

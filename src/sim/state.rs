@@ -122,6 +122,8 @@ struct SubscribeBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub token_fetches: u64,
+    /// Token requests refused for a wrong appid or secret.
+    pub token_refusals: u64,
     /// Keyed by errcode; serialised as strings, as JSON object keys must be.
     pub sends: BTreeMap<i64, u64>,
 }
@@ -159,6 +161,7 @@ pub struct State {
     sent_today: Option<(NaiveDate, u64)>,
     fault: Option<Fault>,
     token_fetches: u64,
+    token_refusals: u64,
     sends: BTreeMap<i64, u64>,
     pruned_at: DateTime<Utc>,
     subscriptions: Subscriptions,
@@ -180,6 +183,7 @@ impl State {
             sent_today: None,
             fault: None,
             token_fetches: 0,
+            token_refusals: 0,
             sends: BTreeMap::new(),
             pruned_at: now,
             subscriptions: Subscriptions::new(),
@@ -188,8 +192,17 @@ impl State {
         }
     }
 
+    /// [`Self::check_app`] for a token request, counting refusals.
+    fn check_token_request(&mut self, auth: AppAuth<'_>) -> Result<(), WxError> {
+        let checked = self.check_app(auth, "client_credential");
+        if checked.is_err() {
+            self.token_refusals += 1;
+        }
+        checked
+    }
+
     pub fn fetch_token(&mut self, auth: AppAuth<'_>, now: DateTime<Utc>) -> Result<Issued, WxError> {
-        self.check_app(auth, "client_credential")?;
+        self.check_token_request(auth)?;
         self.prune(now);
         self.token_fetches += 1;
         Ok(self.tokens.fetch(now))
@@ -201,7 +214,7 @@ impl State {
         force_refresh: bool,
         now: DateTime<Utc>,
     ) -> Result<Issued, WxError> {
-        self.check_app(auth, "client_credential")?;
+        self.check_token_request(auth)?;
         self.prune(now);
         let issued = self.tokens.fetch_stable(force_refresh, now)?;
         self.token_fetches += 1;
@@ -509,6 +522,7 @@ impl State {
     pub fn stats(&self) -> Stats {
         Stats {
             token_fetches: self.token_fetches,
+            token_refusals: self.token_refusals,
             sends: self.sends.clone(),
         }
     }

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 pub use login::{LoginError, WechatSession};
 pub use message::TemplateMessage;
 pub use subscribe::SubscribeMessage;
-pub use token::{TokenError, TokenManager};
+pub use token::{Refusal, TokenError, TokenManager, refusal_cause};
 
 use crate::config::Secret;
 

@@ -8,6 +8,10 @@
 //! - A token WeChat rejects is invalidated only if it is still the current
 //!   one (compare-and-delete); then one fetch replaces it, however many
 //!   calls failed at once (a per-process single flight, then the fleet lock).
+//! - App credentials WeChat refuses (a wrong secret, an IP off the
+//!   whitelist) are asked about again only after a capped exponential
+//!   backoff, never once a request: WeChat rate-limits an account that
+//!   keeps trying. `/readyz` reports the refusal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +35,47 @@ const LOCK_TTL: Duration = Duration::from_secs(10);
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(3);
 /// Share of `expires_in` after which a replacement is fetched.
 const REFRESH_AT: f64 = 0.8;
+/// First wait after WeChat refused the app credentials; doubled each time...
+const REFUSAL_BACKOFF: Duration = Duration::from_secs(1);
+/// ...up to this.
+const REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// WeChat's last refusal of the app credentials, while it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub errcode: i64,
+    /// Refusals in a row.
+    pub count: u32,
+    /// No fetch before this.
+    pub retry_at: Instant,
+}
+
+impl Refusal {
+    fn after(previous: Option<Refusal>, errcode: i64, now: Instant) -> Self {
+        let count = previous.map_or(1, |p| p.count.saturating_add(1));
+        let wait = REFUSAL_BACKOFF
+            .saturating_mul(1 << (count - 1).min(16))
+            .min(REFUSAL_BACKOFF_MAX);
+        Self {
+            errcode,
+            count,
+            retry_at: now + wait,
+        }
+    }
+}
+
+/// What WeChat's errcode for a refused token request means.
+pub fn refusal_cause(errcode: i64) -> &'static str {
+    match errcode {
+        40001 | 40125 => "invalid app secret: check WECHAT_SECRET",
+        40013 => "invalid appid: check WECHAT_APPID",
+        40164 | 61004 => "this server's IP is not on the account's API whitelist",
+        40243 => "the AppSecret is frozen",
+        41002 | 41004 => "appid or secret missing",
+        45009 => "the account's daily quota of token requests is used up",
+        _ => "WeChat refuses the token request",
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -64,6 +109,7 @@ pub struct TokenManager {
     single_flight: tokio::sync::Mutex<()>,
     /// The next stable_token fetch must rotate (the current one was refused).
     force_next: AtomicBool,
+    refusal: Mutex<Option<Refusal>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +130,7 @@ impl TokenManager {
             local: Mutex::new(None),
             single_flight: tokio::sync::Mutex::new(()),
             force_next: AtomicBool::new(false),
+            refusal: Mutex::new(None),
         }
     }
 
@@ -97,6 +144,11 @@ impl TokenManager {
 
     fn forget(&self) {
         *self.local.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// WeChat's refusal of the app credentials, while it stands.
+    pub fn refusal(&self) -> Option<Refusal> {
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A token to call WeChat with.
@@ -197,6 +249,12 @@ impl TokenManager {
 
     #[tracing::instrument(skip_all, fields(mode = ?self.mode))]
     async fn fetch_and_store(&self) -> Result<StoredToken, TokenError> {
+        // Refused credentials: no call before the backoff has passed.
+        if let Some(refusal) = self.refusal()
+            && Instant::now() < refusal.retry_at
+        {
+            return Err(TokenError::Refused(refusal.errcode));
+        }
         let result = self.fetch().await;
         match &result {
             Ok(_) => metrics::counter!(TOKEN_FETCHES).increment(1),
@@ -205,11 +263,34 @@ impl TokenManager {
                 metrics::counter!(TOKEN_FETCH_FAILURES).increment(1);
             }
         }
+        self.note_refusal(&result);
         let token = result?;
         self.store.put_token(self.client.appid(), &token).await?;
         self.remember(&token);
         tracing::info!(expires_at = %token.expires_at, "access token refreshed");
         Ok(token)
+    }
+
+    /// Starts, extends or ends the refusal backoff by a fetch's result.
+    fn note_refusal(&self, result: &Result<StoredToken, TokenError>) {
+        let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Err(TokenError::Refused(errcode)) => {
+                let next = Refusal::after(*refusal, *errcode, Instant::now());
+                tracing::error!(
+                    errcode,
+                    cause = refusal_cause(*errcode),
+                    refusals = next.count,
+                    retry_in_secs = (next.retry_at - Instant::now()).as_secs_f64().round(),
+                    "WeChat refuses the app credentials (WECHAT_APPID / WECHAT_SECRET); nothing can be sent until they are fixed"
+                );
+                *refusal = Some(next);
+            }
+            Ok(_) if refusal.take().is_some() => {
+                tracing::info!("WeChat accepts the app credentials again");
+            }
+            _ => {}
+        }
     }
 
     async fn fetch(&self) -> Result<StoredToken, TokenError> {
@@ -247,5 +328,24 @@ impl TokenManager {
             (errcode::OK, ..) => Err(TokenError::Unavailable("WeChat answered without a token".into())),
             (code, ..) => Err(TokenError::Refused(code)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_back_off_exponentially_up_to_a_cap() {
+        let now = Instant::now();
+        let mut refusal = None;
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            let next = Refusal::after(refusal, 40125, now);
+            waits.push((next.retry_at - now).as_secs());
+            refusal = Some(next);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(refusal.unwrap().count, 12);
     }
 }

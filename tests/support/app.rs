@@ -188,14 +188,16 @@ impl TestApp {
         false
     }
 
-    /// The service fetches its access token at start-up; faults a test
-    /// injects must not hit that fetch.
+    /// The service asks for its access token at start-up; faults a test
+    /// injects must not hit that request (granted or refused).
     async fn wait_for_first_token(&self) {
         if self.get("/readyz", None).await.0 != 200 {
             return; // No store, no shared token: nothing is fetched.
         }
         for _ in 0..100 {
-            if self.sim.stats().await["token_fetches"].as_u64().unwrap_or(0) > 0 {
+            let stats = self.sim.stats().await;
+            let asked = ["token_fetches", "token_refusals"].map(|n| stats[n].as_u64().unwrap_or(0));
+            if asked.iter().sum::<u64>() > 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

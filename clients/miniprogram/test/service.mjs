@@ -19,7 +19,9 @@ export function freePort() {
   });
 }
 
-export async function startService() {
+/** `keys`: more `name:secret:scopes` entries for API_KEYS, beside the
+ * generated admin key. */
+export async function startService({ keys = [] } = {}) {
   const bin = process.env.FORMID_LEDGER_BIN;
   if (!bin) {
     throw new Error(
@@ -37,7 +39,7 @@ export async function startService() {
     env: {
       PATH: process.env.PATH,
       LISTEN: `127.0.0.1:${port}`,
-      API_KEYS: `test:${adminKey}:admin`,
+      API_KEYS: [`test:${adminKey}:admin`, ...keys].join(','),
       RUST_LOG: 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -95,5 +97,5 @@ export async function startService() {
     await exited;
   }
 
-  return { baseUrl, admin, sandbox, stop, output: () => output };
+  return { baseUrl, adminKey, admin, sandbox, stop, output: () => output };
 }
