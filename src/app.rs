@@ -22,6 +22,7 @@ use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender, SubscribeChannel, TemplateChannel};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
+use crate::templates::{self, Templates};
 use crate::wechat::{TokenError, TokenManager, WechatClient};
 
 /// Bound of every Redis command.
@@ -31,6 +32,8 @@ pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     usage: Arc<UsageRecorder>,
+    /// The mini-program's access token, kept fresh in the background (the
+    /// official account's is fetched and refreshed when it is used).
     tokens: Arc<TokenManager>,
     flush_every: Duration,
     generated_admin_key: Option<Secret>,
@@ -67,21 +70,7 @@ impl Application {
         }
 
         let sandbox = config.wechat_appid.is_none();
-        let wechat_timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
-        let wechat = match (&config.wechat_appid, &config.wechat_secret) {
-            (Some(appid), Some(secret)) => {
-                WechatClient::new(&config.wechat_api_base, appid, secret.clone(), wechat_timeout)?
-            }
-            (Some(_), None) => bail!("WECHAT_APPID is set but WECHAT_SECRET is not"),
-            (None, _) => {
-                let sim = SimConfig::default();
-                let base = format!("http://{}/sandbox/wechat", loopback(addr));
-                tracing::warn!(
-                    "SANDBOX MODE: WECHAT_APPID is not set; WeChat is the built-in simulator at {base}. No real message is sent."
-                );
-                WechatClient::new(&base, &sim.appid, Secret::new(sim.secret.clone()), wechat_timeout)?
-            }
-        };
+        let (wechat, official_account) = wechat_clients(&config, addr)?;
 
         let session_secret = match (&config.session_secret, sandbox) {
             (Some(secret), _) => secret.clone(),
@@ -118,8 +107,25 @@ impl Application {
             shared.clone(),
             config.wechat_token_mode,
         ));
+        let official_account = official_account.map(|client| templates::App {
+            tokens: Arc::new(TokenManager::new(
+                client.clone(),
+                shared.clone(),
+                config.wechat_token_mode,
+            )),
+            client,
+        });
+        let templates = Arc::new(Templates::new(
+            templates::App {
+                client: wechat.clone(),
+                tokens: tokens.clone(),
+            },
+            official_account,
+            shared.clone(),
+            Duration::from_secs(config.template_cache_secs.max(1)),
+        ));
         let policy = SendPolicy {
-            call_timeout: wechat_timeout,
+            call_timeout: Duration::from_millis(config.wechat_timeout_ms.max(100)),
             budget: Duration::from_millis(config.send_budget_ms.max(100)),
             lease: Duration::from_secs(config.send_lease_secs.max(1)),
             ..SendPolicy::default()
@@ -140,6 +146,7 @@ impl Application {
             shared,
             sender,
             tokens: tokens.clone(),
+            templates,
             template,
             subscribe,
             grant_source: config.subscribe_grants_from,
@@ -210,6 +217,39 @@ impl Application {
         }
         result
     }
+}
+
+/// The WeChat apps the configuration names: the mini-program, and the
+/// official account when configured. Without `WECHAT_APPID`, sandbox mode:
+/// both are the simulator's, served under `/sandbox/wechat` at `addr`.
+pub fn wechat_clients(
+    config: &Config,
+    addr: SocketAddr,
+) -> anyhow::Result<(WechatClient, Option<WechatClient>)> {
+    let timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
+    let client =
+        |base: &str, appid: &str, secret: &Secret| WechatClient::new(base, appid, secret.clone(), timeout);
+    if config.wechat_appid.is_none() {
+        let sim = SimConfig::default();
+        let base = format!("http://{}/sandbox/wechat", loopback(addr));
+        tracing::warn!(
+            "SANDBOX MODE: WECHAT_APPID is not set; WeChat is the built-in simulator at {base}. No real message is sent."
+        );
+        let mini_program = client(&base, &sim.appid, &Secret::new(sim.secret.clone()))?;
+        let official_account = client(&base, &sim.oa_appid, &Secret::new(sim.oa_secret.clone()))?;
+        return Ok((mini_program, Some(official_account)));
+    }
+    let base = &config.wechat_api_base;
+    let mini_program = match (&config.wechat_appid, &config.wechat_secret) {
+        (Some(appid), Some(secret)) => client(base, appid, secret)?,
+        _ => bail!("WECHAT_APPID is set but WECHAT_SECRET is not"),
+    };
+    let official_account = match (&config.wechat_oa_appid, &config.wechat_oa_secret) {
+        (Some(appid), Some(secret)) => Some(client(base, appid, secret)?),
+        (Some(_), None) => bail!("WECHAT_OA_APPID is set but WECHAT_OA_SECRET is not"),
+        (None, _) => None,
+    };
+    Ok((mini_program, official_account))
 }
 
 /// Where the service keeps its state.

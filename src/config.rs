@@ -91,6 +91,18 @@ pub struct Config {
     #[arg(long, env = "WECHAT_TOKEN_MODE", value_enum, default_value = "token")]
     pub wechat_token_mode: TokenMode,
 
+    /// The official account's appid (its templates and messages). Unset
+    /// outside sandbox mode: its routes answer 404 `not_configured`.
+    #[arg(long, env = "WECHAT_OA_APPID")]
+    pub wechat_oa_appid: Option<String>,
+
+    #[arg(long, env = "WECHAT_OA_SECRET", hide_env_values = true)]
+    pub wechat_oa_secret: Option<Secret>,
+
+    /// How long the account's template lists are cached (seconds).
+    #[arg(long, env = "TEMPLATE_CACHE_SECS", default_value_t = 60)]
+    pub template_cache_secs: u64,
+
     /// `name:secret:scope+scope,...` with scopes collect, send, report, admin.
     #[arg(long, env = "API_KEYS", hide_env_values = true)]
     pub api_keys: Option<Secret>,
@@ -163,6 +175,9 @@ impl Default for Config {
             wechat_secret: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),
             wechat_token_mode: TokenMode::Token,
+            wechat_oa_appid: None,
+            wechat_oa_secret: None,
+            template_cache_secs: 60,
             api_keys: None,
             session_secret: None,
             session_ttl_secs: 7 * 86_400,

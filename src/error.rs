@@ -36,6 +36,8 @@ pub mod code {
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     pub const NOT_SUBSCRIBED: &str = "not_subscribed";
     pub const INVALID_DATA: &str = "invalid_data";
+    pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
+    pub const NOT_CONFIGURED: &str = "not_configured";
     /// `/readyz` only: WeChat refuses WECHAT_APPID / WECHAT_SECRET.
     pub const WECHAT_CREDENTIALS_REFUSED: &str = "wechat_credentials_refused";
 }

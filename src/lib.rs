@@ -3,8 +3,10 @@
 //! messages.
 //!
 //! Layout: `domain` (value types), `ledger` (the store of credentials),
-//! `wechat` (the WeChat client), `sim` (the WeChat simulator), `auth`,
-//! `api` (HTTP handlers), `report` (usage counters), `app` (wiring).
+//! `wechat` (the WeChat client), `send` (the send pipeline), `templates`
+//! (template libraries and the cached account lists), `sim` (the WeChat
+//! simulator), `auth`, `api` (HTTP handlers), `report` (usage counters),
+//! `app` (wiring).
 
 pub mod api;
 pub mod app;
@@ -21,4 +23,5 @@ pub mod send;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
 pub mod wechat;

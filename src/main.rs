@@ -1,6 +1,7 @@
 //! The `formid-ledger` binary: `serve` (the default) runs the HTTP API,
 //! `sim` runs the WeChat simulator alone, `report` prints usage from the
-//! store, `openapi` prints the API document.
+//! store, `templates` manages the account's templates, `openapi` prints the
+//! API document.
 
 use std::net::TcpListener;
 
@@ -11,6 +12,8 @@ use formid_ledger::app::{Application, open_stores};
 use formid_ledger::config::{Config, LogFormat};
 use formid_ledger::sim::{self, SimConfig, Simulator};
 use formid_ledger::telemetry;
+use formid_ledger::templates::Channel;
+use formid_ledger::templates::cli::{self, Action};
 
 /// glibc malloc was 7 % of the CPU under send load (many small, short-lived
 /// allocations across threads); mimalloc serves them from per-thread pages.
@@ -61,8 +64,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the account's templates (the same configuration as `serve`;
+    /// in sandbox mode, the simulator of the sandbox serving at LISTEN).
+    Templates {
+        /// `template`, `subscribe` or `official_account`.
+        #[arg(long, global = true, default_value = "subscribe")]
+        channel: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum TemplatesAction {
+    /// The account's templates and their data keys.
+    List,
+    /// The library: a page of it, or one entry (ID) with its keywords.
+    Library {
+        id: Option<String>,
+        /// First entry of the page.
+        #[arg(long, default_value_t = 0)]
+        start: u32,
+        /// Entries (the old library: at most 20; subscribe: 30).
+        #[arg(long)]
+        count: Option<u32>,
+    },
+    /// Add a template from the library entry LIBRARY_ID with these keywords.
+    Add {
+        library_id: String,
+        keyword_ids: Vec<u32>,
+        /// Subscribe templates: what it is for (at most 15 characters).
+        #[arg(long)]
+        scene: Option<String>,
+    },
+    /// Delete one of the account's templates.
+    Delete { template_id: String },
 }
 
 #[actix_web::main]
@@ -90,6 +131,30 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report { from, to, json } => report(cli.config, from, to, json).await,
+        Command::Templates {
+            channel,
+            json,
+            action,
+        } => {
+            let channel = Channel::parse(&channel)
+                .context("--channel must be template, subscribe or official_account")?;
+            let action = match action {
+                TemplatesAction::List => Action::List,
+                TemplatesAction::Library { id, start, count } => Action::Library { id, start, count },
+                TemplatesAction::Add {
+                    library_id,
+                    keyword_ids,
+                    scene,
+                } => Action::Add {
+                    library_id,
+                    keyword_ids,
+                    scene,
+                },
+                TemplatesAction::Delete { template_id } => Action::Delete { template_id },
+            };
+            print!("{}", cli::run(&cli.config, channel, action, json).await?);
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", formid_ledger::api::openapi::document_json());
             Ok(())

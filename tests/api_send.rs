@@ -375,13 +375,14 @@ async fn refusals_are_mapped_and_refunded() {
         }
         assert_eq!(app.available("oRefused").await, 1, "{fault}: refunded");
     }
-    // A template the simulator does not know: WeChat's own 40037.
+    // A template the account does not have: refused before WeChat is
+    // called (its list is cached; SPEC §13).
     let mut unknown = message("oRefused");
     unknown["template_id"] = json!("NoSuchTemplate_0123456789");
     let (status, body) = app.post("/v1/messages", Some(SEND_KEY), unknown).await;
     assert_eq!(
-        (status, body["wechat_errcode"].as_i64()),
-        (422, Some(40037)),
+        (status, body["code"].as_str()),
+        (422, Some("unknown_template")),
         "{body}"
     );
     assert_eq!(app.available("oRefused").await, 1);

@@ -549,7 +549,7 @@ async fn an_errcode_fault_answers_the_next_calls_then_clears() {
     let (_, active) = sim.get("/faults").await;
     assert_eq!(
         active,
-        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "drop": false, "lose_answer": false, "count": 2}})
+        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "drop": false, "lose_answer": false, "templates": false, "count": 2}})
     );
 
     let injected = wx_error(-1, "injected fault");
@@ -697,6 +697,7 @@ async fn stats_count_token_fetches_refusals_and_send_answers_by_errcode() {
         json!({
             "token_fetches": 2,
             "token_refusals": 1,
+            "template_lists": 0,
             "sends": { "0": 2, "41029": 1, "40001": 1, "-1": 1 },
         })
     );
@@ -983,4 +984,121 @@ async fn a_template_turned_off_loses_its_grants_and_is_rejected_without_asking()
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn template_management_follows_wechat_rules_and_limits() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let call = |method: &'static str, path: &str, body: Option<Value>| {
+        let url = format!(
+            "{}/wechat{path}{}access_token={token}",
+            sim.base,
+            if path.contains('?') { "&" } else { "?" }
+        );
+        let req = sim.http.request(method.parse().unwrap(), url);
+        let req = match body {
+            Some(body) => req.json(&body),
+            None => req,
+        };
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // The old library: paging bounded, entries with keyword ids.
+    let page = call(
+        "POST",
+        "/cgi-bin/wxopen/template/library/list",
+        Some(json!({"offset": 0, "count": 21})),
+    )
+    .await;
+    assert_eq!(page["errcode"], 47003);
+    let entry = call(
+        "POST",
+        "/cgi-bin/wxopen/template/library/get",
+        Some(json!({"id": "AT0002"})),
+    )
+    .await;
+    assert_eq!(entry["keyword_list"][0]["keyword_id"], 3);
+    // The subscribe library: keywords by tid; an added template takes type + id keys.
+    let titles = call(
+        "GET",
+        "/wxaapi/newtmpl/getpubtemplatetitles?ids=307,616&start=0&limit=31",
+        None,
+    )
+    .await;
+    assert_eq!(titles["errcode"], 47003);
+    let added = call(
+        "POST",
+        "/wxaapi/newtmpl/addtemplate",
+        Some(json!({"tid": "99", "kidList": [1, 3], "sceneDesc": "x"})),
+    )
+    .await;
+    assert_eq!(added["errcode"], 0, "{added}");
+    let listed = call("GET", "/wxaapi/newtmpl/gettemplate", None).await;
+    let template = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["priTmplId"] == added["priTmplId"])
+        .unwrap();
+    assert_eq!(
+        template["content"],
+        "物品名称:{{thing1.DATA}}\n发货时间:{{time3.DATA}}\n"
+    );
+    for (body, errcode) in [
+        (json!({"tid": "1", "kidList": [1, 2]}), 200014),
+        (json!({"tid": 99, "kidList": [1]}), 200020),
+        (json!({"tid": 99, "kidList": [1, 1]}), 200020),
+        (
+            json!({"tid": 99, "kidList": [1, 2], "sceneDesc": "一二三四五六七八九十一二三四五六"}),
+            200021,
+        ),
+    ] {
+        assert_eq!(
+            call("POST", "/wxaapi/newtmpl/addtemplate", Some(body.clone())).await["errcode"],
+            errcode,
+            "{body}"
+        );
+    }
+    // The old library holds 25 templates (3 built in), then 45026.
+    for _ in 0..22 {
+        let added = call(
+            "POST",
+            "/cgi-bin/wxopen/template/add",
+            Some(json!({"id": "AT0010", "keyword_id_list": [1, 2]})),
+        )
+        .await;
+        assert_eq!(added["errcode"], 0, "{added}");
+    }
+    let over = call(
+        "POST",
+        "/cgi-bin/wxopen/template/add",
+        Some(json!({"id": "AT0010", "keyword_id_list": [1]})),
+    )
+    .await;
+    assert_eq!(over["errcode"], 45026);
+    // Deleted templates are gone for sends too.
+    let gone = added["priTmplId"].as_str().unwrap();
+    assert_eq!(
+        call(
+            "POST",
+            "/wxaapi/newtmpl/deltemplate",
+            Some(json!({"priTmplId": gone}))
+        )
+        .await["errcode"],
+        0
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/wxaapi/newtmpl/deltemplate",
+            Some(json!({"priTmplId": gone}))
+        )
+        .await["errcode"],
+        40037
+    );
+    // The official account's routes want its own token.
+    let refused = call("GET", "/cgi-bin/template/get_all_private_template", None).await;
+    assert_eq!(refused["errcode"], 40001);
+    let (_, stats) = sim.get("/stats").await;
+    assert_eq!(stats["template_lists"], 1);
 }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::once::{Attempt, read_send, run_once};
+use super::templates::known_template;
 use crate::auth::{Caller, Scope};
 use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody, code};
@@ -19,6 +20,7 @@ use crate::idempotency::Record;
 use crate::ledger::Reservation;
 use crate::report::SendOutcome;
 use crate::send::{Pending, SendResult};
+use crate::templates::Channel;
 use crate::wechat::TemplateMessage;
 
 /// A template message, as WeChat's `templateMessage.send` takes it minus
@@ -190,7 +192,7 @@ fn answer(result: &SendResult<Reservation>) -> (StatusCode, Value, SendOutcome, 
         (status = 401, body = ErrorBody, description = "unauthorized"),
         (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
         (status = 409, body = ErrorBody, description = "no_valid_credential (nothing spent) or request_in_progress"),
-        (status = 422, body = ErrorBody, description = "wechat_rejected (with wechat_errcode; refunded) or idempotency_key_reused"),
+        (status = 422, body = ErrorBody, description = "unknown_template (not among the account's templates; nothing spent, WeChat not called), wechat_rejected (with wechat_errcode; refunded) or idempotency_key_reused"),
         (status = 429, body = ErrorBody, description = "wechat_quota_exceeded (refunded)"),
         (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent; refunded), wechat_outcome_unknown (WeChat's answer was lost: a formId is held for a retry with the same Idempotency-Key, a prepay_id use counts as spent), or store_unavailable"),
     ))]
@@ -207,7 +209,11 @@ pub async fn send(
     let state = state.get_ref();
     run_once(&state.idempotency, &backend, keyed, async |attempt| {
         let result = match attempt {
-            Attempt::Fresh => state.sender.send(&state.template, &message).await?,
+            Attempt::Fresh => {
+                let template = message.template_id.as_str();
+                known_template(state, Channel::Template, template, std::iter::empty()).await?;
+                state.sender.send(&state.template, &message).await?
+            }
             Attempt::Resolve(record) => {
                 let pending = Pending::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
                 tracing::info!("resolving a send whose outcome was unknown");

@@ -17,6 +17,7 @@ mod reports;
 mod sessions;
 mod subscribe_messages;
 mod subscriptions;
+mod templates;
 mod users;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use crate::ledger::grants::GrantLedger;
 use crate::report::UsageRecorder;
 use crate::send::{Sender, SubscribeChannel, TemplateChannel};
 use crate::store::SharedStore;
+use crate::templates::Templates;
 use crate::wechat::{TokenManager, WechatClient};
 
 pub use reports::report_days;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub sender: Sender,
     /// The access token control (its state is part of readiness).
     pub tokens: Arc<TokenManager>,
+    /// Template libraries and the cached account lists sends consult.
+    pub templates: Arc<Templates>,
     /// The formId / prepay_id channel of the send pipeline.
     pub template: TemplateChannel,
     /// The subscribe grant channel.
@@ -103,6 +107,23 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
             web::get().to(reports::summary),
         ),
         (Method::GET, "/v1/reports/usage", web::get().to(reports::usage)),
+        (Method::GET, "/v1/templates", web::get().to(templates::list)),
+        (Method::POST, "/v1/templates", web::post().to(templates::add)),
+        (
+            Method::DELETE,
+            "/v1/templates/{template_id}",
+            web::delete().to(templates::delete),
+        ),
+        (
+            Method::GET,
+            "/v1/template-library",
+            web::get().to(templates::library),
+        ),
+        (
+            Method::GET,
+            "/v1/template-library/{id}",
+            web::get().to(templates::library_entry),
+        ),
     ]
 }
 

@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    credentials, dashboard, health, messages, reports, sessions, subscribe_messages, subscriptions, users,
+    credentials, dashboard, health, messages, reports, sessions, subscribe_messages, subscriptions,
+    templates, users,
 };
 use crate::error::ErrorBody;
 
@@ -23,6 +24,7 @@ use crate::error::ErrorBody;
         sessions::create, credentials::ingest, users::credentials, messages::send,
         subscriptions::record, subscribe_messages::send,
         reports::summary, reports::usage,
+        templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -30,6 +32,7 @@ use crate::error::ErrorBody;
         (name = "users", description = "Mini-program users: login and credential collection"),
         (name = "backends", description = "Backend services, by API key"),
         (name = "reports", description = "Usage reports"),
+        (name = "templates", description = "Template libraries and the account's templates, per channel"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]

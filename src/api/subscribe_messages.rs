@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::messages::parse_target;
 use super::once::{Attempt, read_send, run_once};
+use super::templates::known_template;
 use crate::auth::{Caller, Scope};
 use crate::domain::subscribe_data;
 use crate::error::{ApiError, ErrorBody, code};
@@ -21,6 +22,7 @@ use crate::idempotency::Record;
 use crate::metrics::SUBSCRIBE_SENDS;
 use crate::report::SubscribeOutcome;
 use crate::send::{HeldGrant, SendResult};
+use crate::templates::Channel;
 use crate::wechat::SubscribeMessage;
 
 const STATES: [&str; 3] = ["developer", "trial", "formal"];
@@ -169,7 +171,7 @@ fn count(state: &AppState, outcome: SubscribeOutcome) {
         (status = 401, body = ErrorBody, description = "unauthorized"),
         (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
         (status = 409, body = ErrorBody, description = "not_subscribed (no grant; nothing sent; after WeChat's 43101 the template's grants are burned) or request_in_progress"),
-        (status = 422, body = ErrorBody, description = "invalid_data (with field and rule; nothing spent, WeChat not called), wechat_rejected (with wechat_errcode and wechat_errmsg; refunded) or idempotency_key_reused"),
+        (status = 422, body = ErrorBody, description = "invalid_data (with field and rule; nothing spent, WeChat not called; a key the template lacks included), unknown_template (not among the account's subscribe templates; nothing spent), wechat_rejected (with wechat_errcode and wechat_errmsg; refunded) or idempotency_key_reused"),
         (status = 429, body = ErrorBody, description = "wechat_quota_exceeded (refunded)"),
         (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent; refunded), wechat_outcome_unknown (the grant counts as spent), or store_unavailable"),
     ))]
@@ -195,6 +197,14 @@ pub async fn send(
         let Attempt::Fresh = attempt else {
             return Err(ApiError::store_unavailable());
         };
+        let keys = message.data.keys().map(String::as_str);
+        if let Err(err) = known_template(state, Channel::Subscribe, message.template_id.as_str(), keys).await
+        {
+            if err.code() == code::INVALID_DATA {
+                count(state, SubscribeOutcome::InvalidData);
+            }
+            return Err(err);
+        }
         let result = state.sender.send(&state.subscribe, &message).await?;
         let (status, body, outcome) = answer(&result);
         count(state, outcome);

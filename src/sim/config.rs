@@ -15,12 +15,20 @@ pub const BUILTIN_TEMPLATES: [&str; 3] = [
     "fZgcptn8NAKeun01XW_FAF1w5zJp7WeaFOT8cHpEPAI",
 ];
 
+/// The official account's templates from the start: (template id, the
+/// library short id it was added from).
+pub const BUILTIN_OA_TEMPLATES: [(&str, &str); 1] =
+    [("ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY", "OPENTM207498902")];
+
 /// The simulated mini-program account. TTL, overlap and limit are
 /// configurable so tests can make tokens rotate in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimConfig {
     pub appid: String,
     pub secret: String,
+    /// The official account beside the mini-program.
+    pub oa_appid: String,
+    pub oa_secret: String,
     /// Lifetime of an access_token (WeChat: 7200 s).
     pub token_ttl_secs: u64,
     /// How long a superseded token keeps working (WeChat: 5 minutes).
@@ -34,6 +42,8 @@ impl Default for SimConfig {
         Self {
             appid: "wxsandbox".to_owned(),
             secret: "sandbox-secret".to_owned(),
+            oa_appid: "wxsandboxoa".to_owned(),
+            oa_secret: "sandbox-oa-secret".to_owned(),
             token_ttl_secs: 7200,
             token_overlap_secs: 300,
             daily_limit: 1_000_000,

@@ -52,6 +52,18 @@ pub enum WxError {
     InvalidOpenId,
     #[error("user refuse to accept the msg")]
     NotSubscribed,
+    #[error("argument invalid!")]
+    InvalidArgument,
+    #[error("template num exceeds limit")]
+    TemplateLimit,
+    #[error("private template count reached max limit")]
+    SubscribeTemplateLimit,
+    #[error("invalid tid")]
+    InvalidTid,
+    #[error("invalid kidList")]
+    InvalidKidList,
+    #[error("invalid sceneDesc")]
+    InvalidSceneDesc,
 }
 
 impl WxError {
@@ -78,6 +90,12 @@ impl WxError {
             WxError::InvalidData => 47003,
             WxError::InvalidOpenId => 40003,
             WxError::NotSubscribed => 43101,
+            WxError::InvalidArgument => 47003,
+            WxError::TemplateLimit => 45026,
+            WxError::SubscribeTemplateLimit => 200012,
+            WxError::InvalidTid => 200014,
+            WxError::InvalidKidList => 200020,
+            WxError::InvalidSceneDesc => 200021,
         }
     }
 }

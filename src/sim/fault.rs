@@ -17,6 +17,9 @@ pub struct Fault {
     pub drop: bool,
     /// The call is processed, then the connection is closed unanswered.
     pub lose_answer: bool,
+    /// Aimed at the template management routes (and only them) rather
+    /// than at every other WeChat call.
+    pub templates: bool,
     pub count: u32,
 }
 
@@ -31,6 +34,8 @@ pub struct FaultRequest {
     drop: bool,
     #[serde(default)]
     lose_answer: bool,
+    #[serde(default)]
+    templates: bool,
     count: u32,
 }
 
@@ -78,6 +83,7 @@ impl FaultRequest {
             delay_ms: self.delay_ms,
             drop: self.drop,
             lose_answer: self.lose_answer,
+            templates: self.templates,
             count: self.count,
         }))
     }

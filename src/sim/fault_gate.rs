@@ -18,6 +18,9 @@ use super::config::{SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::errors::wx_answer;
 use super::handle::Simulator;
 
+/// Path parts of the template management routes.
+const TEMPLATE_ADMIN: [&str; 3] = ["/wxopen/template/", "/wxaapi/newtmpl/", "/cgi-bin/template/"];
+
 /// Middleware on the WeChat scope: a fault wins over every other check,
 /// token checks included, as a network or WeChat outage would.
 pub async fn gate(
@@ -25,9 +28,10 @@ pub async fn gate(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let is_send = req.path().ends_with(SEND_PATH) || req.path().ends_with(SUBSCRIBE_SEND_PATH);
+    let is_template_admin = !is_send && TEMPLATE_ADMIN.iter().any(|p| req.path().contains(p));
     let fault = req
         .app_data::<web::Data<Simulator>>()
-        .and_then(|sim| sim.lock().take_fault(is_send));
+        .and_then(|sim| sim.lock().take_fault(is_send, is_template_admin));
     let Some(fault) = fault else {
         return next.call(req).await;
     };

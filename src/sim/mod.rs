@@ -56,6 +56,21 @@
 //!   daily limit 45009. Success: `{"errcode":0,"errmsg":"ok","msgid"}`, one
 //!   grant used, the message in the inbox (`kind: "subscribe"`).
 //!
+//! - Template management (SPEC §13), over a small library of its own
+//!   (`library`), each checked in WeChat's order (`template_admin`):
+//!   `POST /cgi-bin/wxopen/template/{library/list, library/get, add, list,
+//!   del}` (the old library; `count` 1..=20, 25 templates at most: 45026),
+//!   `GET /wxaapi/newtmpl/{getcategory, getpubtemplatetitles,
+//!   getpubtemplatekeywords, gettemplate}` and `POST
+//!   /wxaapi/newtmpl/{addtemplate, deltemplate}` (`limit` 1..=30; 2 to 5
+//!   keywords, else 200020; unknown tid 200014; `sceneDesc` over 15
+//!   characters 200021; 50 templates at most: 200012), and the official
+//!   account's `GET /cgi-bin/template/get_all_private_template`, `POST
+//!   /cgi-bin/template/{api_add_template, del_private_template}` under its
+//!   own token (appid `wxsandboxoa`, secret `sandbox-oa-secret`; 25 at
+//!   most). Unknown ids 40037; bad paging 47003. Added templates can be
+//!   sent at once; deleted ones answer 40037.
+//!
 //! # Built-in subscribe templates
 //! [`BUILTIN_SUBSCRIBE_TEMPLATES`], with their keywords; more with
 //! `POST /sandbox/subscribe-templates`.
@@ -113,8 +128,10 @@ mod errors;
 mod fault;
 mod fault_gate;
 mod handle;
+mod library;
 mod state;
 mod subscribe;
+mod template_admin;
 mod tokens;
 mod wechat;
 
@@ -122,7 +139,7 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, Scope, web};
 
-pub use config::{BUILTIN_TEMPLATES, SEND_PATH, SimConfig};
+pub use config::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SEND_PATH, SimConfig};
 pub use fault_gate::on_connect;
 pub use handle::Simulator;
 pub use state::INBOX_CAPACITY;

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::clock::{wechat_day, wechat_local};
-use super::config::{BUILTIN_TEMPLATES, SimConfig};
+use super::config::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SimConfig};
 use super::errors::WxError;
 use super::fault::Fault;
-use super::subscribe::{self, Subscriptions};
+use super::library::{self, AccountTemplate, AccountTemplates, Channel};
+use super::subscribe::{self, BUILTIN_SUBSCRIBE_TEMPLATES, Subscriptions};
 use super::tokens::{Issued, Tokens};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
 
@@ -124,6 +125,8 @@ pub struct Stats {
     pub token_fetches: u64,
     /// Token requests refused for a wrong appid or secret.
     pub token_refusals: u64,
+    /// Account template lists fetched, all channels.
+    pub template_lists: u64,
     /// Keyed by errcode; serialised as strings, as JSON object keys must be.
     pub sends: BTreeMap<i64, u64>,
 }
@@ -153,8 +156,15 @@ struct Credential {
 
 pub struct State {
     config: SimConfig,
-    tokens: Tokens,
-    templates: BTreeSet<String>,
+    pub(super) tokens: Tokens,
+    /// The official account's tokens (its own appid and secret).
+    pub(super) oa_tokens: Tokens,
+    /// Template ids a template send may use (mirrors `account`).
+    pub(super) templates: BTreeSet<String>,
+    /// Every channel's account templates, as the management routes list them.
+    pub(super) account: AccountTemplates,
+    /// Account template list requests answered (all channels).
+    pub(super) template_lists: u64,
     codes: HashMap<String, LoginCode>,
     credentials: HashMap<String, Credential>,
     inboxes: HashMap<String, VecDeque<Message>>,
@@ -164,7 +174,7 @@ pub struct State {
     token_refusals: u64,
     sends: BTreeMap<i64, u64>,
     pruned_at: DateTime<Utc>,
-    subscriptions: Subscriptions,
+    pub(super) subscriptions: Subscriptions,
     subscribe_sent_today: Option<(NaiveDate, u64)>,
     /// Openids that logged in, were issued credentials or answered a
     /// subscribe popup: the users WeChat knows.
@@ -173,10 +183,33 @@ pub struct State {
 
 impl State {
     pub fn new(config: SimConfig, now: DateTime<Utc>) -> Self {
+        let mut account = AccountTemplates::default();
+        for (n, id) in BUILTIN_TEMPLATES.iter().enumerate() {
+            let keys: Vec<String> = (1..=3).map(|k| format!("keyword{k}")).collect();
+            let template = AccountTemplate::plain(&format!("Sandbox template {}", n + 1), &keys);
+            account.insert(Channel::Template, (*id).to_owned(), template);
+        }
+        for (id, keys) in BUILTIN_SUBSCRIBE_TEMPLATES {
+            let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+            let template = AccountTemplate::plain("Sandbox subscribe template", &keys);
+            account.insert(Channel::Subscribe, id.to_owned(), template);
+        }
+        for (id, short) in BUILTIN_OA_TEMPLATES {
+            let entry = library::entry(Channel::OfficialAccount, short).expect("a library entry");
+            let template = AccountTemplate::from_entry(
+                Channel::OfficialAccount,
+                entry,
+                &entry.keywords.iter().collect::<Vec<_>>(),
+            );
+            account.insert(Channel::OfficialAccount, id.to_owned(), template);
+        }
         Self {
             tokens: Tokens::new(config.token_ttl_secs, config.token_overlap_secs),
+            oa_tokens: Tokens::new(config.token_ttl_secs, config.token_overlap_secs),
             config,
             templates: BUILTIN_TEMPLATES.iter().map(|t| (*t).to_owned()).collect(),
+            account,
+            template_lists: 0,
             codes: HashMap::new(),
             credentials: HashMap::new(),
             inboxes: HashMap::new(),
@@ -192,20 +225,34 @@ impl State {
         }
     }
 
-    /// [`Self::check_app`] for a token request, counting refusals.
-    fn check_token_request(&mut self, auth: AppAuth<'_>) -> Result<(), WxError> {
-        let checked = self.check_app(auth, "client_credential");
+    /// Which app's tokens a token request is for, counting refusals: the
+    /// mini-program's, or the official account's (its own appid and secret).
+    fn check_token_request(&mut self, auth: AppAuth<'_>) -> Result<bool, WxError> {
+        let official_account = auth.appid == Some(self.config.oa_appid.as_str());
+        let checked = if official_account {
+            match auth.secret {
+                _ if auth.grant_type != Some("client_credential") => Err(WxError::InvalidGrantType),
+                None | Some("") => Err(WxError::SecretMissing),
+                Some(secret) if secret != self.config.oa_secret => Err(WxError::InvalidSecret),
+                Some(_) => Ok(()),
+            }
+        } else {
+            self.check_app(auth, "client_credential")
+        };
         if checked.is_err() {
             self.token_refusals += 1;
         }
-        checked
+        checked.map(|()| official_account)
     }
 
     pub fn fetch_token(&mut self, auth: AppAuth<'_>, now: DateTime<Utc>) -> Result<Issued, WxError> {
-        self.check_token_request(auth)?;
+        let official_account = self.check_token_request(auth)?;
         self.prune(now);
         self.token_fetches += 1;
-        Ok(self.tokens.fetch(now))
+        Ok(match official_account {
+            true => self.oa_tokens.fetch(now),
+            false => self.tokens.fetch(now),
+        })
     }
 
     pub fn fetch_stable_token(
@@ -214,9 +261,13 @@ impl State {
         force_refresh: bool,
         now: DateTime<Utc>,
     ) -> Result<Issued, WxError> {
-        self.check_token_request(auth)?;
+        let official_account = self.check_token_request(auth)?;
         self.prune(now);
-        let issued = self.tokens.fetch_stable(force_refresh, now)?;
+        let tokens = match official_account {
+            true => &mut self.oa_tokens,
+            false => &mut self.tokens,
+        };
+        let issued = tokens.fetch_stable(force_refresh, now)?;
         self.token_fetches += 1;
         Ok(issued)
     }
@@ -405,6 +456,9 @@ impl State {
     }
 
     pub fn add_subscribe_template(&mut self, template_id: String, keywords: Vec<String>) {
+        let template = AccountTemplate::plain("Sandbox subscribe template", &keywords);
+        self.account
+            .insert(Channel::Subscribe, template_id.clone(), template);
         self.subscriptions.add_template(template_id, keywords);
     }
 
@@ -482,6 +536,10 @@ impl State {
     }
 
     pub fn register_template(&mut self, template_id: String) {
+        let keys: Vec<String> = (1..=3).map(|k| format!("keyword{k}")).collect();
+        let template = AccountTemplate::plain("Sandbox template", &keys);
+        self.account
+            .insert(Channel::Template, template_id.clone(), template);
         self.templates.insert(template_id);
     }
 
@@ -506,8 +564,10 @@ impl State {
 
     /// Spends one request of the active fault. An injected errcode on the
     /// send route is an answer like any other, so it is counted here.
-    pub fn take_fault(&mut self, is_send: bool) -> Option<Fault> {
-        let active = self.fault.as_mut()?;
+    /// The fault for a call, if one is aimed at it: template management
+    /// calls get only faults aimed at them, every other call the rest.
+    pub fn take_fault(&mut self, is_send: bool, is_template_admin: bool) -> Option<Fault> {
+        let active = self.fault.as_mut().filter(|f| f.templates == is_template_admin)?;
         let taken = *active;
         active.count = active.count.saturating_sub(1);
         if active.count == 0 {
@@ -523,6 +583,7 @@ impl State {
         Stats {
             token_fetches: self.token_fetches,
             token_refusals: self.token_refusals,
+            template_lists: self.template_lists,
             sends: self.sends.clone(),
         }
     }
@@ -549,6 +610,7 @@ impl State {
         }
         self.pruned_at = now;
         self.tokens.prune(now);
+        self.oa_tokens.prune(now);
         self.codes.retain(|_, code| now - code.issued_at < CODE_VALIDITY);
         self.credentials
             .retain(|_, credential| now < credential.expires_at);
@@ -839,11 +901,17 @@ mod tests {
             delay_ms: None,
             drop: false,
             lose_answer: false,
+            templates: false,
             count: 2,
         }));
-        assert!(state.take_fault(true).is_some());
-        assert!(state.take_fault(false).is_some());
-        assert_eq!(state.take_fault(true), None);
+        assert!(state.take_fault(true, false).is_some());
+        assert_eq!(
+            state.take_fault(false, true),
+            None,
+            "not aimed at template management"
+        );
+        assert!(state.take_fault(false, false).is_some());
+        assert_eq!(state.take_fault(true, false), None);
         assert_eq!(state.stats().sends.get(&-1), Some(&1));
     }
 }

@@ -58,6 +58,10 @@ impl Subscriptions {
         self.templates.insert(template_id, keywords);
     }
 
+    pub fn remove_template(&mut self, template_id: &str) {
+        self.templates.remove(template_id);
+    }
+
     pub fn keywords(&self, template_id: &str) -> Option<&[String]> {
         self.templates.get(template_id).map(Vec::as_slice)
     }

@@ -9,6 +9,7 @@ use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::config::{SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::control::{method_not_allowed, not_found};
@@ -16,6 +17,10 @@ use super::errors::{WxError, wx_answer};
 use super::fault_gate;
 use super::handle::Simulator;
 use super::state::AppAuth;
+use super::template_admin::{
+    LibraryId, OfficialAccountAdd, Paging, SubscribeAdd, SubscribeDel, TemplateAdd,
+    TemplateId as TemplateIdBody,
+};
 
 /// Real template sends are a few kilobytes; this bounds what one request
 /// can make the simulator buffer.
@@ -29,6 +34,7 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(resource("/sns/jscode2session").route(web::get().to(code_to_session)))
         .service(resource(SEND_PATH).route(web::post().to(send)))
         .service(resource(SUBSCRIBE_SEND_PATH).route(web::post().to(send_subscribe)))
+        .configure(template_routes)
         .default_service(web::to(not_found))
 }
 
@@ -128,4 +134,107 @@ async fn send_subscribe(sim: web::Data<Simulator>, req: HttpRequest, payload: we
         }
         Err(refusal) => wx_answer(refusal.errcode(), &refusal.errmsg()),
     }
+}
+
+/// Template management (SPEC §13), the three channels' routes.
+fn template_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/cgi-bin/wxopen/template/library/list").route(web::post().to(template_library)))
+        .service(
+            resource("/cgi-bin/wxopen/template/library/get").route(web::post().to(template_library_entry)),
+        )
+        .service(resource("/cgi-bin/wxopen/template/add").route(web::post().to(template_add)))
+        .service(resource("/cgi-bin/wxopen/template/list").route(web::post().to(template_list)))
+        .service(resource("/cgi-bin/wxopen/template/del").route(web::post().to(template_del)))
+        .service(resource("/wxaapi/newtmpl/getcategory").route(web::get().to(subscribe_categories)))
+        .service(resource("/wxaapi/newtmpl/getpubtemplatetitles").route(web::get().to(subscribe_titles)))
+        .service(resource("/wxaapi/newtmpl/getpubtemplatekeywords").route(web::get().to(subscribe_keywords)))
+        .service(resource("/wxaapi/newtmpl/addtemplate").route(web::post().to(subscribe_add)))
+        .service(resource("/wxaapi/newtmpl/gettemplate").route(web::get().to(subscribe_list)))
+        .service(resource("/wxaapi/newtmpl/deltemplate").route(web::post().to(subscribe_del)))
+        .service(resource("/cgi-bin/template/get_all_private_template").route(web::get().to(oa_templates)))
+        .service(resource("/cgi-bin/template/api_add_template").route(web::post().to(oa_add)))
+        .service(resource("/cgi-bin/template/del_private_template").route(web::post().to(oa_del)));
+}
+
+/// A management answer: WeChat's body with `errcode` 0 merged in.
+fn managed(result: Result<Value, WxError>) -> HttpResponse {
+    match result {
+        Ok(Value::Object(mut body)) => {
+            body.insert("errcode".into(), 0.into());
+            body.insert("errmsg".into(), "ok".into());
+            HttpResponse::Ok().json(body)
+        }
+        Ok(other) => HttpResponse::Ok().json(other),
+        Err(err) => err.into(),
+    }
+}
+
+/// The JSON body as `T`; unreadable → 47001, as WeChat answers.
+async fn json_body<T: serde::de::DeserializeOwned>(payload: web::Payload) -> Result<T, WxError> {
+    read_body(payload)
+        .await
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(WxError::DataFormat)
+}
+
+fn access_token(params: &HashMap<String, String>) -> Option<&str> {
+    params.get("access_token").map(String::as_str)
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Option<u64> {
+    params.get(name).and_then(|v| v.parse().ok())
+}
+
+macro_rules! body_route {
+    ($name:ident, $body:ty, $method:ident) => {
+        async fn $name(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+            let params = query(&req);
+            let body: Result<$body, WxError> = json_body(payload).await;
+            managed(body.and_then(|body| sim.lock().$method(access_token(&params), body, sim.now())))
+        }
+    };
+}
+
+body_route!(template_library, Paging, template_library);
+body_route!(template_library_entry, LibraryId, template_library_entry);
+body_route!(template_add, TemplateAdd, template_add);
+body_route!(template_list, Paging, template_list);
+body_route!(template_del, TemplateIdBody, template_del);
+body_route!(subscribe_add, SubscribeAdd, subscribe_add);
+body_route!(subscribe_del, SubscribeDel, subscribe_del);
+body_route!(oa_add, OfficialAccountAdd, oa_add);
+body_route!(oa_del, TemplateIdBody, oa_del);
+
+async fn subscribe_categories(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    managed(sim.lock().subscribe_categories(access_token(&params), sim.now()))
+}
+
+async fn subscribe_titles(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    let (start, limit) = (number(&params, "start"), number(&params, "limit"));
+    let ids = params.get("ids").map(String::as_str);
+    managed(
+        sim.lock()
+            .subscribe_titles(access_token(&params), ids, start, limit, sim.now()),
+    )
+}
+
+async fn subscribe_keywords(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    let tid = params.get("tid").map(String::as_str);
+    managed(
+        sim.lock()
+            .subscribe_keywords(access_token(&params), tid, sim.now()),
+    )
+}
+
+async fn subscribe_list(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    managed(sim.lock().subscribe_list(access_token(&params), sim.now()))
+}
+
+async fn oa_templates(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+    let params = query(&req);
+    managed(sim.lock().oa_templates(access_token(&params), sim.now()))
 }

@@ -17,6 +17,7 @@ use super::{
 enum Entry {
     Token(StoredToken),
     Lock(String),
+    Cached(String),
     Claimed(String),
     Done(String, String),
     /// Fingerprint, pending state, and until when a request holds it.
@@ -127,6 +128,26 @@ impl SharedStore for MemoryStore {
             e.insert(key, (Entry::Lock(holder.to_owned()), until(now, ttl)));
             true
         }))
+    }
+
+    async fn get_cached(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.with(|e, _| match e.get(&format!("cache:{name}")) {
+            Some((Entry::Cached(value), _)) => Some(value.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn put_cached(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.with(|e, now| {
+            let entry = (Entry::Cached(value.to_owned()), until(now, ttl));
+            e.insert(format!("cache:{name}"), entry)
+        });
+        Ok(())
+    }
+
+    async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {
+        self.with(|e, _| e.remove(&format!("cache:{name}")));
+        Ok(())
     }
 
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {

@@ -73,6 +73,14 @@ pub trait SharedStore: Send + Sync + 'static {
     /// Releases the lock if `holder` still holds it.
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
+    /// A cached copy of something WeChat said (e.g. the account's template
+    /// list), shared by every instance, while its `ttl` lasts.
+    async fn get_cached(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    async fn put_cached(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    async fn drop_cached(&self, name: &str) -> Result<(), StoreError>;
+
     /// Claims `key` for a request whose body has `fingerprint`, for at most
     /// `hold` (a crashed request does not block the key longer).
     async fn begin_idempotent(

@@ -132,6 +132,30 @@ impl SharedStore for RedisStore {
         Ok(matches!(reply, Value::Okay) || text(&reply).as_deref() == Some("OK"))
     }
 
+    async fn get_cached(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let reply = self
+            .redis
+            .query(redis::cmd("GET").arg(self.key("cache", name)))
+            .await
+            .map_err(StoreError::from)?;
+        Ok(text(&reply))
+    }
+
+    async fn put_cached(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.key("cache", name))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .to_owned();
+        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
+    }
+
+    async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {
+        let cmd = redis::cmd("DEL").arg(self.key("cache", name)).to_owned();
+        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
+    }
+
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         self.delete_if_equal(self.key("lock", name), holder)
             .await

@@ -6,6 +6,7 @@ pub mod errcode;
 mod login;
 mod message;
 mod subscribe;
+pub mod templates;
 mod token;
 
 use std::time::Duration;

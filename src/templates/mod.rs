@@ -1,0 +1,385 @@
+//! Templates for the three channels (SPEC §13): browsing WeChat's template
+//! libraries, adding and deleting the account's templates through the
+//! central token control, and the account's template lists, cached in the
+//! shared store for every instance, which sends consult before anything is
+//! spent. The cache never blocks a send: when a list cannot be had, the
+//! send goes ahead and WeChat judges.
+
+pub mod cli;
+mod shapes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+
+pub use shapes::{AccountTemplate, Channel, LibraryEntry, LibraryPage, keys_of};
+
+use crate::store::SharedStore;
+use crate::wechat::templates::{ManageCall, ManageError};
+use crate::wechat::{TokenError, TokenManager, WechatClient, errcode};
+
+/// A list read from the shared store is reused this long in process.
+const LOCAL_REUSE: Duration = Duration::from_secs(2);
+/// A template id the cached list lacks makes the list be fetched again,
+/// at most this often (a template added in WeChat's console is found
+/// without waiting for the cache to expire; bogus ids cost nothing).
+const MISS_REFRESH: Duration = Duration::from_secs(5);
+/// How long one instance waits for another's fetch of the same list.
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(3);
+/// How long the fetch lock is held at most.
+const LOCK_TTL: Duration = Duration::from_secs(10);
+/// Page size of the old library's account list (WeChat's maximum).
+const LIST_PAGE: u32 = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// The channel's app is not configured (the official account).
+    #[error("the {0} channel is not configured")]
+    NotConfigured(Channel),
+    #[error("WeChat refused (errcode {errcode}): {errmsg}")]
+    Rejected { errcode: i64, errmsg: String },
+    #[error("WeChat cannot be reached: {0}")]
+    Unavailable(String),
+}
+
+/// An app (appid) WeChat is called as, with its token control.
+#[derive(Clone)]
+pub struct App {
+    pub client: WechatClient,
+    pub tokens: Arc<TokenManager>,
+}
+
+/// What the cached list says of a template a send names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Known,
+    UnknownTemplate,
+    /// A `data` key the subscribe template does not have.
+    MissingKey(String),
+    /// The list could not be had: let WeChat judge.
+    Unchecked,
+}
+
+/// A list as cached: when it was fetched, and the templates.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    fetched_at_ms: i64,
+    templates: Vec<AccountTemplate>,
+}
+
+pub struct Templates {
+    mini_program: App,
+    official_account: Option<App>,
+    store: Arc<dyn SharedStore>,
+    ttl: Duration,
+    /// This instance's name on the fetch locks.
+    holder: String,
+    local: Mutex<HashMap<Channel, (Instant, Arc<Cached>)>>,
+    /// One fetch of a channel's list at a time in this process.
+    flights: HashMap<Channel, tokio::sync::Mutex<()>>,
+}
+
+impl Templates {
+    pub fn new(
+        mini_program: App,
+        official_account: Option<App>,
+        store: Arc<dyn SharedStore>,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            mini_program,
+            official_account,
+            store,
+            ttl,
+            holder: hex::encode(rand::random::<[u8; 8]>()),
+            local: Mutex::new(HashMap::new()),
+            flights: Channel::ALL
+                .into_iter()
+                .map(|c| (c, tokio::sync::Mutex::new(())))
+                .collect(),
+        }
+    }
+
+    fn app(&self, channel: Channel) -> Result<&App, TemplateError> {
+        match channel {
+            Channel::OfficialAccount => self
+                .official_account
+                .as_ref()
+                .ok_or(TemplateError::NotConfigured(channel)),
+            _ => Ok(&self.mini_program),
+        }
+    }
+
+    /// Makes `call` as the channel's app under its central token; a token
+    /// WeChat rejects is replaced and the call made once more.
+    async fn call(&self, channel: Channel, call: &ManageCall) -> Result<Value, TemplateError> {
+        let app = self.app(channel)?;
+        let mut retried = false;
+        loop {
+            let token = app.tokens.token().await.map_err(|e| match e {
+                TokenError::Refused(code) => {
+                    TemplateError::Unavailable(format!("WeChat refuses the app credentials (errcode {code})"))
+                }
+                TokenError::Unavailable(why) => TemplateError::Unavailable(why),
+            })?;
+            match app.client.manage(&token, call).await {
+                Ok(answer) => return Ok(answer),
+                Err(ManageError::Refused { errcode, .. }) if errcode::is_token_error(errcode) && !retried => {
+                    app.tokens.invalidate(&token).await;
+                    retried = true;
+                }
+                Err(ManageError::Refused { errcode, errmsg }) => {
+                    return Err(TemplateError::Rejected { errcode, errmsg });
+                }
+                Err(ManageError::Call(err)) => return Err(TemplateError::Unavailable(err.to_string())),
+            }
+        }
+    }
+
+    /// A page of the channel's library. The old library pages by
+    /// offset/count (≤ 20); the subscribe library by start/limit (≤ 30)
+    /// over `categories` (all of them when `None`); the official account
+    /// has no library WeChat lets anyone browse.
+    pub async fn library(
+        &self,
+        channel: Channel,
+        start: u32,
+        count: u32,
+        categories: Option<&str>,
+    ) -> Result<LibraryPage, TemplateError> {
+        match channel {
+            Channel::Template => {
+                let answer = self
+                    .call(channel, &ManageCall::template_library(start, count))
+                    .await?;
+                Ok(LibraryPage::from_template_library(&answer))
+            }
+            Channel::Subscribe => {
+                let categories = match categories {
+                    Some(ids) => ids.to_owned(),
+                    None => {
+                        let answer = self.call(channel, &ManageCall::subscribe_categories()).await?;
+                        shapes::category_ids(&answer)
+                    }
+                };
+                let call = ManageCall::subscribe_titles(&categories, start, count);
+                Ok(LibraryPage::from_subscribe_titles(
+                    &self.call(channel, &call).await?,
+                ))
+            }
+            Channel::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
+        }
+    }
+
+    /// One library entry with its keywords.
+    pub async fn library_entry(&self, channel: Channel, id: &str) -> Result<LibraryEntry, TemplateError> {
+        match channel {
+            Channel::Template => {
+                let answer = self
+                    .call(channel, &ManageCall::template_library_entry(id))
+                    .await?;
+                Ok(LibraryEntry::from_template_library(&answer))
+            }
+            Channel::Subscribe => {
+                let answer = self.call(channel, &ManageCall::subscribe_keywords(id)).await?;
+                Ok(LibraryEntry::from_subscribe_keywords(id, &answer))
+            }
+            Channel::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
+        }
+    }
+
+    /// Adds a template from the library to the account; its id.
+    pub async fn add(
+        &self,
+        channel: Channel,
+        library_id: &str,
+        keyword_ids: &[u32],
+        scene: &str,
+    ) -> Result<String, TemplateError> {
+        let (call, field) = match channel {
+            Channel::Template => (ManageCall::template_add(library_id, keyword_ids), "template_id"),
+            Channel::Subscribe => (
+                ManageCall::subscribe_add(library_id, keyword_ids, scene),
+                "priTmplId",
+            ),
+            Channel::OfficialAccount => (ManageCall::official_account_add(library_id), "template_id"),
+        };
+        let answer = self.call(channel, &call).await?;
+        self.forget(channel).await;
+        answer[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| TemplateError::Unavailable(format!("WeChat's answer has no {field}")))
+    }
+
+    /// Deletes one of the account's templates.
+    pub async fn delete(&self, channel: Channel, template_id: &str) -> Result<(), TemplateError> {
+        let call = match channel {
+            Channel::Template => ManageCall::template_del(template_id),
+            Channel::Subscribe => ManageCall::subscribe_del(template_id),
+            Channel::OfficialAccount => ManageCall::official_account_del(template_id),
+        };
+        self.call(channel, &call).await?;
+        self.forget(channel).await;
+        Ok(())
+    }
+
+    /// The account's templates of `channel`, from the cache when it holds
+    /// them.
+    pub async fn list(&self, channel: Channel) -> Result<Vec<AccountTemplate>, TemplateError> {
+        Ok(self.cached(channel, None).await?.templates.clone())
+    }
+
+    /// What the account's list says of `template_id` and, for subscribe
+    /// templates, of the `data` keys a send uses.
+    pub async fn check<'k>(
+        &self,
+        channel: Channel,
+        template_id: &str,
+        data_keys: impl IntoIterator<Item = &'k str>,
+    ) -> Check {
+        let mut list = match self.cached(channel, None).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::warn!(%channel, error = %err, "template list unavailable; the send goes ahead unchecked");
+                return Check::Unchecked;
+            }
+        };
+        if !list.templates.iter().any(|t| t.template_id == template_id) {
+            // Perhaps added in WeChat's console since: look again, rarely.
+            let age = Utc::now().timestamp_millis() - list.fetched_at_ms;
+            if age < MISS_REFRESH.as_millis() as i64 {
+                return Check::UnknownTemplate;
+            }
+            match self.cached(channel, Some(list.fetched_at_ms)).await {
+                Ok(fresh) => list = fresh,
+                Err(_) => return Check::Unchecked,
+            }
+        }
+        let Some(template) = list.templates.iter().find(|t| t.template_id == template_id) else {
+            return Check::UnknownTemplate;
+        };
+        if channel == Channel::Subscribe
+            && let Some(missing) = data_keys
+                .into_iter()
+                .find(|k| !template.keys.iter().any(|t| t == k))
+        {
+            return Check::MissingKey(missing.to_owned());
+        }
+        Check::Known
+    }
+
+    fn cache_name(&self, channel: Channel) -> String {
+        let appid = self.app(channel).map_or("", |a| a.client.appid());
+        format!("templates:{}:{appid}", channel.as_str())
+    }
+
+    /// Drops the cached list after a change (every instance reads the
+    /// store within [`LOCAL_REUSE`]).
+    async fn forget(&self, channel: Channel) {
+        self.local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&channel);
+        if let Err(err) = self.store.drop_cached(&self.cache_name(channel)).await {
+            tracing::warn!(error = %err, "could not drop the cached template list");
+        }
+    }
+
+    /// The cached list, fetched when missing or when it is the one fetched
+    /// at `stale` (a refresh): one fetch for this process's burst of
+    /// misses, and one for the fleet's (a lock in the shared store).
+    async fn cached(&self, channel: Channel, stale: Option<i64>) -> Result<Arc<Cached>, TemplateError> {
+        let usable = |c: &Cached| Some(c.fetched_at_ms) != stale;
+        if let Some((read_at, list)) = self.local.lock().unwrap_or_else(|p| p.into_inner()).get(&channel)
+            && read_at.elapsed() < LOCAL_REUSE
+            && usable(list)
+        {
+            return Ok(list.clone());
+        }
+        let name = self.cache_name(channel);
+        let _flight = self.flights[&channel].lock().await;
+        let started = Instant::now();
+        loop {
+            if let Some(list) = self.stored(&name).await
+                && usable(&list)
+            {
+                return Ok(self.remember(channel, list));
+            }
+            let waited_enough = started.elapsed() >= WAIT_FOR_OTHERS;
+            let locked = waited_enough
+                || self
+                    .store
+                    .try_lock(&name, &self.holder, LOCK_TTL)
+                    .await
+                    .unwrap_or(true);
+            if locked {
+                let fetched = self.fetch_list(channel).await;
+                if !waited_enough {
+                    let _ = self.store.unlock(&name, &self.holder).await;
+                }
+                let list = Cached {
+                    fetched_at_ms: Utc::now().timestamp_millis(),
+                    templates: fetched?,
+                };
+                match serde_json::to_string(&list) {
+                    Ok(raw) => {
+                        if let Err(err) = self.store.put_cached(&name, &raw, self.ttl).await {
+                            tracing::warn!(error = %err, "could not cache the template list");
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not encode the template list"),
+                }
+                return Ok(self.remember(channel, list));
+            }
+            // Another instance is fetching: its list will appear shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stored(&self, name: &str) -> Option<Cached> {
+        let raw = self.store.get_cached(name).await.ok()??;
+        serde_json::from_str(&raw).ok()
+    }
+
+    fn remember(&self, channel: Channel, list: Cached) -> Arc<Cached> {
+        let list = Arc::new(list);
+        self.local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel, (Instant::now(), list.clone()));
+        list
+    }
+
+    /// The account's whole list from WeChat.
+    #[tracing::instrument(skip(self))]
+    async fn fetch_list(&self, channel: Channel) -> Result<Vec<AccountTemplate>, TemplateError> {
+        match channel {
+            Channel::Template => {
+                let mut all = Vec::new();
+                for page in 0.. {
+                    let call = ManageCall::template_list(page * LIST_PAGE, LIST_PAGE);
+                    let answer = self.call(channel, &call).await?;
+                    let items = shapes::account_list(channel, &answer);
+                    let last = items.len() < LIST_PAGE as usize;
+                    all.extend(items);
+                    if last {
+                        break;
+                    }
+                }
+                Ok(all)
+            }
+            Channel::Subscribe => {
+                let answer = self.call(channel, &ManageCall::subscribe_list()).await?;
+                Ok(shapes::account_list(channel, &answer))
+            }
+            Channel::OfficialAccount => {
+                let answer = self.call(channel, &ManageCall::official_account_list()).await?;
+                Ok(shapes::account_list(channel, &answer))
+            }
+        }
+    }
+}
