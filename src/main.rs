@@ -109,7 +109,11 @@ enum TemplatesAction {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.config.log_format);
+    let quiet = matches!(
+        cli.command,
+        Some(Command::Report { .. } | Command::Templates { .. })
+    );
+    telemetry::init(cli.config.log_format, if quiet { "error" } else { "info" });
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Sim {
@@ -152,7 +156,9 @@ async fn main() -> anyhow::Result<()> {
                 },
                 TemplatesAction::Delete { template_id } => Action::Delete { template_id },
             };
-            print!("{}", cli::run(&cli.config, channel, action, json).await?);
+            let output = cli::run(&cli.config, channel, action, json).await?;
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
             Ok(())
         }
         Command::Openapi => {
