@@ -11,6 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
+use crate::api::push::PushEndpoints;
 use crate::api::{self, AppState, Mode};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
 use crate::config::{Config, Secret};
@@ -18,9 +19,12 @@ use crate::domain::ExpiryPolicy;
 use crate::idempotency::Idempotency;
 use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
 use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
+use crate::push::crypto::AesKey;
+use crate::push::receipts::Receipts;
+use crate::push::verify::PushSettings;
 use crate::report::UsageRecorder;
-use crate::send::{SendPolicy, Sender, SubscribeChannel, TemplateChannel};
-use crate::sim::{self, SimConfig, Simulator};
+use crate::send::{OfficialAccountChannel, SendPolicy, Sender, SubscribeChannel, TemplateChannel};
+use crate::sim::{self, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN, SimConfig, Simulator};
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
 use crate::templates::{self, Templates};
 use crate::wechat::{TokenError, TokenManager, WechatClient};
@@ -120,7 +124,7 @@ impl Application {
                 client: wechat.clone(),
                 tokens: tokens.clone(),
             },
-            official_account,
+            official_account.clone(),
             shared.clone(),
             Duration::from_secs(config.template_cache_secs.max(1)),
         ));
@@ -136,6 +140,12 @@ impl Application {
         let sender = Sender::new(tokens.clone(), usage.clone(), policy);
         let template = TemplateChannel::new(ledger.clone(), wechat.clone(), usage.clone());
         let subscribe = SubscribeChannel::new(grants.clone(), wechat.clone(), usage.clone());
+        let oa_appid = official_account.as_ref().map(|oa| oa.client.appid().to_owned());
+        let official_account = official_account.map(|oa| api::official_account::OfficialAccount {
+            sender: Sender::new(oa.tokens, usage.clone(), policy),
+            channel: OfficialAccountChannel::new(oa.client),
+        });
+        let push = push_endpoints(&config, wechat.appid(), oa_appid.as_deref())?;
         // A running send holds its key a little past its own time bound.
         let idempotency = Idempotency::new(shared.clone(), policy.budget + Duration::from_secs(30));
         let state = web::Data::new(AppState {
@@ -143,10 +153,13 @@ impl Application {
             grants,
             wechat,
             usage: usage.clone(),
-            shared,
+            shared: shared.clone(),
             sender,
             tokens: tokens.clone(),
             templates,
+            official_account,
+            receipts: Receipts::new(shared.clone()),
+            push,
             template,
             subscribe,
             grant_source: config.subscribe_grants_from,
@@ -154,7 +167,20 @@ impl Application {
             mode: Mode { store, sandbox },
         });
         let auth = web::Data::new(auth);
-        let simulator = sandbox.then(|| Simulator::new(SimConfig::default()));
+        // Sandbox: WeChat pushes to this service, in safe mode, as a
+        // console with push URLs set would.
+        let simulator = sandbox.then(|| {
+            let base = format!("http://{}", loopback(addr));
+            Simulator::new(SimConfig {
+                push: Some(PushTargets {
+                    miniprogram_url: Some(format!("{base}/wechat/push/miniprogram")),
+                    official_account_url: Some(format!("{base}/wechat/push/official-account")),
+                    token: SANDBOX_PUSH_TOKEN.to_owned(),
+                    aes_key: Some(SANDBOX_PUSH_AES_KEY.to_owned()),
+                }),
+                ..SimConfig::default()
+            })
+        });
 
         let server = HttpServer::new(move || {
             let simulator = simulator.clone();
@@ -250,6 +276,54 @@ pub fn wechat_clients(
         (None, _) => None,
     };
     Ok((mini_program, official_account))
+}
+
+/// The push endpoints' settings: the configured tokens and keys, or in
+/// sandbox mode the fixed ones the built-in simulator pushes with.
+fn push_endpoints(config: &Config, appid: &str, oa_appid: Option<&str>) -> anyhow::Result<PushEndpoints> {
+    let key = |raw: &Option<Secret>, name: &str| -> anyhow::Result<Option<AesKey>> {
+        raw.as_ref()
+            .map(|k| AesKey::parse(k.expose()).map_err(|e| anyhow::anyhow!("{name}: {e}")))
+            .transpose()
+    };
+    let settings = |token: &Option<Secret>, keys: Vec<AesKey>, appid: &str| {
+        token.as_ref().map(|t| PushSettings {
+            token: t.expose().to_owned(),
+            keys,
+            appid: appid.to_owned(),
+        })
+    };
+    if config.wechat_appid.is_none() {
+        let sandbox = |appid: &str| PushSettings {
+            token: SANDBOX_PUSH_TOKEN.to_owned(),
+            keys: vec![AesKey::parse(SANDBOX_PUSH_AES_KEY).expect("the sandbox key is valid")],
+            appid: appid.to_owned(),
+        };
+        return Ok(PushEndpoints {
+            miniprogram: Some(sandbox(appid)),
+            official_account: oa_appid.map(sandbox),
+        });
+    }
+    let mp_keys = [
+        key(&config.wechat_push_aes_key, "WECHAT_PUSH_AES_KEY")?,
+        key(
+            &config.wechat_push_aes_key_previous,
+            "WECHAT_PUSH_AES_KEY_PREVIOUS",
+        )?,
+    ];
+    let oa_keys = key(&config.wechat_oa_push_aes_key, "WECHAT_OA_PUSH_AES_KEY")?;
+    if config.wechat_oa_push_token.is_some() && oa_appid.is_none() {
+        bail!("WECHAT_OA_PUSH_TOKEN is set but the official account is not (WECHAT_OA_APPID)");
+    }
+    Ok(PushEndpoints {
+        miniprogram: settings(
+            &config.wechat_push_token,
+            mp_keys.into_iter().flatten().collect(),
+            appid,
+        ),
+        official_account: oa_appid
+            .and_then(|oa| settings(&config.wechat_oa_push_token, oa_keys.into_iter().collect(), oa)),
+    })
 }
 
 /// Where the service keeps its state.

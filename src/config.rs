@@ -99,6 +99,26 @@ pub struct Config {
     #[arg(long, env = "WECHAT_OA_SECRET", hide_env_values = true)]
     pub wechat_oa_secret: Option<Secret>,
 
+    /// Token of the mini-program's push URL (`/wechat/push/miniprogram`), as
+    /// set in WeChat's console. Unset: that endpoint answers 404.
+    #[arg(long, env = "WECHAT_PUSH_TOKEN", hide_env_values = true)]
+    pub wechat_push_token: Option<Secret>,
+
+    /// Its EncodingAESKey (safe mode; 43 characters).
+    #[arg(long, env = "WECHAT_PUSH_AES_KEY", hide_env_values = true)]
+    pub wechat_push_aes_key: Option<Secret>,
+
+    /// The previous EncodingAESKey, still accepted during a rotation.
+    #[arg(long, env = "WECHAT_PUSH_AES_KEY_PREVIOUS", hide_env_values = true)]
+    pub wechat_push_aes_key_previous: Option<Secret>,
+
+    /// Token of the official account's push URL (`/wechat/push/official-account`).
+    #[arg(long, env = "WECHAT_OA_PUSH_TOKEN", hide_env_values = true)]
+    pub wechat_oa_push_token: Option<Secret>,
+
+    #[arg(long, env = "WECHAT_OA_PUSH_AES_KEY", hide_env_values = true)]
+    pub wechat_oa_push_aes_key: Option<Secret>,
+
     /// How long the account's template lists are cached (seconds).
     #[arg(long, env = "TEMPLATE_CACHE_SECS", default_value_t = 60)]
     pub template_cache_secs: u64,
@@ -178,6 +198,11 @@ impl Default for Config {
             wechat_oa_appid: None,
             wechat_oa_secret: None,
             template_cache_secs: 60,
+            wechat_push_token: None,
+            wechat_push_aes_key: None,
+            wechat_push_aes_key_previous: None,
+            wechat_oa_push_token: None,
+            wechat_oa_push_aes_key: None,
             api_keys: None,
             session_secret: None,
             session_ttl_secs: 7 * 86_400,

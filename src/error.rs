@@ -38,6 +38,10 @@ pub mod code {
     pub const INVALID_DATA: &str = "invalid_data";
     pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
     pub const NOT_CONFIGURED: &str = "not_configured";
+    pub const NOT_FOLLOWING: &str = "not_following";
+    /// The push endpoints: a missing or wrong signature, a stale
+    /// timestamp, a foreign appid.
+    pub const INVALID_SIGNATURE: &str = "invalid_signature";
     /// `/readyz` only: WeChat refuses WECHAT_APPID / WECHAT_SECRET.
     pub const WECHAT_CREDENTIALS_REFUSED: &str = "wechat_credentials_refused";
 }

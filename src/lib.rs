@@ -18,6 +18,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
+pub mod push;
 pub mod report;
 pub mod send;
 pub mod sim;

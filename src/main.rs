@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use formid_ledger::api::report_days;
 use formid_ledger::app::{Application, open_stores};
 use formid_ledger::config::{Config, LogFormat};
-use formid_ledger::sim::{self, SimConfig, Simulator};
+use formid_ledger::sim::{self, PushTargets, SimConfig, Simulator};
 use formid_ledger::telemetry;
 use formid_ledger::templates::Channel;
 use formid_ledger::templates::cli::{self, Action};
@@ -50,6 +50,19 @@ enum Command {
         /// Template messages accepted per day.
         #[arg(long, default_value_t = 1_000_000)]
         daily_limit: u64,
+        /// Push the mini-program's events (JSON) to this URL, e.g.
+        /// http://127.0.0.1:8080/wechat/push/miniprogram.
+        #[arg(long)]
+        push_miniprogram: Option<String>,
+        /// Push the official account's events (XML) to this URL.
+        #[arg(long)]
+        push_official_account: Option<String>,
+        /// The push token (WECHAT_PUSH_TOKEN / WECHAT_OA_PUSH_TOKEN of the service).
+        #[arg(long)]
+        push_token: Option<String>,
+        /// Safe mode: the EncodingAESKey to encrypt pushes with.
+        #[arg(long)]
+        push_aes_key: Option<String>,
     },
     /// Print the usage report from the store named by REDIS_URL /
     /// REDIS_CLUSTER_NODES.
@@ -121,11 +134,30 @@ async fn main() -> anyhow::Result<()> {
             token_ttl,
             token_overlap,
             daily_limit,
+            push_miniprogram,
+            push_official_account,
+            push_token,
+            push_aes_key,
         } => {
+            if let Some(key) = &push_aes_key {
+                formid_ledger::push::crypto::AesKey::parse(key).context("--push-aes-key")?;
+            }
+            let pushes = push_miniprogram.is_some() || push_official_account.is_some();
+            let push = match (pushes, push_token) {
+                (false, _) => None,
+                (true, None) => anyhow::bail!("--push-token is required with a push URL"),
+                (true, Some(token)) => Some(PushTargets {
+                    miniprogram_url: push_miniprogram,
+                    official_account_url: push_official_account,
+                    token,
+                    aes_key: push_aes_key,
+                }),
+            };
             let config = SimConfig {
                 token_ttl_secs: token_ttl,
                 token_overlap_secs: token_overlap,
                 daily_limit,
+                push,
                 ..SimConfig::default()
             };
             let listener =

@@ -35,6 +35,14 @@ pub const CREDENTIALS_REJECTED: &str = "formid_credentials_rejected_total";
 /// Access tokens fetched from WeChat by this instance, and failed fetches.
 pub const TOKEN_FETCHES: &str = "formid_token_fetches_total";
 pub const TOKEN_FETCH_FAILURES: &str = "formid_token_fetch_failures_total";
+/// `POST /v1/official-account/messages` outcomes by `outcome`.
+pub const OA_SENDS: &str = "formid_official_account_sends_total";
+/// Pushes WeChat sent, by `endpoint`, `event` and `result` (applied,
+/// ignored, repeated, unverified).
+pub const PUSH_EVENTS: &str = "formid_push_events_total";
+/// Delivery receipts by `channel` (subscribe, official_account) and
+/// `status` (delivered, user_blocked, failed).
+pub const DELIVERIES: &str = "formid_deliveries_total";
 /// Access tokens invalidated after WeChat rejected them.
 pub const TOKEN_INVALIDATIONS: &str = "formid_token_invalidations_total";
 /// Always 1, labelled with `version`.

@@ -11,8 +11,10 @@ mod dashboard;
 mod health;
 mod messages;
 pub mod middleware;
+pub mod official_account;
 mod once;
 pub mod openapi;
+pub mod push;
 mod reports;
 mod sessions;
 mod subscribe_messages;
@@ -31,6 +33,7 @@ use crate::error::{self, ApiError};
 use crate::idempotency::Idempotency;
 use crate::ledger::Ledger;
 use crate::ledger::grants::GrantLedger;
+use crate::push::receipts::Receipts;
 use crate::report::UsageRecorder;
 use crate::send::{Sender, SubscribeChannel, TemplateChannel};
 use crate::store::SharedStore;
@@ -60,6 +63,12 @@ pub struct AppState {
     pub tokens: Arc<TokenManager>,
     /// Template libraries and the cached account lists sends consult.
     pub templates: Arc<Templates>,
+    /// The official account's send pipeline, when configured.
+    pub official_account: Option<official_account::OfficialAccount>,
+    /// Delivery status by msgid, from WeChat's receipt pushes.
+    pub receipts: Receipts,
+    /// The push endpoints' settings.
+    pub push: push::PushEndpoints,
     /// The formId / prepay_id channel of the send pipeline.
     pub template: TemplateChannel,
     /// The subscribe grant channel.
@@ -107,6 +116,21 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
             web::get().to(reports::summary),
         ),
         (Method::GET, "/v1/reports/usage", web::get().to(reports::usage)),
+        (
+            Method::POST,
+            "/v1/official-account/messages",
+            web::post().to(official_account::send),
+        ),
+        (
+            Method::GET,
+            "/v1/official-account/messages/{msgid}",
+            web::get().to(official_account::official_account_status),
+        ),
+        (
+            Method::GET,
+            "/v1/subscribe-messages/{msgid}",
+            web::get().to(official_account::subscribe_status),
+        ),
         (Method::GET, "/v1/templates", web::get().to(templates::list)),
         (Method::POST, "/v1/templates", web::post().to(templates::add)),
         (
@@ -155,6 +179,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         })));
     }
     cfg.service(openapi::explorer_assets());
+    // WeChat's pushes: signed, not API-key protected, bodies of any type.
+    cfg.service(
+        web::resource("/wechat/push/miniprogram")
+            .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
+            .route(web::get().to(push::miniprogram_check))
+            .route(web::post().to(push::miniprogram))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::method_not_allowed())
+            })),
+    );
+    cfg.service(
+        web::resource("/wechat/push/official-account")
+            .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
+            .route(web::get().to(push::official_account_check))
+            .route(web::post().to(push::official_account))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::method_not_allowed())
+            })),
+    );
     cfg.service(dashboard::assets());
 }
 

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    credentials, dashboard, health, messages, reports, sessions, subscribe_messages, subscriptions,
-    templates, users,
+    credentials, dashboard, health, messages, official_account, reports, sessions, subscribe_messages,
+    subscriptions, templates, users,
 };
 use crate::error::ErrorBody;
 
@@ -25,6 +25,7 @@ use crate::error::ErrorBody;
         subscriptions::record, subscribe_messages::send,
         reports::summary, reports::usage,
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
+        official_account::send, official_account::official_account_status, official_account::subscribe_status,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

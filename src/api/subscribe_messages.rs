@@ -20,6 +20,7 @@ use crate::domain::subscribe_data;
 use crate::error::{ApiError, ErrorBody, code};
 use crate::idempotency::Record;
 use crate::metrics::SUBSCRIBE_SENDS;
+use crate::push::receipts::Messages;
 use crate::report::SubscribeOutcome;
 use crate::send::{HeldGrant, SendResult};
 use crate::templates::Channel;
@@ -206,6 +207,16 @@ pub async fn send(
             return Err(err);
         }
         let result = state.sender.send(&state.subscribe, &message).await?;
+        if let SendResult::Sent {
+            msgid: Some(msgid), ..
+        } = &result
+            && let Err(err) = state
+                .receipts
+                .accepted(Messages::Subscribe, &msgid.to_string(), Utc::now())
+                .await
+        {
+            tracing::warn!(error = %err, "could not record the message as accepted");
+        }
         let (status, body, outcome) = answer(&result);
         count(state, outcome);
         tracing::info!(?outcome, status = status.as_u16(), "subscribe send finished");

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::auth::Caller;
 use crate::config::GrantSource;
-use crate::domain::TemplateId;
+use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::SUBSCRIBE_RESULTS;
 
@@ -54,7 +54,7 @@ pub struct SubscriptionsResponse {
 
 /// A user's answer to one template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
+pub(super) enum Answer {
     Accept,
     Reject,
     Ban,
@@ -64,7 +64,7 @@ enum Answer {
 }
 
 impl Answer {
-    fn parse(raw: &str) -> Self {
+    pub(super) fn parse(raw: &str) -> Self {
         match raw {
             // WeChat's newer variants (e.g. "acceptWithAudio") grant too.
             a if a.starts_with("accept") => Answer::Accept,
@@ -132,6 +132,49 @@ fn parse_results(results: &Value) -> Result<Vec<(TemplateId, Answer, String)>, A
         .collect()
 }
 
+/// Grants what a user accepted in a popup (one per accept, to the cap) and
+/// counts every answer: the grants now held per accepted template, and the
+/// answers that granted nothing. Shared by `POST /v1/subscriptions` and the
+/// popup push.
+pub(super) async fn apply_answers(
+    state: &AppState,
+    openid: &OpenId,
+    results: &[(TemplateId, Answer, String)],
+) -> Result<(BTreeMap<String, u32>, Vec<Ignored>), ApiError> {
+    let accepted: Vec<(TemplateId, u32)> = results
+        .iter()
+        .filter(|(_, answer, _)| *answer == Answer::Accept)
+        .map(|(template, _, _)| (template.clone(), 1))
+        .collect();
+    let outcome = if accepted.is_empty() {
+        None
+    } else {
+        Some(state.grants.add_grants(openid, &accepted).await?)
+    };
+    let now = Utc::now();
+    let mut ignored = Vec::new();
+    for (template, answer, raw) in results {
+        metrics::counter!(SUBSCRIBE_RESULTS, "result" => answer.label()).increment(1);
+        if let Some(counter) = answer.counter() {
+            state.usage.count(now, counter, 1);
+        }
+        if *answer != Answer::Accept {
+            ignored.push(Ignored {
+                template_id: template.as_str().to_owned(),
+                result: raw.clone(),
+            });
+        }
+    }
+    let mut granted = BTreeMap::new();
+    if let Some(outcome) = outcome {
+        state.usage.grant_events(now, &outcome.events);
+        for ((template, _), held) in accepted.iter().zip(&outcome.held) {
+            granted.insert(template.as_str().to_owned(), *held);
+        }
+    }
+    Ok((granted, ignored))
+}
+
 /// Record what a user answered a subscribe popup.
 #[utoipa::path(post, path = "/v1/subscriptions", tag = "users", request_body = SubscriptionsBody,
     security(("session" = []), ("api_key" = [])),
@@ -159,37 +202,7 @@ pub async fn record(
             source: "push",
         }));
     }
-    let accepted: Vec<(TemplateId, u32)> = results
-        .iter()
-        .filter(|(_, answer, _)| *answer == Answer::Accept)
-        .map(|(template, _, _)| (template.clone(), 1))
-        .collect();
-    let outcome = if accepted.is_empty() {
-        None
-    } else {
-        Some(state.grants.add_grants(&openid, &accepted).await?)
-    };
-    let now = Utc::now();
-    let mut ignored = Vec::new();
-    for (template, answer, raw) in &results {
-        metrics::counter!(SUBSCRIBE_RESULTS, "result" => answer.label()).increment(1);
-        if let Some(counter) = answer.counter() {
-            state.usage.count(now, counter, 1);
-        }
-        if *answer != Answer::Accept {
-            ignored.push(Ignored {
-                template_id: template.as_str().to_owned(),
-                result: raw.clone(),
-            });
-        }
-    }
-    let mut granted = BTreeMap::new();
-    if let Some(outcome) = outcome {
-        state.usage.grant_events(now, &outcome.events);
-        for ((template, _), held) in accepted.iter().zip(&outcome.held) {
-            granted.insert(template.as_str().to_owned(), *held);
-        }
-    }
+    let (granted, ignored) = apply_answers(&state, &openid, &results).await?;
     tracing::info!(openid = %openid.as_str(), granted = granted.len(), ignored = ignored.len(), "subscriptions recorded");
     Ok(HttpResponse::Ok().json(SubscriptionsResponse {
         granted,

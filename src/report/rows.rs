@@ -61,6 +61,37 @@ pub struct SubscribeSends {
     pub wechat_outcome_unknown: i64,
 }
 
+/// Delivery receipts WeChat pushed for a day's messages (SPEC §12).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Deliveries {
+    pub delivered: i64,
+    pub user_blocked: i64,
+    pub failed: i64,
+}
+
+impl Deliveries {
+    fn of(get: &dyn Fn(&str) -> i64, prefix: &str) -> Self {
+        Self {
+            delivered: get(&format!("{prefix}.deliveries.delivered")),
+            user_blocked: get(&format!("{prefix}.deliveries.user_blocked")),
+            failed: get(&format!("{prefix}.deliveries.failed")),
+        }
+    }
+}
+
+/// The official account's template messages of a day: how
+/// `POST /v1/official-account/messages` ended, and WeChat's receipts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OfficialAccountRow {
+    pub sent: i64,
+    pub not_following: i64,
+    pub wechat_rejected: i64,
+    pub wechat_quota_exceeded: i64,
+    pub wechat_unavailable: i64,
+    pub wechat_outcome_unknown: i64,
+    pub deliveries: Deliveries,
+}
+
 /// Subscribe grants of a day: the popups' answers (from the configured
 /// source only), and grants spent or burned.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
@@ -73,6 +104,7 @@ pub struct SubscribeRow {
     pub spent: i64,
     pub burned: i64,
     pub sends: SubscribeSends,
+    pub deliveries: Deliveries,
 }
 
 /// One day of `GET /v1/reports/usage`. `spent`, `burned`, `refunded` and
@@ -95,6 +127,7 @@ pub struct UsageRow {
     /// Uses whose expiry fell on this day, up to now, never spent.
     pub expired_unspent: ByKind,
     pub subscribe: SubscribeRow,
+    pub official_account: OfficialAccountRow,
 }
 
 /// `GET /v1/reports/summary`.
@@ -192,6 +225,15 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
             sum_at(fields, day, offset, &format!("x.{}", k.as_str()), |at| at <= now)
         }),
         subscribe: subscribe_row(&get),
+        official_account: OfficialAccountRow {
+            sent: get("oa.sends.sent"),
+            not_following: get("oa.sends.not_following"),
+            wechat_rejected: get("oa.sends.wechat_rejected"),
+            wechat_quota_exceeded: get("oa.sends.wechat_quota_exceeded"),
+            wechat_unavailable: get("oa.sends.wechat_unavailable"),
+            wechat_outcome_unknown: get("oa.sends.wechat_outcome_unknown"),
+            deliveries: Deliveries::of(&get, "oa"),
+        },
     }
 }
 
@@ -213,6 +255,7 @@ fn subscribe_row(get: &dyn Fn(&str) -> i64) -> SubscribeRow {
             wechat_unavailable: send(SubscribeOutcome::WechatUnavailable),
             wechat_outcome_unknown: send(SubscribeOutcome::WechatOutcomeUnknown),
         },
+        deliveries: Deliveries::of(get, "subscribe"),
     }
 }
 

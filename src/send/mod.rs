@@ -17,6 +17,7 @@
 
 mod channel;
 pub mod decision;
+mod official_account;
 mod subscribe;
 mod template;
 
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 pub use channel::Channel;
+pub use official_account::OfficialAccountChannel;
 pub use subscribe::{HeldGrant, SubscribeChannel};
 pub use template::TemplateChannel;
 

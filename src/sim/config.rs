@@ -4,6 +4,8 @@
 
 /// The template-send route, relative to `/sandbox/wechat`.
 pub const SEND_PATH: &str = "/cgi-bin/message/wxopen/template/send";
+/// The official account's template-send route, relative to `/sandbox/wechat`.
+pub const OA_SEND_PATH: &str = "/cgi-bin/message/template/send";
 /// The subscribe-send route, relative to `/sandbox/wechat`.
 pub const SUBSCRIBE_SEND_PATH: &str = "/cgi-bin/message/subscribe/send";
 
@@ -20,6 +22,24 @@ pub const BUILTIN_TEMPLATES: [&str; 3] = [
 pub const BUILTIN_OA_TEMPLATES: [(&str, &str); 1] =
     [("ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY", "OPENTM207498902")];
 
+/// The push settings sandbox mode wires the service and its simulator
+/// with (safe mode, both endpoints).
+pub const SANDBOX_PUSH_TOKEN: &str = "sandbox-push-token";
+pub const SANDBOX_PUSH_AES_KEY: &str = "SandboxPushKey0123456789sandboxPushKey01234";
+
+/// Where and how the simulator pushes events, as WeChat does once a push
+/// URL is set in its console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTargets {
+    /// The mini-program's events (JSON).
+    pub miniprogram_url: Option<String>,
+    /// The official account's events (XML).
+    pub official_account_url: Option<String>,
+    pub token: String,
+    /// Safe mode when set.
+    pub aes_key: Option<String>,
+}
+
 /// The simulated mini-program account. TTL, overlap and limit are
 /// configurable so tests can make tokens rotate in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +55,8 @@ pub struct SimConfig {
     pub token_overlap_secs: u64,
     /// Successful template sends per calendar day in UTC+8.
     pub daily_limit: u64,
+    /// Pushes to the service; none when unset.
+    pub push: Option<PushTargets>,
 }
 
 impl Default for SimConfig {
@@ -47,6 +69,7 @@ impl Default for SimConfig {
             token_ttl_secs: 7200,
             token_overlap_secs: 300,
             daily_limit: 1_000_000,
+            push: None,
         }
     }
 }

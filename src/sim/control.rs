@@ -35,7 +35,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/subscriptions").route(web::post().to(subscribe)))
         .service(resource("/subscriptions/change").route(web::post().to(change_subscription)))
-        .service(resource("/subscribe-templates").route(web::post().to(register_subscribe_template)));
+        .service(resource("/subscribe-templates").route(web::post().to(register_subscribe_template)))
+        .service(resource("/oa/followers").route(web::post().to(follow)))
+        .service(resource("/oa/blocks").route(web::post().to(block)));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenIdRequest {
+    openid: String,
+}
+
+/// The user follows the official account.
+async fn follow(
+    sim: web::Data<Simulator>,
+    body: web::Json<OpenIdRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    sim.lock().follow(&openid);
+    Ok(HttpResponse::Ok().json(json!({"openid": openid.as_str(), "following": true})))
+}
+
+/// The user (a follower) refuses the account's messages: they are accepted,
+/// then fail with `failed:user block`.
+async fn block(
+    sim: web::Data<Simulator>,
+    body: web::Json<OpenIdRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    sim.lock().block(&openid);
+    Ok(HttpResponse::Ok().json(json!({"openid": openid.as_str(), "blocking": true})))
 }
 
 fn resource(path: &str) -> actix_web::Resource {
@@ -166,7 +195,10 @@ async fn set_fault(
 }
 
 async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
-    let stats = sim.lock().stats();
+    let mut stats = json!(sim.lock().stats());
+    if let Some(pusher) = sim.pusher() {
+        stats["pushes"] = pusher.stats();
+    }
     HttpResponse::Ok().json(stats)
 }
 
@@ -235,6 +267,18 @@ async fn subscribe(
         .lock()
         .request_subscription(&openid, &results)
         .map_err(ControlError::invalid)?;
+    if let Some(pusher) = sim.pusher() {
+        let list: Vec<_> = answer
+            .iter()
+            .filter(|(template, _)| template.as_str() != "errMsg")
+            .map(|(template, result)| json!({"TemplateId": template, "SubscribeStatusString": result, "PopupScene": "0"}))
+            .collect();
+        pusher.miniprogram_event(
+            openid.as_str(),
+            "subscribe_msg_popup_event",
+            json!({"List": list}),
+        );
+    }
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -263,6 +307,14 @@ async fn change_subscription(
     sim.lock()
         .change_subscription(&openid, template.as_str(), on)
         .map_err(ControlError::invalid)?;
+    if let Some(pusher) = sim.pusher() {
+        let list = json!([{"TemplateId": template.as_str(), "SubscribeStatusString": body.status}]);
+        pusher.miniprogram_event(
+            openid.as_str(),
+            "subscribe_msg_change_event",
+            json!({"List": list}),
+        );
+    }
     Ok(HttpResponse::Ok().json(json!({
         "openid": openid.as_str(),
         "template_id": template.as_str(),

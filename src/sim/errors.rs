@@ -54,6 +54,8 @@ pub enum WxError {
     NotSubscribed,
     #[error("argument invalid!")]
     InvalidArgument,
+    #[error("require subscribe")]
+    NotFollowing,
     #[error("template num exceeds limit")]
     TemplateLimit,
     #[error("private template count reached max limit")]
@@ -91,6 +93,7 @@ impl WxError {
             WxError::InvalidOpenId => 40003,
             WxError::NotSubscribed => 43101,
             WxError::InvalidArgument => 47003,
+            WxError::NotFollowing => 43004,
             WxError::TemplateLimit => 45026,
             WxError::SubscribeTemplateLimit => 200012,
             WxError::InvalidTid => 200014,

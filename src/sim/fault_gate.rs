@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::config::{SEND_PATH, SUBSCRIBE_SEND_PATH};
+use super::config::{OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::errors::wx_answer;
 use super::handle::Simulator;
 
@@ -27,7 +27,9 @@ pub async fn gate(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let is_send = req.path().ends_with(SEND_PATH) || req.path().ends_with(SUBSCRIBE_SEND_PATH);
+    let is_send = [SEND_PATH, SUBSCRIBE_SEND_PATH, OA_SEND_PATH]
+        .iter()
+        .any(|p| req.path().ends_with(p));
     let is_template_admin = !is_send && TEMPLATE_ADMIN.iter().any(|p| req.path().contains(p));
     let fault = req
         .app_data::<web::Data<Simulator>>()

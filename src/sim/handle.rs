@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 
 use super::config::SimConfig;
+use super::pusher::Pusher;
 use super::state::State;
 use crate::clock::{Clock, SystemClock};
 
@@ -14,6 +15,8 @@ use crate::clock::{Clock, SystemClock};
 pub struct Simulator {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
+    /// Pushes to the service, when push targets are configured.
+    pusher: Option<Arc<Pusher>>,
 }
 
 impl Simulator {
@@ -24,10 +27,20 @@ impl Simulator {
     /// A simulator whose WeChat keeps `clock`'s time (tests move it to
     /// expire tokens and codes without waiting).
     pub fn with_clock(config: SimConfig, clock: Arc<dyn Clock>) -> Self {
+        let pusher = config.push.clone().and_then(|targets| {
+            Pusher::new(targets, &config.appid, &config.oa_appid)
+                .inspect_err(|err| tracing::error!(error = %err, "the simulator will not push"))
+                .ok()
+        });
         Self {
             state: Arc::new(Mutex::new(State::new(config, clock.now()))),
             clock,
+            pusher,
         }
+    }
+
+    pub(super) fn pusher(&self) -> Option<&Arc<Pusher>> {
+        self.pusher.as_ref()
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {

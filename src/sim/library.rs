@@ -252,6 +252,12 @@ impl AccountTemplates {
         self.by_channel.get_mut(&channel)?.remove(template_id)
     }
 
+    pub fn contains(&self, channel: Channel, template_id: &str) -> bool {
+        self.by_channel
+            .get(&channel)
+            .is_some_and(|t| t.contains_key(template_id))
+    }
+
     pub fn count(&self, channel: Channel) -> usize {
         self.by_channel.get(&channel).map_or(0, BTreeMap::len)
     }

@@ -129,6 +129,8 @@ mod fault;
 mod fault_gate;
 mod handle;
 mod library;
+mod official_account;
+mod pusher;
 mod state;
 mod subscribe;
 mod template_admin;
@@ -139,7 +141,10 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, Scope, web};
 
-pub use config::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SEND_PATH, SimConfig};
+pub use config::{
+    BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN,
+    SEND_PATH, SimConfig,
+};
 pub use fault_gate::on_connect;
 pub use handle::Simulator;
 pub use state::INBOX_CAPACITY;

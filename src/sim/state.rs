@@ -17,6 +17,7 @@ use super::config::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SimConfig};
 use super::errors::WxError;
 use super::fault::Fault;
 use super::library::{self, AccountTemplate, AccountTemplates, Channel};
+use super::official_account::Followers;
 use super::subscribe::{self, BUILTIN_SUBSCRIBE_TEMPLATES, Subscriptions};
 use super::tokens::{Issued, Tokens};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
@@ -47,7 +48,8 @@ pub struct Session {
 /// One delivered template message, as the inbox shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
-    /// `template` (templateMessage.send) or `subscribe` (subscribeMessage.send).
+    /// `template` (templateMessage.send), `subscribe` (subscribeMessage.send)
+    /// or `official_account` (its template message; `page` holds its url).
     pub kind: &'static str,
     pub template_id: String,
     pub page: Option<String>,
@@ -165,6 +167,8 @@ pub struct State {
     pub(super) account: AccountTemplates,
     /// Account template list requests answered (all channels).
     pub(super) template_lists: u64,
+    /// The official account's followers and blockers.
+    pub(super) followers: Followers,
     codes: HashMap<String, LoginCode>,
     credentials: HashMap<String, Credential>,
     inboxes: HashMap<String, VecDeque<Message>>,
@@ -210,6 +214,7 @@ impl State {
             templates: BUILTIN_TEMPLATES.iter().map(|t| (*t).to_owned()).collect(),
             account,
             template_lists: 0,
+            followers: Followers::default(),
             codes: HashMap::new(),
             credentials: HashMap::new(),
             inboxes: HashMap::new(),
@@ -426,7 +431,21 @@ impl State {
         Ok(msgid)
     }
 
-    fn deliver(&mut self, openid: String, message: Message) {
+    pub(super) fn count_send(&mut self, errcode: i64) {
+        *self.sends.entry(errcode).or_default() += 1;
+    }
+
+    pub fn follow(&mut self, openid: &OpenId) {
+        self.seen.insert(openid.as_str().to_owned());
+        self.followers.follow(openid.as_str());
+    }
+
+    pub fn block(&mut self, openid: &OpenId) {
+        self.seen.insert(openid.as_str().to_owned());
+        self.followers.block(openid.as_str());
+    }
+
+    pub(super) fn deliver(&mut self, openid: String, message: Message) {
         let inbox = self.inboxes.entry(openid).or_default();
         if inbox.len() >= INBOX_CAPACITY {
             inbox.pop_front();

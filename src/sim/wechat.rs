@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::{SEND_PATH, SUBSCRIBE_SEND_PATH};
+use super::config::{OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::control::{method_not_allowed, not_found};
 use super::errors::{WxError, wx_answer};
 use super::fault_gate;
@@ -34,6 +34,7 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(resource("/sns/jscode2session").route(web::get().to(code_to_session)))
         .service(resource(SEND_PATH).route(web::post().to(send)))
         .service(resource(SUBSCRIBE_SEND_PATH).route(web::post().to(send_subscribe)))
+        .service(resource(OA_SEND_PATH).route(web::post().to(send_official_account)))
         .configure(template_routes)
         .default_service(web::to(not_found))
 }
@@ -130,9 +131,45 @@ async fn send_subscribe(sim: web::Data<Simulator>, req: HttpRequest, payload: we
     );
     match result {
         Ok(msgid) => {
+            // Its delivery receipt follows, as WeChat pushes it.
+            let sent: Value = body
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            if let (Some(pusher), Some(touser)) = (sim.pusher(), sent["touser"].as_str()) {
+                let receipt = serde_json::json!({"List": {
+                    "TemplateId": sent["template_id"], "MsgID": msgid.to_string(),
+                    "ErrorCode": 0, "ErrorStatus": "success",
+                }});
+                pusher.miniprogram_event(touser, "subscribe_msg_sent_event", receipt);
+            }
             HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": msgid }))
         }
         Err(refusal) => wx_answer(refusal.errcode(), &refusal.errmsg()),
+    }
+}
+
+/// The official account's template message; its `TEMPLATESENDJOBFINISH`
+/// follows in a push.
+#[tracing::instrument(skip_all)]
+async fn send_official_account(
+    sim: web::Data<Simulator>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let params = query(&req);
+    let body = read_body(payload).await;
+    let result = sim
+        .lock()
+        .send_official_account(access_token(&params), body.as_deref(), sim.now());
+    match result {
+        Ok(taken) => {
+            if let Some(pusher) = sim.pusher() {
+                pusher.job_finished(&taken.touser, taken.msgid, taken.status);
+            }
+            HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": taken.msgid }))
+        }
+        Err(err) => err.into(),
     }
 }
 

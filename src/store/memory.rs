@@ -145,6 +145,17 @@ impl SharedStore for MemoryStore {
         Ok(())
     }
 
+    async fn put_cached_if_absent(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.with(|e, now| {
+            let key = format!("cache:{name}");
+            if e.contains_key(&key) {
+                return false;
+            }
+            e.insert(key, (Entry::Cached(value.to_owned()), until(now, ttl)));
+            true
+        }))
+    }
+
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {
         self.with(|e, _| e.remove(&format!("cache:{name}")));
         Ok(())

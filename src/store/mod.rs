@@ -79,6 +79,9 @@ pub trait SharedStore: Send + Sync + 'static {
 
     async fn put_cached(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
 
+    /// [`Self::put_cached`] unless `name` holds something; true if written.
+    async fn put_cached_if_absent(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, StoreError>;
+
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError>;
 
     /// Claims `key` for a request whose body has `fingerprint`, for at most

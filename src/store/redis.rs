@@ -43,6 +43,19 @@ impl RedisStore {
         self.key("usage", &day.format("%Y-%m-%d").to_string())
     }
 
+    /// `SET key value NX PX ttl`: true if it was written.
+    async fn set_if_absent(&self, key: String, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .to_owned();
+        let reply = self.redis.query(&cmd).await.map_err(StoreError::from)?;
+        Ok(matches!(reply, Value::Okay) || text(&reply).as_deref() == Some("OK"))
+    }
+
     async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, StoreError> {
         let reply = self
             .redis
@@ -121,15 +134,7 @@ impl SharedStore for RedisStore {
     }
 
     async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let cmd = redis::cmd("SET")
-            .arg(self.key("lock", name))
-            .arg(holder)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(ttl))
-            .to_owned();
-        let reply = self.redis.query(&cmd).await.map_err(StoreError::from)?;
-        Ok(matches!(reply, Value::Okay) || text(&reply).as_deref() == Some("OK"))
+        self.set_if_absent(self.key("lock", name), holder, ttl).await
     }
 
     async fn get_cached(&self, name: &str) -> Result<Option<String>, StoreError> {
@@ -149,6 +154,10 @@ impl SharedStore for RedisStore {
             .arg(millis(ttl))
             .to_owned();
         self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
+    }
+
+    async fn put_cached_if_absent(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.set_if_absent(self.key("cache", name), value, ttl).await
     }
 
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {

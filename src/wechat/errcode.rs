@@ -24,6 +24,8 @@ pub const TOKEN_EXPIRED: i64 = 42001;
 pub const DAILY_LIMIT: i64 = 45009;
 /// The user has no subscribe grant of that template (refused, or cancelled).
 pub const NOT_SUBSCRIBED: i64 = 43101;
+/// The user does not follow the official account.
+pub const NOT_FOLLOWING: i64 = 43004;
 pub const RATE_LIMITED: i64 = 45011;
 pub const BAD_DATA_FORMAT: i64 = 47001;
 pub const BAD_ARGUMENT: i64 = 47003;

@@ -5,6 +5,7 @@
 pub mod errcode;
 mod login;
 mod message;
+mod official_account;
 mod subscribe;
 pub mod templates;
 mod token;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 pub use login::{LoginError, WechatSession};
 pub use message::TemplateMessage;
+pub use official_account::{MiniProgramLink, OfficialAccountMessage};
 pub use subscribe::SubscribeMessage;
 pub use token::{Refusal, TokenError, TokenManager, refusal_cause};
 

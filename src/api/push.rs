@@ -1,0 +1,259 @@
+//! WeChat's push endpoints (SPEC §12), outside `/v1` and not API-key
+//! protected: `/wechat/push/miniprogram` and `/wechat/push/official-account`.
+//! GET answers the console's URL check; POST takes a push, verified and
+//! opened by `push::verify` before anything reads it, applied once however
+//! often WeChat retries it, and acknowledged with `success`.
+//!
+//! What an event does: a popup grants (when grants come from pushes), a
+//! change to "reject" burns the template's grants, a subscribe sent event
+//! and `TEMPLATESENDJOBFINISH` record the message's delivery. Anything else
+//! is counted and acknowledged.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::subscriptions::{Answer, apply_answers};
+use crate::config::GrantSource;
+use crate::domain::{OpenId, TemplateId};
+use crate::error::{ApiError, code};
+use crate::metrics::{DELIVERIES, PUSH_EVENTS};
+use crate::push::event::{self, Push, PushKind};
+use crate::push::receipts::{Messages, Status};
+use crate::push::verify::{self, PushQuery, PushSettings, Refused};
+
+/// How long a push is remembered, so WeChat's retries are applied once.
+const REMEMBER: Duration = Duration::from_secs(600);
+
+/// Which endpoint a push came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    MiniProgram,
+    OfficialAccount,
+}
+
+impl Endpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::MiniProgram => "miniprogram",
+            Endpoint::OfficialAccount => "official_account",
+        }
+    }
+
+    fn settings(self, state: &AppState) -> Result<&PushSettings, ApiError> {
+        let settings = match self {
+            Endpoint::MiniProgram => state.push.miniprogram.as_ref(),
+            Endpoint::OfficialAccount => state.push.official_account.as_ref(),
+        };
+        settings.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                code::NOT_CONFIGURED,
+                "no push token is configured for this endpoint",
+            )
+        })
+    }
+}
+
+/// The push settings of both endpoints; `None` answers 404.
+#[derive(Debug, Clone, Default)]
+pub struct PushEndpoints {
+    pub miniprogram: Option<PushSettings>,
+    pub official_account: Option<PushSettings>,
+}
+
+fn refused(err: Refused) -> ApiError {
+    match err {
+        Refused::Signature(why) => ApiError::new(StatusCode::UNAUTHORIZED, code::INVALID_SIGNATURE, why),
+        Refused::Malformed(why) => ApiError::invalid_request(why),
+    }
+}
+
+fn success() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("success")
+}
+
+pub async fn miniprogram_check(
+    state: web::Data<AppState>,
+    query: web::Query<PushQuery>,
+) -> Result<HttpResponse, ApiError> {
+    check(&state, Endpoint::MiniProgram, &query)
+}
+
+pub async fn official_account_check(
+    state: web::Data<AppState>,
+    query: web::Query<PushQuery>,
+) -> Result<HttpResponse, ApiError> {
+    check(&state, Endpoint::OfficialAccount, &query)
+}
+
+pub async fn miniprogram(
+    state: web::Data<AppState>,
+    query: web::Query<PushQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    receive(&state, Endpoint::MiniProgram, &query, &body).await
+}
+
+pub async fn official_account(
+    state: web::Data<AppState>,
+    query: web::Query<PushQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    receive(&state, Endpoint::OfficialAccount, &query, &body).await
+}
+
+/// The console's URL check: `echostr` back, as text.
+fn check(state: &AppState, endpoint: Endpoint, query: &PushQuery) -> Result<HttpResponse, ApiError> {
+    let settings = endpoint.settings(state)?;
+    let echo = verify::echo(settings, query, Utc::now().timestamp()).map_err(refused)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(echo))
+}
+
+#[tracing::instrument(skip_all, fields(endpoint = endpoint.as_str()))]
+async fn receive(
+    state: &AppState,
+    endpoint: Endpoint,
+    query: &PushQuery,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let settings = endpoint.settings(state)?;
+    let body = std::str::from_utf8(body).map_err(|_| ApiError::invalid_request("the body is not UTF-8"))?;
+    let opened = verify::open(settings, query, body, Utc::now().timestamp()).map_err(|err| {
+        tracing::warn!(error = %err, "push refused");
+        metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
+            .increment(1);
+        refused(err)
+    })?;
+    let push =
+        event::parse(&opened.message, opened.format).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    // WeChat retries a push it got no `success` for: the first to arrive
+    // claims it, in the shared store, whichever instance takes it.
+    let digest = hex::encode(Sha256::digest(opened.message.as_bytes()));
+    let claim = format!("push:{}:{digest}", endpoint.as_str());
+    if !state.shared.try_lock(&claim, "applied", REMEMBER).await? {
+        tracing::info!(event = ?push.event, "a repeated push, applied before");
+        metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => event_label(&push), "result" => "repeated")
+            .increment(1);
+        return Ok(success());
+    }
+    if let Err(err) = apply(state, endpoint, &push).await {
+        // Not applied: let WeChat's retry try again.
+        let _ = state.shared.unlock(&claim, "applied").await;
+        return Err(err);
+    }
+    Ok(success())
+}
+
+/// The event, for metrics: the four acted on by name, the rest `other`
+/// (labels stay few whatever WeChat sends).
+fn event_label(push: &Push) -> &'static str {
+    match push.kind {
+        PushKind::SubscribePopup(_) => event::SUBSCRIBE_MSG_POPUP_EVENT,
+        PushKind::SubscribeChange(_) => event::SUBSCRIBE_MSG_CHANGE_EVENT,
+        PushKind::SubscribeSent(_) => event::SUBSCRIBE_MSG_SENT_EVENT,
+        PushKind::TemplateSendJobFinish { .. } => event::TEMPLATE_SEND_JOB_FINISH,
+        PushKind::Other { .. } => "other",
+    }
+}
+
+/// What a verified push does.
+async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), ApiError> {
+    let label = event_label(push);
+    let now = Utc::now();
+    let openid = || {
+        OpenId::parse(&push.from_user_name)
+            .map_err(|e| ApiError::invalid_request(format!("FromUserName: {e}")))
+    };
+    let acted = match (&push.kind, endpoint) {
+        (PushKind::SubscribePopup(choices), Endpoint::MiniProgram)
+            if state.grant_source == GrantSource::Push =>
+        {
+            let answers = choices
+                .iter()
+                .filter_map(|c| {
+                    TemplateId::parse(&c.template_id)
+                        .ok()
+                        .map(|t| (t, Answer::parse(&c.status), c.status.clone()))
+                })
+                .collect::<Vec<_>>();
+            let (granted, _) = apply_answers(state, &openid()?, &answers).await?;
+            tracing::info!(granted = granted.len(), "popup answers applied");
+            true
+        }
+        (PushKind::SubscribeChange(choices), Endpoint::MiniProgram) => {
+            let openid = openid()?;
+            for choice in choices.iter().filter(|c| c.status == "reject") {
+                let Ok(template) = TemplateId::parse(&choice.template_id) else {
+                    continue;
+                };
+                let events = state.grants.burn_grants(&openid, &template).await?;
+                state.usage.grant_events(now, &events);
+            }
+            true
+        }
+        (PushKind::SubscribeSent(results), Endpoint::MiniProgram) => {
+            for result in results {
+                let status = Status::of_subscribe(result.error_code);
+                record(
+                    state,
+                    Messages::Subscribe,
+                    &result.msg_id,
+                    status,
+                    &result.error_status,
+                )
+                .await?;
+            }
+            true
+        }
+        (PushKind::TemplateSendJobFinish { msg_id, status }, Endpoint::OfficialAccount) => {
+            record(
+                state,
+                Messages::OfficialAccount,
+                msg_id,
+                Status::of_job(status),
+                status,
+            )
+            .await?;
+            true
+        }
+        _ => false,
+    };
+    let result = if acted { "applied" } else { "ignored" };
+    metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => label, "result" => result)
+        .increment(1);
+    Ok(())
+}
+
+/// A delivery receipt: the message's status, and the day's count of it.
+async fn record(
+    state: &AppState,
+    messages: Messages,
+    msgid: &str,
+    status: Status,
+    detail: &str,
+) -> Result<(), ApiError> {
+    let before = state
+        .receipts
+        .finished(messages, msgid, status, detail, Utc::now())
+        .await?;
+    // Counted once a message, whatever WeChat sends again.
+    if before.is_none_or(|b| b == Status::Accepted) {
+        let (channel, prefix) = match messages {
+            Messages::Subscribe => ("subscribe", "subscribe"),
+            Messages::OfficialAccount => ("official_account", "oa"),
+        };
+        let field = format!("{prefix}.deliveries.{}", status.as_str());
+        state.usage.count(Utc::now(), &field, 1);
+        metrics::counter!(DELIVERIES, "channel" => channel, "status" => status.as_str()).increment(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! WeChat's pushes (SPEC §12): their signatures and safe-mode encryption
+//! (`crypto`), their bodies in XML or JSON (`event`), verifying and opening
+//! one (`verify`), and the delivery status they report (`receipts`).
+
+pub mod crypto;
+pub mod event;
+pub mod receipts;
+pub mod verify;

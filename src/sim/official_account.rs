@@ -1,0 +1,117 @@
+//! The simulated official account (SPEC §12): its followers, the users who
+//! block its messages, and `cgi-bin/message/template/send` under its own
+//! token, checked in WeChat's order. Whether a message reached its follower
+//! is told later, in a `TEMPLATESENDJOBFINISH` push (`pusher`).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::errors::WxError;
+use super::library::Channel;
+use super::state::{Message, State};
+
+/// The official account's users.
+#[derive(Debug, Default)]
+pub struct Followers {
+    following: HashSet<String>,
+    blocking: HashSet<String>,
+    next_msgid: u64,
+}
+
+/// A message WeChat took: its id, and what its receipt will say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub msgid: u64,
+    pub touser: String,
+    /// `success`, or `failed:user block` when the follower blocks the account.
+    pub status: &'static str,
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    touser: String,
+    template_id: String,
+    url: Option<String>,
+    data: Option<Map<String, Value>>,
+}
+
+impl Followers {
+    pub fn follow(&mut self, openid: &str) {
+        self.following.insert(openid.to_owned());
+    }
+
+    /// The user blocks the account's messages (and follows it: a blocked
+    /// message is still accepted, then fails).
+    pub fn block(&mut self, openid: &str) {
+        self.following.insert(openid.to_owned());
+        self.blocking.insert(openid.to_owned());
+    }
+}
+
+impl State {
+    /// `cgi-bin/message/template/send` of the official account.
+    pub fn send_official_account(
+        &mut self,
+        access_token: Option<&str>,
+        body: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<Taken, WxError> {
+        let result = self.try_send_official_account(access_token, body, now);
+        self.count_send(result.as_ref().map_or_else(|e| e.errcode(), |_| 0));
+        result
+    }
+
+    fn try_send_official_account(
+        &mut self,
+        access_token: Option<&str>,
+        body: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<Taken, WxError> {
+        let token = access_token
+            .filter(|t| !t.is_empty())
+            .ok_or(WxError::TokenMissing)?;
+        self.oa_tokens.check(token, now)?;
+        let body: SendBody = body
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .ok_or(WxError::DataFormat)?;
+        if !self.account.contains(Channel::OfficialAccount, &body.template_id) {
+            return Err(WxError::InvalidTemplateId);
+        }
+        if !self.followers.following.contains(&body.touser) {
+            return Err(WxError::NotFollowing);
+        }
+        let data = body
+            .data
+            .filter(|d| !d.is_empty() && d.values().all(|v| v.get("value").is_some_and(Value::is_string)))
+            .ok_or(WxError::InvalidData)?;
+        self.followers.next_msgid += 1;
+        let msgid = 2_000_000_000 + self.followers.next_msgid;
+        let status = match self.followers.blocking.contains(&body.touser) {
+            true => "failed:user block",
+            false => "success",
+        };
+        if status == "success" {
+            self.deliver(
+                body.touser.clone(),
+                Message {
+                    kind: "official_account",
+                    template_id: body.template_id,
+                    page: body.url,
+                    data: Value::Object(data),
+                    emphasis_keyword: None,
+                    form_id: None,
+                    msgid: Some(msgid),
+                    sent_at: now,
+                },
+            );
+        }
+        Ok(Taken {
+            msgid,
+            touser: body.touser,
+            status,
+        })
+    }
+}

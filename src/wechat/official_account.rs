@@ -1,0 +1,64 @@
+//! The official account's template message (`cgi-bin/message/template/send`,
+//! seed `004_…`): one call, one answer with the message's `msgid`. Its
+//! delivery comes later, in a `TEMPLATESENDJOBFINISH` push.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{CallError, WechatAnswer, WechatClient};
+use crate::domain::{OpenId, TemplateId};
+
+/// A mini-program page the message opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MiniProgramLink {
+    pub appid: String,
+    pub pagepath: Option<String>,
+}
+
+/// An official-account template message as the backend asked for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfficialAccountMessage {
+    pub touser: OpenId,
+    pub template_id: TemplateId,
+    pub url: Option<String>,
+    pub miniprogram: Option<MiniProgramLink>,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// WeChat's own dedup key for the message (≤ 32 characters).
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    touser: &'a str,
+    template_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    miniprogram: Option<&'a MiniProgramLink>,
+    data: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_msg_id: Option<&'a str>,
+}
+
+impl WechatClient {
+    #[tracing::instrument(skip_all)]
+    pub async fn send_official_account(
+        &self,
+        access_token: &str,
+        message: &OfficialAccountMessage,
+        timeout: Duration,
+    ) -> Result<WechatAnswer, CallError> {
+        let body = Body {
+            touser: message.touser.as_str(),
+            template_id: message.template_id.as_str(),
+            url: message.url.as_deref(),
+            miniprogram: message.miniprogram.as_ref(),
+            data: &message.data,
+            client_msg_id: message.client_msg_id.as_deref(),
+        };
+        self.post_message("/cgi-bin/message/template/send", access_token, &body, timeout)
+            .await
+    }
+}
