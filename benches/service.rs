@@ -34,7 +34,7 @@ const USERS: usize = 4_000;
 /// (the direct phase uses USERS users): more uses than a phase can spend.
 const SPENDERS: usize = 2_000;
 
-/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory` runs one group (e.g. under a profiler).
+/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers` runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
 }
@@ -185,7 +185,7 @@ const GRANTS: u32 = 500;
 /// ...and in the simulator (more than the HTTP phase can spend)...
 const SIM_GRANTS: usize = 100;
 /// ...and for the simulator alone, which spends faster.
-const SIM_ALONE_GRANTS: usize = 250;
+const SIM_ALONE_GRANTS: usize = 400;
 
 /// Spending one grant: reserve + commit called directly on the grant
 /// ledger, then `POST /v1/subscribe-messages` through the simulator. Both
@@ -380,6 +380,143 @@ async fn embedded() -> (f64, f64) {
     (at_start, after)
 }
 
+/// The design most hand-written pools use (SPEC §15), run beside ours on
+/// the same kind of Redis: a ZSET of ids per openid scored by expiry; a pop
+/// drops the expired and reads the oldest in one pipeline, then removes it.
+mod peers {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use redis::aio::MultiplexedConnection;
+
+    fn key(user: &str) -> String {
+        format!("peer:{{{user}}}")
+    }
+
+    pub async fn connect(url: &str) -> MultiplexedConnection {
+        let client = redis::Client::open(url).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Adds `ids` expiring at `expiry_ms`, as the peers' ingest does.
+    pub async fn add(redis: &mut MultiplexedConnection, user: &str, ids: &[String], expiry_ms: i64) {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(key(user));
+        for id in ids {
+            cmd.arg(expiry_ms).arg(id);
+        }
+        let _: i64 = cmd.query_async(redis).await.expect("ZADD");
+    }
+
+    /// One pop: `ZREMRANGEBYSCORE` + `ZRANGE 0 0` pipelined, then `ZREM`.
+    /// The id handed out, if any.
+    pub async fn pop(redis: &mut MultiplexedConnection, user: &str, now_ms: i64) -> Option<String> {
+        let key = key(user);
+        let (oldest,): (Vec<String>,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now_ms)
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(0)
+            .query_async(redis)
+            .await
+            .expect("pipeline");
+        let id = oldest.into_iter().next()?;
+        let _: i64 = redis::cmd("ZREM")
+            .arg(&key)
+            .arg(&id)
+            .query_async(redis)
+            .await
+            .expect("ZREM");
+        Some(id)
+    }
+
+    /// 120 concurrent pops of one user holding 10 ids: ids handed out
+    /// (beyond 10, a use handed to two sends).
+    pub async fn handed_out_under_contention(redis: &MultiplexedConnection, now_ms: i64) -> u64 {
+        let ids: Vec<String> = (0..10)
+            .map(|_| format!("{:032x}", rand::random::<u128>()))
+            .collect();
+        add(&mut redis.clone(), "oContended", &ids, now_ms + 86_400_000).await;
+        let handed = Arc::new(AtomicU64::new(0));
+        let pops: Vec<_> = (0..120)
+            .map(|_| {
+                let (mut redis, handed) = (redis.clone(), handed.clone());
+                tokio::spawn(async move {
+                    if pop(&mut redis, "oContended", now_ms).await.is_some() {
+                        handed.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for pop in pops {
+            pop.await.unwrap();
+        }
+        handed.load(Ordering::Relaxed)
+    }
+}
+
+/// The peers' pool beside ours: pops per second against our reserve +
+/// commit, Redis bytes per credential at 10 per openid, and ids handed out
+/// by 120 concurrent sends over 10 uses (ours, then theirs).
+async fn peer_design(redis: &RedisServer, ledger: &Arc<RedisLedger>) -> (f64, f64, u64, u64) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let expiry = now_ms + 6 * 86_400_000;
+    let conn = peers::connect(&redis.url()).await;
+    for n in 0..USERS {
+        // More than a phase can pop, as for ours.
+        let ids: Vec<String> = (0..160).map(|_| random_form_id()).collect();
+        peers::add(&mut conn.clone(), &format!("oPeer{n:04}"), &ids, expiry).await;
+    }
+    let pops = {
+        let conn = conn.clone();
+        rate(move |n| {
+            let mut conn = conn.clone();
+            async move {
+                peers::pop(&mut conn, &format!("oPeer{:04}", n % USERS), now_ms)
+                    .await
+                    .is_some()
+            }
+        })
+        .await
+    };
+    // Memory: a fresh server, as for ours.
+    let fresh = RedisServer::start();
+    let mut memory = peers::connect(&fresh.url()).await;
+    let before = fresh.settled_memory().await;
+    for n in 0..5_000 {
+        let ids: Vec<String> = (0..10).map(|_| random_form_id()).collect();
+        peers::add(&mut memory, &format!("oYx8J5Xo0K2mC4_d9qLzW{n:07}"), &ids, expiry).await;
+    }
+    let bytes = (fresh.settled_memory().await - before) as f64 / 50_000.0;
+    // Contention: 10 uses, 120 sends at once.
+    let theirs = peers::handed_out_under_contention(&conn, now_ms).await;
+    let user = OpenId::parse("oContendedOurs").unwrap();
+    ledger.add(&user, &batch_of_ten()).await.unwrap();
+    let sends: Vec<_> = (0..120)
+        .map(|_| {
+            let (ledger, user) = (ledger.clone(), user.clone());
+            tokio::spawn(async move {
+                let lease = LeaseId::random();
+                let reserved = ledger
+                    .reserve(&user, lease, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                reserved.reservation.is_some() && ledger.settle(&user, lease, Settle::Commit).await.is_ok()
+            })
+        })
+        .collect();
+    let mut ours = 0;
+    for send in sends {
+        ours += u64::from(send.await.unwrap());
+    }
+    (pops, bytes, ours, theirs)
+}
+
 fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
     let rate = rate.map_or("-".into(), |r| format!("{r:.0} /s"));
     let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
@@ -448,6 +585,13 @@ fn main() {
             None
         };
         count_failures("embedded", before);
+        let before = FAILED.load(Ordering::Relaxed);
+        let peers = if wanted("peers") {
+            Some(peer_design(&redis, &ledger).await)
+        } else {
+            None
+        };
+        count_failures("peers", before);
         let bytes = if wanted("memory") {
             Some(support::memory_per_credential(&RedisServer::start()).await)
         } else {
@@ -521,7 +665,30 @@ fn main() {
             "| {:<44} | {memory:>10} |       | <= 64 B |",
             "Redis memory per grant entry, 3 per openid"
         );
+        let peer_rate = peers.map(|p| p.0);
+        row(
+            "peers' ZSET pool: pop (pipeline + ZREM)",
+            peer_rate,
+            peer_rate.zip(send.map(|s| s.0)).map(|(p, ours)| ours / p),
+            "",
+        );
+        let memory = peers.map_or("-".into(), |p| format!("{:.1} B", p.1));
+        println!(
+            "| {:<44} | {memory:>10} |       |         |",
+            "peers' ZSET pool: memory per credential"
+        );
+        let contended = peers.map_or("-".into(), |p| format!("{} / {}", p.2, p.3));
+        println!(
+            "| {:<44} | {contended:>10} |       | 10 / 10 |",
+            "120 sends over 10 uses: ours / peers' pool"
+        );
         println!();
+        if peers.is_some() {
+            println!(
+                "peers' pool ratio: our reserve + commit per second over its pops per second; \
+                 a handout above 10 is a use spent twice"
+            );
+        }
         match FAILED.load(Ordering::Relaxed) {
             0 => println!("every operation succeeded"),
             n => println!(
