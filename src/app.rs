@@ -358,14 +358,18 @@ pub fn open_stores(
         Some((target, name)) => {
             let redis = RedisConnection::new(target, REDIS_TIMEOUT);
             let prefix = &config.redis_key_prefix;
+            let (replicas, wait) = (
+                config.redis_wait_replicas,
+                Duration::from_millis(config.redis_wait_timeout_ms.max(1)),
+            );
             let store = Arc::new(RedisStore::new(redis.clone(), prefix));
             Stores {
-                ledger: Arc::new(MeteredLedger::new(RedisLedger::on(
-                    redis.clone(),
-                    prefix,
-                    settings,
-                ))),
-                grants: Arc::new(RedisGrants::on(redis, prefix, grant_settings)),
+                ledger: Arc::new(MeteredLedger::new(
+                    RedisLedger::on(redis.clone(), prefix, settings).with_replicas(replicas, wait),
+                )),
+                grants: Arc::new(
+                    RedisGrants::on(redis, prefix, grant_settings).with_replicas(replicas, wait),
+                ),
                 shared: store.clone(),
                 usage: store,
                 name,

@@ -78,6 +78,15 @@ pub struct Config {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "fl")]
     pub redis_key_prefix: String,
 
+    /// Replicas every ingest and settle waits for (`WAIT`), so what was
+    /// acknowledged survives a master's failover; 0: no waiting.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// How long one such `WAIT` may take before the operation fails (503).
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_wait_timeout_ms: u64,
+
     /// Mini-program appid. Unset: sandbox mode with the built-in simulator.
     #[arg(long, env = "WECHAT_APPID")]
     pub wechat_appid: Option<String>,
@@ -191,6 +200,8 @@ impl Default for Config {
             redis_url: None,
             redis_cluster_nodes: Vec::new(),
             redis_key_prefix: "fl".into(),
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 500,
             wechat_appid: None,
             wechat_secret: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),

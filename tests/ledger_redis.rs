@@ -235,3 +235,72 @@ async fn ten_form_ids_per_openid_cost_at_most_48_bytes_each() {
     println!("redis memory per credential at 10 formIds/openid: {per_credential:.1} bytes");
     assert!(per_credential <= 48.0, "{per_credential:.1} bytes per credential");
 }
+
+/// `REDIS_WAIT_REPLICAS`: an ingest returns only once a replica holds it;
+/// with the replica gone it fails as unavailable (and is safe to retry),
+/// while without the setting it goes on as before.
+#[tokio::test]
+async fn ingest_waits_for_replicas_when_asked_to() {
+    use formid_ledger::ledger::{LedgerError, LedgerSettings, RedisTarget};
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let client = |server: &RedisServer| redis::Client::open(server.url()).unwrap();
+    let mut to_replica = client(&replica).get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port())
+        .query_async(&mut to_replica)
+        .await
+        .unwrap();
+    let mut to_master = client(&master).get_multiplexed_async_connection().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut to_master)
+            .await
+            .unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never synced: {info}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let wait = std::time::Duration::from_millis(300);
+    let durable = RedisLedger::new(RedisTarget::Single(master.url()), "fl", LedgerSettings::default())
+        .with_replicas(1, wait);
+    let plain = RedisLedger::new(RedisTarget::Single(master.url()), "fl", LedgerSettings::default());
+    let user = OpenId::parse("oDurable").unwrap();
+    let soon = Utc::now() + Duration::days(6);
+    let added = durable
+        .add(&user, &[cred(CredentialKind::Form, "f1", soon)])
+        .await
+        .unwrap();
+    assert_eq!(added.available_sends, 1);
+    // Acknowledged means the replica has it.
+    let held: bool = redis::cmd("EXISTS")
+        .arg("fl:{oDurable}")
+        .query_async(&mut to_replica)
+        .await
+        .unwrap();
+    assert!(held);
+
+    drop(to_replica);
+    drop(replica); // killed: no replica acknowledges any more
+    let started = std::time::Instant::now();
+    let refused = durable
+        .add(&user, &[cred(CredentialKind::Form, "f2", soon)])
+        .await;
+    assert!(matches!(refused, Err(LedgerError::Unavailable(_))), "{refused:?}");
+    assert!(started.elapsed() >= wait, "it waited for the replica");
+    // The retry of an ingest is safe: the credential is there once.
+    let retried = plain
+        .add(&user, &[cred(CredentialKind::Form, "f2", soon)])
+        .await
+        .unwrap();
+    assert_eq!(retried.available_sends, 2);
+}

@@ -46,6 +46,8 @@ pub struct RedisLedger {
     prefix: String,
     settings: LedgerSettings,
     clock: LedgerClock,
+    /// Replicas an ingest or settle waits for (`WAIT`), and for how long.
+    durability: Option<(u32, Duration)>,
 }
 
 impl RedisLedger {
@@ -66,6 +68,29 @@ impl RedisLedger {
             prefix: prefix.to_owned(),
             settings,
             clock: None,
+            durability: None,
+        }
+    }
+
+    /// Ingests and settles return only once `replicas` replicas hold them
+    /// (`WAIT` on the book's node), else fail as unavailable after
+    /// `timeout`: an acknowledged credential or spend then survives the
+    /// master's failover. Both are idempotent, so a failed one is retried.
+    pub fn with_replicas(self, replicas: u32, timeout: Duration) -> Self {
+        Self {
+            durability: (replicas > 0).then_some((replicas, timeout)),
+            ..self
+        }
+    }
+
+    async fn replicated(&self, key: &str) -> Result<(), LedgerError> {
+        match self.durability {
+            Some((replicas, timeout)) => self
+                .redis
+                .wait_for_replicas(key, replicas, timeout)
+                .await
+                .map_err(LedgerError::from),
+            None => Ok(()),
         }
     }
 
@@ -201,6 +226,7 @@ impl Ledger for RedisLedger {
         }
         let (statuses, evicted, available_sends, events): (Vec<i64>, u32, u32, Events) =
             self.invoke(&call).await?;
+        self.replicated(&self.book_key(openid)).await?;
         let items = statuses
             .into_iter()
             .map(|code| codes::add_status_from(code).ok_or_else(|| corrupt(bad("add status"))))
@@ -258,6 +284,7 @@ impl Ledger for RedisLedger {
             )
             .await?;
         let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
+        self.replicated(&self.book_key(openid)).await?;
         Ok(SettleOutcome {
             settled,
             events: events.0,

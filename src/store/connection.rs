@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
@@ -109,6 +110,41 @@ impl RedisConnection {
             }
         })
         .await
+    }
+
+    /// `WAIT replicas timeout` on the node that owns `key` (the master its
+    /// writes went to): Ok once that many replicas acknowledged every write
+    /// made before it on this connection, else `Unavailable`.
+    pub async fn wait_for_replicas(
+        &self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<(), RedisFailure> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let acknowledged = self
+            .bounded(async {
+                match self.connection().await? {
+                    Connection::Single(mut c) => wait.query_async::<Value>(&mut c).await.map_err(failure),
+                    Connection::Cluster(mut c) => {
+                        let master = Route::with_key(key, SlotAddr::Master);
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                        c.route_command(wait, routing).await.map_err(failure)
+                    }
+                }
+            })
+            .await?;
+        match acknowledged {
+            Value::Int(n) if n >= i64::from(replicas) => Ok(()),
+            Value::Int(n) => Err(RedisFailure::Unavailable(format!(
+                "{n} of {replicas} replicas acknowledged the write within {} ms",
+                timeout.as_millis()
+            ))),
+            other => Err(RedisFailure::Unavailable(format!(
+                "unexpected WAIT reply {other:?}"
+            ))),
+        }
     }
 
     /// A last bound over connect + command, whatever the client's own

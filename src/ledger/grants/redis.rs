@@ -44,6 +44,8 @@ pub struct RedisGrants {
     settings: GrantSettings,
     clock: LedgerClock,
     dictionary: Mutex<Dictionary>,
+    /// Replicas a grant or settle waits for, as `RedisLedger::with_replicas`.
+    durability: Option<(u32, Duration)>,
 }
 
 impl RedisGrants {
@@ -54,6 +56,27 @@ impl RedisGrants {
             settings,
             clock: None,
             dictionary: Mutex::default(),
+            durability: None,
+        }
+    }
+
+    /// See `RedisLedger::with_replicas`: adds and settles wait for
+    /// `replicas` replicas (`WAIT`) or fail as unavailable.
+    pub fn with_replicas(self, replicas: u32, timeout: Duration) -> Self {
+        Self {
+            durability: (replicas > 0).then_some((replicas, timeout)),
+            ..self
+        }
+    }
+
+    async fn replicated(&self, openid: &OpenId) -> Result<(), LedgerError> {
+        match self.durability {
+            Some((replicas, timeout)) => self
+                .redis
+                .wait_for_replicas(&self.key(openid), replicas, timeout)
+                .await
+                .map_err(LedgerError::from),
+            None => Ok(()),
         }
     }
 
@@ -202,6 +225,7 @@ impl GrantLedger for RedisGrants {
             call.arg(self.number(template).await?).arg(*accepts);
         }
         let (held, events): (Vec<u32>, Events) = self.invoke(&call).await?;
+        self.replicated(openid).await?;
         Ok(GrantAddOutcome {
             held,
             events: self.events(events.0).await?,
@@ -263,6 +287,7 @@ impl GrantLedger for RedisGrants {
             .await?;
         let uses = u8::try_from(burned).unwrap_or(u8::MAX);
         let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
+        self.replicated(openid).await?;
         Ok(GrantSettleOutcome {
             settled,
             events: self.events(events.0).await?,
