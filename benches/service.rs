@@ -34,7 +34,7 @@ const USERS: usize = 4_000;
 /// (the direct phase uses USERS users): more uses than a phase can spend.
 const SPENDERS: usize = 2_000;
 
-/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers` runs one group (e.g. under a profiler).
+/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers|wait` runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
 }
@@ -517,6 +517,88 @@ async fn peer_design(redis: &RedisServer, ledger: &Arc<RedisLedger>) -> (f64, f6
     (pops, bytes, ours, theirs)
 }
 
+/// `REDIS_WAIT_REPLICAS`: the add script and reserve + commit called
+/// directly on a master with one replica, without and with `WAIT 1` after
+/// each ingest and settle.
+async fn replicated() -> [(f64, f64); 2] {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let mut to_replica = redis::Client::open(replica.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port())
+        .query_async(&mut to_replica)
+        .await
+        .unwrap();
+    let mut to_master = redis::Client::open(master.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut to_master)
+            .await
+            .unwrap();
+        if info.contains("state=online") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rates = [(0.0, 0.0); 2];
+    for (slot, replicas) in [(0, 0), (1, 1)] {
+        let ledger = Arc::new(
+            RedisLedger::new(
+                RedisTarget::Single(master.url()),
+                &format!("wait{replicas}"),
+                LedgerSettings::default(),
+            )
+            .with_replicas(replicas, Duration::from_secs(1)),
+        );
+        let adders = Arc::new(users(&format!("oWait{replicas}x")));
+        let adds = {
+            let (ledger, adders) = (ledger.clone(), adders.clone());
+            rate(move |n| {
+                let (ledger, user) = (ledger.clone(), adders[n % USERS].clone());
+                async move { ledger.add(&user, &batch_of_ten()).await.is_ok() }
+            })
+            .await
+        };
+        // Spends on books of 20, as in the send phase, filled without WAIT.
+        let spenders = Arc::new(users(&format!("oSpendWait{replicas}x")));
+        let filler = RedisLedger::new(
+            RedisTarget::Single(master.url()),
+            &format!("wait{replicas}"),
+            LedgerSettings::default(),
+        );
+        for user in spenders.iter() {
+            for _ in 0..2 {
+                filler.add(user, &batch_of_ten()).await.unwrap();
+            }
+        }
+        let spends = {
+            let (ledger, spenders) = (ledger.clone(), spenders.clone());
+            rate(move |n| {
+                let (ledger, user) = (ledger.clone(), spenders[n % USERS].clone());
+                async move {
+                    let lease = LeaseId::random();
+                    let reserved = ledger.reserve(&user, lease, Duration::from_secs(30)).await;
+                    matches!(reserved, Ok(r) if r.reservation.is_some())
+                        && ledger.settle(&user, lease, Settle::Commit).await.is_ok()
+                }
+            })
+            .await
+        };
+        rates[slot] = (adds, spends);
+    }
+    rates
+}
+
 fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
     let rate = rate.map_or("-".into(), |r| format!("{r:.0} /s"));
     let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
@@ -585,6 +667,13 @@ fn main() {
             None
         };
         count_failures("embedded", before);
+        let before = FAILED.load(Ordering::Relaxed);
+        let wait = if wanted("wait") {
+            Some(replicated().await)
+        } else {
+            None
+        };
+        count_failures("wait", before);
         let before = FAILED.load(Ordering::Relaxed);
         let peers = if wanted("peers") {
             Some(peer_design(&redis, &ledger).await)
@@ -664,6 +753,30 @@ fn main() {
         println!(
             "| {:<44} | {memory:>10} |       | <= 64 B |",
             "Redis memory per grant entry, 3 per openid"
+        );
+        row(
+            "add script, 10 formIds, 1 replica, no WAIT",
+            wait.map(|w| w[0].0),
+            None,
+            "",
+        );
+        row(
+            "  ...with REDIS_WAIT_REPLICAS=1",
+            wait.map(|w| w[1].0),
+            wait.map(|w| w[1].0 / w[0].0),
+            "",
+        );
+        row(
+            "reserve + commit, 1 replica, no WAIT",
+            wait.map(|w| w[0].1),
+            None,
+            "",
+        );
+        row(
+            "  ...with REDIS_WAIT_REPLICAS=1",
+            wait.map(|w| w[1].1),
+            wait.map(|w| w[1].1 / w[0].1),
+            "",
         );
         let peer_rate = peers.map(|p| p.0);
         row(
