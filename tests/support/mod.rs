@@ -87,7 +87,15 @@ impl RedisServer {
             Persistence::None => cmd.args(["--appendonly", "no"]),
             Persistence::AppendOnly => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
             Persistence::Cluster => cmd
-                .args(["--appendonly", "no", "--cluster-enabled", "yes"])
+                // A dead master is failed over within a few seconds.
+                .args([
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                ])
                 .arg("--cluster-config-file")
                 .arg(self.dir.path().join("nodes.conf")),
         };
@@ -242,14 +250,19 @@ pub fn unique_prefix(name: &str) -> String {
     )
 }
 
-/// A Redis Cluster of `masters` nodes (no replicas) on free ports.
+/// A Redis Cluster of `masters` nodes, each with `replicas` replicas, on
+/// free ports.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..masters)
+        Self::start_with_replicas(masters, 0)
+    }
+
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_with(Persistence::Cluster))
             .collect();
         let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
@@ -258,7 +271,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -266,7 +279,31 @@ impl RedisCluster {
         assert!(status.success(), "redis-cli --cluster create failed");
         let cluster = Self { nodes };
         cluster.wait_until_ok();
+        cluster.wait_for_replicas(masters, replicas);
         cluster
+    }
+
+    /// Every master has its replicas online (synced).
+    fn wait_for_replicas(&self, masters: usize, replicas: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let online: usize = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let info: String = redis::cmd("INFO")
+                        .arg("replication")
+                        .query(&mut n.client())
+                        .unwrap_or_default();
+                    info.matches("state=online").count()
+                })
+                .sum();
+            if online >= masters * replicas {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("replicas did not come online");
     }
 
     fn wait_until_ok(&self) {
@@ -297,6 +334,70 @@ impl RedisCluster {
 
     pub fn servers(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// The node serving as master for `key`'s slot right now.
+    pub fn master_of(&self, key: &str) -> usize {
+        let mut any = self.nodes[0].client();
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut any)
+            .unwrap();
+        let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut any).unwrap();
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => *n,
+            _ => -1,
+        };
+        let port = ranges
+            .iter()
+            .find(|r| int(r.first()) <= slot && slot <= int(r.get(1)))
+            .and_then(|r| match r.get(2) {
+                Some(redis::Value::Array(master)) => Some(int(master.get(1))),
+                _ => None,
+            })
+            .expect("a master serves the slot");
+        self.nodes
+            .iter()
+            .position(|n| i64::from(n.port()) == port)
+            .expect("the master is one of ours")
+    }
+
+    /// SIGKILLs node `index` (no shutdown, no last writes).
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].kill();
+    }
+
+    /// Starts node `index` again (its cluster config kept): it rejoins as a
+    /// replica of whoever took its slots, and is waited for until synced.
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.nodes[index].spawn(), "the node restarts");
+        let masters = self.nodes.len() / 2;
+        self.wait_for_replicas(masters, 1);
+    }
+
+    /// Waits until every live node says `cluster_state:ok` again.
+    pub fn wait_until_healed(&self, dead: usize) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            let all_ok = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != dead)
+                .all(|(_, n)| {
+                    redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query::<String>(&mut n.client())
+                        .map(|info| info.contains("cluster_state:ok"))
+                        .unwrap_or(false)
+                });
+            if all_ok {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the cluster did not heal after a master died");
     }
 }
 
