@@ -130,30 +130,34 @@ async fn ingest(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
     (direct, http)
 }
 
+/// Reserve + commit on `ledger` from CONCURRENCY tasks, over USERS users
+/// whose books `filler` first fills with 20 uses each.
+async fn spend_rate(filler: &RedisLedger, ledger: &Arc<RedisLedger>, prefix: &str) -> f64 {
+    let users: Arc<Vec<OpenId>> = Arc::new(users(prefix));
+    for user in users.iter() {
+        for _ in 0..2 {
+            filler.add(user, &batch_of_ten()).await.unwrap();
+        }
+    }
+    let ledger = ledger.clone();
+    rate(move |n| {
+        let (ledger, user) = (ledger.clone(), users[n % USERS].clone());
+        async move {
+            let lease = LeaseId::random();
+            let reserved = ledger.reserve(&user, lease, Duration::from_secs(30)).await;
+            matches!(reserved, Ok(r) if r.reservation.is_some())
+                && ledger.settle(&user, lease, Settle::Commit).await.is_ok()
+        }
+    })
+    .await
+}
+
 /// Spending one use: reserve + commit called directly, then
 /// `POST /v1/messages` through the simulator.
 async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
     // 20 uses a user on both sides, so books are alike; the direct side
     // spreads over more users, being faster.
-    let users: Arc<Vec<OpenId>> = Arc::new(users("oSpend"));
-    for user in users.iter() {
-        for _ in 0..2 {
-            ledger.add(user, &batch_of_ten()).await.unwrap();
-        }
-    }
-    let direct = {
-        let (ledger, users) = (ledger.clone(), users.clone());
-        rate(move |n| {
-            let (ledger, user) = (ledger.clone(), users[n % USERS].clone());
-            async move {
-                let lease = LeaseId::random();
-                let reserved = ledger.reserve(&user, lease, Duration::from_secs(30)).await;
-                matches!(reserved, Ok(r) if r.reservation.is_some())
-                    && ledger.settle(&user, lease, Settle::Commit).await.is_ok()
-            }
-        })
-        .await
-    };
+    let direct = spend_rate(ledger, ledger, "oSpend").await;
     for n in 0..SPENDERS {
         let user = format!("oSend{n:04}");
         let ids = app.sim.form_ids(&user, 20, None).await;
@@ -570,30 +574,12 @@ async fn replicated() -> [(f64, f64); 2] {
             .await
         };
         // Spends on books of 20, as in the send phase, filled without WAIT.
-        let spenders = Arc::new(users(&format!("oSpendWait{replicas}x")));
         let filler = RedisLedger::new(
             RedisTarget::Single(master.url()),
             &format!("wait{replicas}"),
             LedgerSettings::default(),
         );
-        for user in spenders.iter() {
-            for _ in 0..2 {
-                filler.add(user, &batch_of_ten()).await.unwrap();
-            }
-        }
-        let spends = {
-            let (ledger, spenders) = (ledger.clone(), spenders.clone());
-            rate(move |n| {
-                let (ledger, user) = (ledger.clone(), spenders[n % USERS].clone());
-                async move {
-                    let lease = LeaseId::random();
-                    let reserved = ledger.reserve(&user, lease, Duration::from_secs(30)).await;
-                    matches!(reserved, Ok(r) if r.reservation.is_some())
-                        && ledger.settle(&user, lease, Settle::Commit).await.is_ok()
-                }
-            })
-            .await
-        };
+        let spends = spend_rate(&filler, &ledger, &format!("oSpendWait{replicas}x")).await;
         rates[slot] = (adds, spends);
     }
     rates

@@ -316,10 +316,16 @@ async fn an_unavailable_list_never_blocks_a_send() {
     let message = json!({"touser": "oUnchecked", "template_id": BUILTIN_TEMPLATES[0], "data": {"keyword1": {"value": "x"}}});
     let (status, sent) = app.post("/v1/messages", Some(SEND_KEY), message).await;
     assert_eq!(status, 200, "{sent}");
+    let (_, faults) = app.sim.get("/sandbox/faults").await;
+    assert_eq!(
+        faults["active"],
+        Value::Null,
+        "the send asked for the list, and that call failed"
+    );
     assert_eq!(
         app.sim.stats().await["template_lists"].as_u64().unwrap(),
         lists,
-        "the list call failed"
+        "no list was served"
     );
     assert_eq!(app.sim.inbox("oUnchecked").await.len(), 1);
 }

@@ -28,7 +28,6 @@ pub struct PushQuery {
     pub echostr: Option<String>,
     pub encrypt_type: Option<String>,
     pub msg_signature: Option<String>,
-    pub openid: Option<String>,
 }
 
 /// Why a push was not taken.
@@ -56,14 +55,16 @@ fn fresh(timestamp: &str, now: i64) -> bool {
         .is_ok_and(|t| (t - now).abs() <= WINDOW_SECS)
 }
 
-/// The URL check: `echostr` when the signature is right.
-pub fn echo(settings: &PushSettings, query: &PushQuery, now: i64) -> Result<String, Refused> {
-    let (Some(signature), Some(timestamp), Some(nonce), Some(echostr)) =
-        (&query.signature, &query.timestamp, &query.nonce, &query.echostr)
+/// The URL signature every request carries, safe mode or not, and a
+/// fresh timestamp: the `(timestamp, nonce)` it was made with.
+fn url_signed<'q>(
+    settings: &PushSettings,
+    query: &'q PushQuery,
+    now: i64,
+) -> Result<(&'q str, &'q str), Refused> {
+    let (Some(signature), Some(timestamp), Some(nonce)) = (&query.signature, &query.timestamp, &query.nonce)
     else {
-        return Err(Refused::Signature(
-            "signature, timestamp, nonce and echostr are required",
-        ));
+        return Err(Refused::Signature("signature, timestamp and nonce are required"));
     };
     if !crypto::verify(signature, &crypto::signature(&settings.token, timestamp, nonce)) {
         return Err(Refused::Signature("the signature does not match"));
@@ -71,7 +72,16 @@ pub fn echo(settings: &PushSettings, query: &PushQuery, now: i64) -> Result<Stri
     if !fresh(timestamp, now) {
         return Err(Refused::Signature("the timestamp is more than 5 minutes off"));
     }
-    Ok(echostr.clone())
+    Ok((timestamp, nonce))
+}
+
+/// The URL check: `echostr` when the signature is right.
+pub fn echo(settings: &PushSettings, query: &PushQuery, now: i64) -> Result<String, Refused> {
+    url_signed(settings, query, now)?;
+    query
+        .echostr
+        .clone()
+        .ok_or(Refused::Signature("echostr is required"))
 }
 
 /// A verified push: its message, plain or decrypted, and its format.
@@ -83,17 +93,7 @@ pub struct Opened {
 
 /// Verifies a POSTed push and opens it.
 pub fn open(settings: &PushSettings, query: &PushQuery, body: &str, now: i64) -> Result<Opened, Refused> {
-    let (Some(signature), Some(timestamp), Some(nonce)) = (&query.signature, &query.timestamp, &query.nonce)
-    else {
-        return Err(Refused::Signature("signature, timestamp and nonce are required"));
-    };
-    // The URL signature comes with every push, safe mode or not.
-    if !crypto::verify(signature, &crypto::signature(&settings.token, timestamp, nonce)) {
-        return Err(Refused::Signature("the signature does not match"));
-    }
-    if !fresh(timestamp, now) {
-        return Err(Refused::Signature("the timestamp is more than 5 minutes off"));
-    }
+    let (timestamp, nonce) = url_signed(settings, query, now)?;
     let format =
         event::sniff(body).ok_or_else(|| Refused::Malformed("the body is neither XML nor JSON".into()))?;
     let safe = query.encrypt_type.as_deref() == Some("aes");

@@ -70,10 +70,7 @@ impl State {
         body: Option<&[u8]>,
         now: DateTime<Utc>,
     ) -> Result<Taken, WxError> {
-        let token = access_token
-            .filter(|t| !t.is_empty())
-            .ok_or(WxError::TokenMissing)?;
-        self.oa_tokens.check(token, now)?;
+        self.check_oa_token(access_token, now)?;
         let body: SendBody = body
             .and_then(|b| serde_json::from_slice(b).ok())
             .ok_or(WxError::DataFormat)?;

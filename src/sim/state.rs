@@ -230,24 +230,28 @@ impl State {
         }
     }
 
-    /// Which app's tokens a token request is for, counting refusals: the
-    /// mini-program's, or the official account's (its own appid and secret).
+    /// Which app's tokens a token request is for (true: the official
+    /// account's), counting refusals.
     fn check_token_request(&mut self, auth: AppAuth<'_>) -> Result<bool, WxError> {
-        let official_account = auth.appid == Some(self.config.oa_appid.as_str());
-        let checked = if official_account {
-            match auth.secret {
-                _ if auth.grant_type != Some("client_credential") => Err(WxError::InvalidGrantType),
-                None | Some("") => Err(WxError::SecretMissing),
-                Some(secret) if secret != self.config.oa_secret => Err(WxError::InvalidSecret),
-                Some(_) => Ok(()),
-            }
-        } else {
-            self.check_app(auth, "client_credential")
-        };
+        let checked = self.check_app(auth, "client_credential");
         if checked.is_err() {
             self.token_refusals += 1;
         }
-        checked.map(|()| official_account)
+        checked
+    }
+
+    /// A mini-program call's `access_token`: present and current.
+    pub(super) fn check_token(&self, access_token: Option<&str>, now: DateTime<Utc>) -> Result<(), WxError> {
+        present(access_token).and_then(|t| self.tokens.check(t, now))
+    }
+
+    /// The same for the official account's own tokens.
+    pub(super) fn check_oa_token(
+        &self,
+        access_token: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), WxError> {
+        present(access_token).and_then(|t| self.oa_tokens.check(t, now))
     }
 
     pub fn fetch_token(&mut self, auth: AppAuth<'_>, now: DateTime<Utc>) -> Result<Issued, WxError> {
@@ -283,7 +287,10 @@ impl State {
         js_code: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Session, WxError> {
-        self.check_app(auth, "authorization_code")?;
+        // jscode2session is the mini-program's alone.
+        if self.check_app(auth, "authorization_code")? {
+            return Err(WxError::InvalidAppId);
+        }
         let js_code = js_code.filter(|c| !c.is_empty()).ok_or(WxError::CodeMissing)?;
         let code = self.codes.get_mut(js_code).ok_or(WxError::InvalidCode)?;
         // Expiry before reuse: pruning forgets expired codes, and a code
@@ -322,10 +329,7 @@ impl State {
         body: Option<&[u8]>,
         now: DateTime<Utc>,
     ) -> Result<(), WxError> {
-        let token = access_token
-            .filter(|t| !t.is_empty())
-            .ok_or(WxError::TokenMissing)?;
-        self.tokens.check(token, now)?;
+        self.check_token(access_token, now)?;
         let body = parse_send_body(body).ok_or(WxError::DataFormat)?;
         if !self.templates.contains(&body.template_id) {
             return Err(WxError::InvalidTemplateId);
@@ -379,10 +383,7 @@ impl State {
         body: Option<&[u8]>,
         now: DateTime<Utc>,
     ) -> Result<u64, SubscribeRefusal> {
-        let token = access_token
-            .filter(|t| !t.is_empty())
-            .ok_or(WxError::TokenMissing)?;
-        self.tokens.check(token, now)?;
+        self.check_token(access_token, now)?;
         let body: SubscribeBody = body
             .and_then(|b| serde_json::from_slice(b).ok())
             .ok_or(WxError::DataFormat)?;
@@ -607,19 +608,22 @@ impl State {
         }
     }
 
-    fn check_app(&self, auth: AppAuth<'_>, grant_type: &str) -> Result<(), WxError> {
+    /// The app `auth` names and proves, in WeChat's order of checks; true
+    /// for the official account, false for the mini-program.
+    fn check_app(&self, auth: AppAuth<'_>, grant_type: &str) -> Result<bool, WxError> {
         if auth.grant_type != Some(grant_type) {
             return Err(WxError::InvalidGrantType);
         }
-        match auth.appid {
+        let (official_account, secret) = match auth.appid {
             None | Some("") => return Err(WxError::AppIdMissing),
-            Some(appid) if appid != self.config.appid => return Err(WxError::InvalidAppId),
-            Some(_) => {}
-        }
+            Some(appid) if appid == self.config.appid => (false, &self.config.secret),
+            Some(appid) if appid == self.config.oa_appid => (true, &self.config.oa_secret),
+            Some(_) => return Err(WxError::InvalidAppId),
+        };
         match auth.secret {
             None | Some("") => Err(WxError::SecretMissing),
-            Some(secret) if secret != self.config.secret => Err(WxError::InvalidSecret),
-            Some(_) => Ok(()),
+            Some(given) if given != secret => Err(WxError::InvalidSecret),
+            Some(_) => Ok(official_account),
         }
     }
 
@@ -670,6 +674,13 @@ fn is_valid_data(data: &Value) -> bool {
             .values()
             .all(|field| field.get("value").is_some_and(Value::is_string))
     })
+}
+
+/// An `access_token` parameter that is there and not empty.
+fn present(access_token: Option<&str>) -> Result<&str, WxError> {
+    access_token
+        .filter(|t| !t.is_empty())
+        .ok_or(WxError::TokenMissing)
 }
 
 #[cfg(test)]

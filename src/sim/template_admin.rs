@@ -88,16 +88,6 @@ fn picked<'e>(entry: &'e library::Entry, ids: &[u32]) -> Option<Vec<&'e Keyword>
 }
 
 impl State {
-    fn check_mp(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<(), WxError> {
-        let token = token.filter(|t| !t.is_empty()).ok_or(WxError::TokenMissing)?;
-        self.tokens.check(token, now)
-    }
-
-    fn check_oa(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<(), WxError> {
-        let token = token.filter(|t| !t.is_empty()).ok_or(WxError::TokenMissing)?;
-        self.oa_tokens.check(token, now)
-    }
-
     /// The account may hold one more template of `channel`.
     fn room_for(&self, channel: Channel) -> Result<(), WxError> {
         if self.account.count(channel) < channel.limit() {
@@ -116,7 +106,7 @@ impl State {
         paging: Paging,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let (offset, count) = page_of(&paging)?;
         let list: Vec<Value> = library::TEMPLATE_LIBRARY
             .iter()
@@ -134,7 +124,7 @@ impl State {
         id: LibraryId,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let entry = id
             .id
             .and_then(|id| library::entry(Channel::Template, &id))
@@ -154,7 +144,7 @@ impl State {
         add: TemplateAdd,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let entry = add
             .id
             .and_then(|id| library::entry(Channel::Template, &id))
@@ -179,7 +169,7 @@ impl State {
         paging: Paging,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let (offset, count) = page_of(&paging)?;
         self.template_lists += 1;
         let list: Vec<Value> = self
@@ -199,7 +189,7 @@ impl State {
         del: TemplateId,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let id = del.template_id.unwrap_or_default();
         self.account
             .remove(Channel::Template, &id)
@@ -210,7 +200,7 @@ impl State {
 
     /// `wxaapi/newtmpl/getcategory`.
     pub fn subscribe_categories(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let data: Vec<Value> = library::CATEGORIES
             .iter()
             .map(|(id, name)| json!({"id": id, "name": name}))
@@ -227,7 +217,7 @@ impl State {
         limit: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let (Some(start), Some(limit)) = (start, limit) else {
             return Err(WxError::InvalidArgument);
         };
@@ -265,7 +255,7 @@ impl State {
         tid: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let entry = tid
             .and_then(|tid| library::entry(Channel::Subscribe, tid))
             .ok_or(WxError::InvalidTid)?;
@@ -284,7 +274,7 @@ impl State {
         add: SubscribeAdd,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let tid = match add.tid {
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::String(s)) => s,
@@ -309,7 +299,7 @@ impl State {
 
     /// `wxaapi/newtmpl/gettemplate`.
     pub fn subscribe_list(&mut self, token: Option<&str>, now: DateTime<Utc>) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         self.template_lists += 1;
         Ok(json!({"data": self.account.list(Channel::Subscribe)}))
     }
@@ -321,7 +311,7 @@ impl State {
         del: SubscribeDel,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_mp(token, now)?;
+        self.check_token(token, now)?;
         let id = del.pri_tmpl_id.unwrap_or_default();
         self.account
             .remove(Channel::Subscribe, &id)
@@ -332,7 +322,7 @@ impl State {
 
     /// The official account's `template/get_all_private_template`.
     pub fn oa_templates(&mut self, token: Option<&str>, now: DateTime<Utc>) -> Result<Value, WxError> {
-        self.check_oa(token, now)?;
+        self.check_oa_token(token, now)?;
         self.template_lists += 1;
         Ok(json!({"template_list": self.account.list(Channel::OfficialAccount)}))
     }
@@ -344,7 +334,7 @@ impl State {
         add: OfficialAccountAdd,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_oa(token, now)?;
+        self.check_oa_token(token, now)?;
         let entry = add
             .template_id_short
             .and_then(|id| library::entry(Channel::OfficialAccount, &id))
@@ -373,7 +363,7 @@ impl State {
         del: TemplateId,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_oa(token, now)?;
+        self.check_oa_token(token, now)?;
         let id = del.template_id.unwrap_or_default();
         self.account
             .remove(Channel::OfficialAccount, &id)
