@@ -158,28 +158,32 @@ async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
     // 20 uses a user on both sides, so books are alike; the direct side
     // spreads over more users, being faster.
     let direct = spend_rate(ledger, ledger, "oSpend").await;
+    let through_sim = sends_through_sim(app, "oSend").await;
+    (direct, through_sim)
+}
+
+/// `POST /v1/messages` through the simulator, over SPENDERS users named
+/// `prefix`NNNN whom the service is first given 20 formIds each.
+async fn sends_through_sim(app: &Arc<TestApp>, prefix: &str) -> f64 {
     for n in 0..SPENDERS {
-        let user = format!("oSend{n:04}");
+        let user = format!("{prefix}{n:04}");
         let ids = app.sim.form_ids(&user, 20, None).await;
         let body = json!({"openid": user, "form_ids": ids});
         assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
     }
-    let through_sim = {
-        let app = app.clone();
-        rate(move |n| {
-            let app = app.clone();
-            async move {
-                let body = json!({
-                    "touser": format!("oSend{:04}", n % SPENDERS),
-                    "template_id": BUILTIN_TEMPLATES[0],
-                    "data": {"keyword1": {"value": "bench"}},
-                });
-                app.post("/v1/messages", Some(SEND_KEY), body).await.0 == 200
-            }
-        })
-        .await
-    };
-    (direct, through_sim)
+    let (app, prefix) = (app.clone(), Arc::new(prefix.to_owned()));
+    rate(move |n| {
+        let (app, prefix) = (app.clone(), prefix.clone());
+        async move {
+            let body = json!({
+                "touser": format!("{prefix}{:04}", n % SPENDERS),
+                "template_id": BUILTIN_TEMPLATES[0],
+                "data": {"keyword1": {"value": "bench"}},
+            });
+            app.post("/v1/messages", Some(SEND_KEY), body).await.0 == 200
+        }
+    })
+    .await
 }
 
 /// Users on each side of the subscribe phase.
@@ -521,10 +525,26 @@ async fn peer_design(redis: &RedisServer, ledger: &Arc<RedisLedger>) -> (f64, f6
     (pops, bytes, ours, theirs)
 }
 
-/// `REDIS_WAIT_REPLICAS`: the add script and reserve + commit called
-/// directly on a master with one replica, without and with `WAIT 1` after
-/// each ingest and settle.
-async fn replicated() -> [(f64, f64); 2] {
+/// Rates on a master with one replica, without or with `WAIT 1`.
+#[derive(Clone, Copy, Default)]
+struct Replicated {
+    /// The add script, called directly.
+    adds: f64,
+    /// Reserve + commit, called directly.
+    spends: f64,
+    /// `POST /v1/credentials` (10 formIds, collect key).
+    http_ingests: f64,
+    /// `POST /v1/messages` through the simulator.
+    http_sends: f64,
+}
+
+/// One of [`Replicated`]'s rates.
+type ReplicatedRate = fn(&Replicated) -> f64;
+
+/// `REDIS_WAIT_REPLICAS`: ingest and send on a master with one replica,
+/// the scripts called directly and the service's routes, without and with
+/// `WAIT 1` after each ingest and settle.
+async fn replicated() -> [Replicated; 2] {
     let master = RedisServer::start();
     let replica = RedisServer::start();
     let mut to_replica = redis::Client::open(replica.url())
@@ -554,12 +574,14 @@ async fn replicated() -> [(f64, f64); 2] {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut rates = [(0.0, 0.0); 2];
+    let sim = start_sim(SimConfig::default());
+    let mut rates = [Replicated::default(); 2];
     for (slot, replicas) in [(0, 0), (1, 1)] {
+        let prefix = format!("wait{replicas}");
         let ledger = Arc::new(
             RedisLedger::new(
                 RedisTarget::Single(master.url()),
-                &format!("wait{replicas}"),
+                &prefix,
                 LedgerSettings::default(),
             )
             .with_replicas(replicas, Duration::from_secs(1)),
@@ -576,11 +598,38 @@ async fn replicated() -> [(f64, f64); 2] {
         // Spends on books of 20, as in the send phase, filled without WAIT.
         let filler = RedisLedger::new(
             RedisTarget::Single(master.url()),
-            &format!("wait{replicas}"),
+            &prefix,
             LedgerSettings::default(),
         );
         let spends = spend_rate(&filler, &ledger, &format!("oSpendWait{replicas}x")).await;
-        rates[slot] = (adds, spends);
+        let app = Arc::new(
+            TestApp::spawn_with(Store::Redis(&master), |c| {
+                TestApp::on_simulator(&sim, c);
+                c.redis_key_prefix = format!("{prefix}http");
+                c.redis_wait_replicas = replicas;
+                c.redis_wait_timeout_ms = 1_000;
+            })
+            .await,
+        );
+        let http_ingests = {
+            let app = app.clone();
+            rate(move |n| {
+                let app = app.clone();
+                async move {
+                    let ids: Vec<String> = (0..10).map(|_| random_form_id()).collect();
+                    let body = json!({"openid": format!("oWaitHttp{:04}", n % USERS), "form_ids": ids});
+                    app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0 == 200
+                }
+            })
+            .await
+        };
+        let http_sends = sends_through_sim(&app, &format!("oWaitSend{replicas}x")).await;
+        rates[slot] = Replicated {
+            adds,
+            spends,
+            http_ingests,
+            http_sends,
+        };
     }
     rates
 }
@@ -740,30 +789,21 @@ fn main() {
             "| {:<44} | {memory:>10} |       | <= 64 B |",
             "Redis memory per grant entry, 3 per openid"
         );
-        row(
-            "add script, 10 formIds, 1 replica, no WAIT",
-            wait.map(|w| w[0].0),
-            None,
-            "",
-        );
-        row(
-            "  ...with REDIS_WAIT_REPLICAS=1",
-            wait.map(|w| w[1].0),
-            wait.map(|w| w[1].0 / w[0].0),
-            "",
-        );
-        row(
-            "reserve + commit, 1 replica, no WAIT",
-            wait.map(|w| w[0].1),
-            None,
-            "",
-        );
-        row(
-            "  ...with REDIS_WAIT_REPLICAS=1",
-            wait.map(|w| w[1].1),
-            wait.map(|w| w[1].1 / w[0].1),
-            "",
-        );
+        let replicated_rows: [(&str, ReplicatedRate); 4] = [
+            ("add script, 10 formIds, 1 replica, no WAIT", |r| r.adds),
+            ("reserve + commit, 1 replica, no WAIT", |r| r.spends),
+            ("POST /v1/credentials, 1 replica, no WAIT", |r| r.http_ingests),
+            ("POST /v1/messages, 1 replica, no WAIT", |r| r.http_sends),
+        ];
+        for (measure, of) in replicated_rows {
+            row(measure, wait.map(|w| of(&w[0])), None, "");
+            row(
+                "  ...with REDIS_WAIT_REPLICAS=1",
+                wait.map(|w| of(&w[1])),
+                wait.map(|w| of(&w[1]) / of(&w[0])),
+                "",
+            );
+        }
         let peer_rate = peers.map(|p| p.0);
         row(
             "peers' ZSET pool: pop (pipeline + ZREM)",

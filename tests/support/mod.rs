@@ -174,6 +174,18 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP (`false`) or SIGCONT (`true`): a frozen server answers nobody
+    /// and reads nothing, while the kernel keeps its sockets open.
+    pub fn set_running(&self, running: bool) {
+        let child = self.child.as_ref().expect("the server runs");
+        let signal = if running { "-CONT" } else { "-STOP" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Starts the server again on the same port and directory (its AOF, if
     /// any, is replayed).
     pub fn restart(&mut self) {
@@ -338,7 +350,11 @@ impl RedisCluster {
 
     /// The node serving as master for `key`'s slot right now.
     pub fn master_of(&self, key: &str) -> usize {
-        let mut any = self.nodes[0].client();
+        let mut any = self
+            .nodes
+            .iter()
+            .find_map(|n| redis::Client::open(n.url()).and_then(|c| c.get_connection()).ok())
+            .expect("a node is up");
         let slot: i64 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
@@ -363,6 +379,24 @@ impl RedisCluster {
             .expect("the master is one of ours")
     }
 
+    /// The replica of master node `index`.
+    pub fn replica_of(&self, index: usize) -> usize {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.nodes[index].client())
+            .unwrap();
+        let port = info
+            .lines()
+            .find(|l| l.starts_with("slave0:"))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("port=")))
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("the master has a replica");
+        self.nodes
+            .iter()
+            .position(|n| n.port() == port)
+            .expect("the replica is one of ours")
+    }
+
     /// SIGKILLs node `index` (no shutdown, no last writes).
     pub fn kill(&mut self, index: usize) {
         self.nodes[index].kill();
@@ -376,23 +410,37 @@ impl RedisCluster {
         self.wait_for_replicas(masters, 1);
     }
 
-    /// Waits until every live node says `cluster_state:ok` again.
+    /// Waits until every live node has seen node `dead` fail and hand its
+    /// slots to its replica, and says `cluster_state:ok` again.
     pub fn wait_until_healed(&self, dead: usize) -> Duration {
         let started = Instant::now();
+        let dead_addr = format!("127.0.0.1:{}@", self.nodes[dead].port());
         while started.elapsed() < Duration::from_secs(30) {
-            let all_ok = self
+            let healed = self
                 .nodes
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != dead)
                 .all(|(_, n)| {
-                    redis::cmd("CLUSTER")
+                    let mut client = n.client();
+                    let ok = redis::cmd("CLUSTER")
                         .arg("INFO")
-                        .query::<String>(&mut n.client())
-                        .map(|info| info.contains("cluster_state:ok"))
-                        .unwrap_or(false)
+                        .query::<String>(&mut client)
+                        .is_ok_and(|info| info.contains("cluster_state:ok"));
+                    let nodes: String = redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query(&mut client)
+                        .unwrap_or_default();
+                    // `<id> <addr> <flags> <master> <ping> <pong> <epoch> <link> <slots>...`
+                    let dead_failed_without_slots = nodes.lines().any(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        fields.get(1).is_some_and(|a| a.starts_with(&dead_addr))
+                            && fields.get(2).is_some_and(|f| f.split(',').any(|f| f == "fail"))
+                            && fields.len() <= 8
+                    });
+                    ok && dead_failed_without_slots
                 });
-            if all_ok {
+            if healed {
                 return started.elapsed();
             }
             std::thread::sleep(Duration::from_millis(50));
