@@ -147,7 +147,7 @@ impl Application {
         });
         let push = push_endpoints(&config, wechat.appid(), oa_appid.as_deref())?;
         // A running send holds its key a little past its own time bound.
-        let idempotency = Idempotency::new(shared.clone(), policy.budget + Duration::from_secs(30));
+        let idempotency = Idempotency::new(shared.clone(), policy.budget + policy.lease);
         let state = web::Data::new(AppState {
             ledger,
             grants,
@@ -362,7 +362,7 @@ pub fn open_stores(
                 config.redis_wait_replicas,
                 Duration::from_millis(config.redis_wait_timeout_ms.max(1)),
             );
-            let store = Arc::new(RedisStore::new(redis.clone(), prefix));
+            let store = Arc::new(RedisStore::new(redis.clone(), prefix).with_replicas(replicas, wait));
             Stores {
                 ledger: Arc::new(MeteredLedger::new(
                     RedisLedger::on(redis.clone(), prefix, settings).with_replicas(replicas, wait),

@@ -1,8 +1,11 @@
 //! `Idempotency-Key` for the send routes (SPEC §4, §6): a key and body run
 //! once; a repeat gets the first answer again; a key whose send ended with
 //! an unknown outcome keeps the held credential, so the next request with
-//! it resolves that outcome instead of spending another. What a handler
-//! does next is a [`NextAction`]; the records live in the shared store.
+//! it resolves that outcome instead of spending another. A running send
+//! notes each use under its key before presenting it ([`Idempotency::note`]),
+//! so a process that dies mid-send leaves the same kind of pending state.
+//! What a handler does next is a [`NextAction`]; the records live in the
+//! shared store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::IdempotencyKey;
 use crate::error::{ApiError, code};
-use crate::store::{KeyState, SharedStore};
+use crate::store::{KeyState, SharedStore, StoreError};
 
 /// How long a key keeps its answer or pending state.
 pub const KEEP: Duration = Duration::from_secs(24 * 3600);
@@ -100,6 +103,23 @@ impl Idempotency {
                 code::IDEMPOTENCY_KEY_REUSED,
                 "this Idempotency-Key was used with a different body",
             )),
+        }
+    }
+
+    /// Notes under the held key the state a crash would leave (the use
+    /// about to be presented): a request with the key after this one's
+    /// claim ran out resolves it. Fails if the note may not be stored.
+    pub async fn note(&self, claim: &Claim, state: &str) -> Result<(), StoreError> {
+        let noted = self
+            .store
+            .note_idempotent(&claim.slot, &claim.fingerprint, state, self.hold, KEEP)
+            .await?;
+        if noted {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "the Idempotency-Key is no longer held by this request".into(),
+            ))
         }
     }
 

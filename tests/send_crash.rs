@@ -1,6 +1,8 @@
 //! A service instance dying between reserve and settle loses nothing: the
 //! reserved use comes back at its lease deadline; and a use WeChat did
 //! accept before the crash is burned on its 41029 and the next one used.
+//! Under an Idempotency-Key, an instance dying after WeChat delivered the
+//! message never makes the request's retry deliver it again.
 
 mod support;
 
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use formid_ledger::domain::OpenId;
 use formid_ledger::ledger::{LeaseId, Ledger, LedgerSettings, RedisLedger, RedisTarget};
-use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
+use formid_ledger::sim::{BUILTIN_SUBSCRIBE_TEMPLATES, BUILTIN_TEMPLATES, SimConfig};
 use serde_json::{Value, json};
 use support::RedisServer;
 use support::app::{COLLECT_KEY, REPORT_KEY, SEND_KEY, Store, TestApp, start_sim};
@@ -173,4 +175,193 @@ async fn a_use_wechat_accepted_before_a_crash_is_burned_and_the_next_used() {
     assert_eq!(sim.stats().await["sends"]["41029"], 1);
     assert_eq!(sim.inbox("oGhost").await.len(), 2);
     assert_eq!(holdings(&app, "oGhost").await, (0, 0));
+}
+
+/// A send with an Idempotency-Key to `base` (an instance's address).
+async fn keyed_send(base: &str, route: &str, key: &str, body: &Value) -> reqwest::Result<(u16, Value)> {
+    let res = reqwest::Client::new()
+        .post(format!("{base}{route}"))
+        .bearer_auth(SEND_KEY)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await?;
+    let status = res.status().as_u16();
+    Ok((status, res.json().await.unwrap_or(Value::Null)))
+}
+
+/// Starts an instance that will die mid-send, asks it to send `body` under
+/// `key` while WeChat delivers at once but answers late, and kills it once
+/// the message is in `openid`'s inbox.
+async fn die_after_delivery(
+    redis: &RedisServer,
+    prefix: &str,
+    sim: &support::app::SimClient,
+    route: &'static str,
+    key: &'static str,
+    body: Value,
+    openid: &str,
+) {
+    let mut victim = ServiceProcess::start(
+        redis,
+        prefix,
+        sim,
+        &[("SEND_LEASE_SECS", "3"), ("SEND_BUDGET_MS", "2000")],
+    )
+    .await;
+    sim.fault(json!({"delay_answer_ms": 30000, "count": 1})).await;
+    let base = victim.base.clone();
+    let in_flight = tokio::spawn(async move { keyed_send(&base, route, key, &body).await });
+    let started = Instant::now();
+    while sim.inbox(openid).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "WeChat never got the send"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    victim.kill(); // SIGKILL: no answer, no settle, no idempotency record.
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the caller saw the process die"
+    );
+}
+
+/// Retries `body` under `key` on `app` until the dead request's claim (its
+/// lease + budget, 5 s) runs out and the retry is answered.
+async fn retry_until_answered(app: &TestApp, route: &str, key: &str, body: &Value) -> (u16, Value) {
+    let (status, answer) = keyed_send(&app.base, route, key, body).await.unwrap();
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("request_in_progress")),
+        "while the dead request's claim lasts: {answer}"
+    );
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (status, answer) = keyed_send(&app.base, route, key, body).await.unwrap();
+        if status != 409 {
+            return (status, answer);
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_send_whose_instance_died_after_delivery_is_confirmed_on_retry_not_sent_again() {
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig::default());
+    let prefix = support::unique_prefix("keyed-crash");
+    let observer = TestApp::spawn_with(Store::Redis(&redis), |c| {
+        TestApp::on_simulator(&sim, c);
+        c.redis_key_prefix = prefix.clone();
+    })
+    .await;
+    let ids = sim.form_ids("oKeyedCrash", 2, None).await;
+    let body = json!({"openid": "oKeyedCrash", "form_ids": ids});
+    assert_eq!(
+        observer.post("/v1/credentials", Some(COLLECT_KEY), body).await.0,
+        200
+    );
+
+    let body = message("oKeyedCrash");
+    die_after_delivery(
+        &redis,
+        &prefix,
+        &sim,
+        "/v1/messages",
+        "order-1",
+        body.clone(),
+        "oKeyedCrash",
+    )
+    .await;
+    assert_eq!(
+        holdings(&observer, "oKeyedCrash").await,
+        (1, 1),
+        "the use is still held"
+    );
+
+    // The retry re-presents the same formId: 41029 says the dead
+    // instance's attempt was delivered.
+    let (status, answer) = retry_until_answered(&observer, "/v1/messages", "order-1", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["confirmed_by"], "41029", "{answer}");
+    assert_eq!(sim.inbox("oKeyedCrash").await.len(), 1, "delivered once");
+    assert_eq!(
+        holdings(&observer, "oKeyedCrash").await,
+        (1, 0),
+        "one use spent, one left"
+    );
+    let (status, again) = keyed_send(&observer.base, "/v1/messages", "order-1", &body)
+        .await
+        .unwrap();
+    assert_eq!((status, &again), (200, &answer), "replayed");
+    assert_eq!(sim.inbox("oKeyedCrash").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_subscribe_send_whose_instance_died_is_never_sent_again() {
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig::default());
+    let prefix = support::unique_prefix("keyed-crash-sub");
+    let observer = TestApp::spawn_with(Store::Redis(&redis), |c| {
+        TestApp::on_simulator(&sim, c);
+        c.redis_key_prefix = prefix.clone();
+    })
+    .await;
+    let template = BUILTIN_SUBSCRIBE_TEMPLATES[0].0;
+    let token = observer.login("oKeyedSub").await;
+    for _ in 0..2 {
+        let (_, answer) = sim
+            .post(
+                "/sandbox/subscriptions",
+                json!({"openid": "oKeyedSub", "results": {template: "accept"}}),
+            )
+            .await;
+        let (status, _) = observer
+            .post("/v1/subscriptions", Some(&token), json!({"results": answer}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let body = json!({
+        "touser": "oKeyedSub", "template_id": template,
+        "data": {
+            "thing1": {"value": "配送中"}, "character_string2": {"value": "SF1234567890"},
+            "time3": {"value": "2019年10月1日 15:01"}, "phrase4": {"value": "已发货"},
+        },
+    });
+    die_after_delivery(
+        &redis,
+        &prefix,
+        &sim,
+        "/v1/subscribe-messages",
+        "notify-1",
+        body.clone(),
+        "oKeyedSub",
+    )
+    .await;
+
+    // A grant cannot be re-presented to learn what happened: the retry
+    // counts it spent and says the outcome is unknown, without a second
+    // message, though the user holds another grant.
+    let (status, answer) = retry_until_answered(&observer, "/v1/subscribe-messages", "notify-1", &body).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("wechat_outcome_unknown")),
+        "{answer}"
+    );
+    assert_eq!(sim.inbox("oKeyedSub").await.len(), 1, "delivered once");
+    let (_, held) = observer
+        .get("/v1/users/oKeyedSub/credentials", Some(REPORT_KEY))
+        .await;
+    assert_eq!(
+        held["subscriptions"],
+        json!({template: 1}),
+        "one grant spent, one left"
+    );
+    let (status, again) = keyed_send(&observer.base, "/v1/subscribe-messages", "notify-1", &body)
+        .await
+        .unwrap();
+    assert_eq!((status, &again), (503, &answer), "replayed");
+    assert_eq!(sim.inbox("oKeyedSub").await.len(), 1);
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 const SEND: &str = "/wechat/cgi-bin/message/wxopen/template/send";
 
+#[derive(Clone)]
 struct Sim {
     base: String,
     http: reqwest::Client,
@@ -549,7 +550,7 @@ async fn an_errcode_fault_answers_the_next_calls_then_clears() {
     let (_, active) = sim.get("/faults").await;
     assert_eq!(
         active,
-        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "drop": false, "lose_answer": false, "templates": false, "count": 2}})
+        json!({"active": {"errcode": -1, "http_status": null, "delay_ms": null, "delay_answer_ms": null, "drop": false, "lose_answer": false, "templates": false, "count": 2}})
     );
 
     let injected = wx_error(-1, "injected fault");
@@ -617,6 +618,31 @@ async fn a_delay_fault_slows_the_answer_alone_or_with_an_errcode() {
 }
 
 #[tokio::test]
+async fn a_delayed_answer_fault_delivers_at_once_and_answers_late() {
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let id = sim.form_id("alice").await;
+    sim.fault(json!({ "delay_answer_ms": 600, "count": 1 })).await;
+    let started = Instant::now();
+    let (sim2, token2, id2) = (sim.clone(), token.clone(), id.clone());
+    let send = tokio::spawn(async move { sim2.send(&token2, message("alice", &id2)).await });
+    while sim.inbox("alice").await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "delivered before the answer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!send.is_finished(), "the answer is still held back");
+    assert_eq!(send.await.unwrap(), ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_drop_fault_closes_the_connection_without_an_answer() {
     let sim = Sim::new().await;
     let token = sim.token().await;
@@ -653,6 +679,9 @@ async fn a_new_fault_replaces_the_old_and_count_zero_clears() {
         json!({ "errcode": 0, "count": 1 }),
         json!({ "http_status": 200, "count": 1 }),
         json!({ "delay_ms": 60_001, "count": 1 }),
+        json!({ "delay_answer_ms": 60_001, "count": 1 }),
+        json!({ "delay_answer_ms": 10, "errcode": -1, "count": 1 }),
+        json!({ "delay_answer_ms": 10, "drop": true, "count": 1 }),
         json!({ "count": 1 }),
         json!({ "errcode": -1 }),
         json!({ "errcode": -1, "count": -1 }),

@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorBody, code};
 use crate::idempotency::Record;
 use crate::ledger::Reservation;
 use crate::report::SendOutcome;
-use crate::send::{Pending, SendResult};
+use crate::send::{Channel as _, SendResult, TemplateChannel};
 use crate::templates::Channel;
 use crate::wechat::TemplateMessage;
 
@@ -175,7 +175,7 @@ fn answer(result: &SendResult<Reservation>) -> (StatusCode, Value, SendOutcome, 
         SendResult::OutcomeUnknown {
             pending: Some(pending),
             ..
-        } => Record::Pending(pending.to_record()),
+        } => Record::Pending(TemplateChannel::to_record(pending.lease, &pending.credential)),
         _ => Record::Answer(status, body.clone()),
     };
     (status, body, outcome, record)
@@ -209,13 +209,14 @@ pub async fn send(
     let state = state.get_ref();
     run_once(&state.idempotency, &backend, keyed, async |attempt| {
         let result = match attempt {
-            Attempt::Fresh => {
+            Attempt::Fresh(journal) => {
                 let template = message.template_id.as_str();
                 known_template(state, Channel::Template, template, std::iter::empty()).await?;
-                state.sender.send(&state.template, &message).await?
+                state.sender.send(&state.template, &message, journal).await?
             }
             Attempt::Resolve(record) => {
-                let pending = Pending::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
+                let pending =
+                    TemplateChannel::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
                 tracing::info!("resolving a send whose outcome was unknown");
                 state.sender.resolve(&state.template, &message, pending).await
             }

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ErrorBody, code};
 use crate::idempotency::Record;
 use crate::metrics::OA_SENDS;
 use crate::push::receipts::{Messages, Receipt};
-use crate::send::{OfficialAccountChannel, SendResult, Sender};
+use crate::send::{Channel as _, OfficialAccountChannel, SendResult, Sender};
 use crate::templates::Channel;
 use crate::wechat::{MiniProgramLink, OfficialAccountMessage, errcode};
 
@@ -207,17 +207,20 @@ pub async fn send(
     let state = state.get_ref();
     let slot = format!("{backend}:official_account");
     run_once(&state.idempotency, &slot, keyed, async |attempt| {
-        let Attempt::Fresh = attempt else {
-            return Err(ApiError::store_unavailable());
+        let result = match attempt {
+            Attempt::Fresh(journal) => {
+                let template = message.template_id.as_str();
+                known_template(state, Channel::OfficialAccount, template, std::iter::empty()).await?;
+                oa.sender.send(&oa.channel, &message, journal).await?
+            }
+            // A request with this key died mid-send: the message may have
+            // gone out, and is not sent again.
+            Attempt::Resolve(record) => {
+                let pending =
+                    OfficialAccountChannel::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
+                oa.sender.resolve(&oa.channel, &message, pending).await
+            }
         };
-        known_template(
-            state,
-            Channel::OfficialAccount,
-            message.template_id.as_str(),
-            std::iter::empty(),
-        )
-        .await?;
-        let result = oa.sender.send(&oa.channel, &message).await?;
         let now = Utc::now();
         if let SendResult::Sent {
             msgid: Some(msgid), ..

@@ -8,16 +8,41 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::domain::IdempotencyKey;
 use crate::error::{ApiError, respond};
-use crate::idempotency::{Idempotency, NextAction, Record};
+use crate::idempotency::{self, Claim, Idempotency, NextAction, Record};
+use crate::ledger::LedgerError;
+use crate::send::Journal;
 
 /// What the route is asked to do.
-pub(super) enum Attempt {
-    /// Send the message.
-    Fresh,
+pub(super) enum Attempt<'a> {
+    /// Send the message, noting each use in the journal (with a key).
+    Fresh(Option<&'a dyn Journal>),
     /// An earlier request with this key left this pending state: resolve it.
     Resolve(String),
+}
+
+/// The journal of a send under a claimed key: uses are noted on the key
+/// and held as long as the key keeps its records.
+struct KeyJournal<'a> {
+    idempotency: &'a Idempotency,
+    claim: &'a Claim,
+}
+
+#[async_trait::async_trait]
+impl Journal for KeyJournal<'_> {
+    fn hold(&self) -> Duration {
+        idempotency::KEEP
+    }
+
+    async fn note(&self, record: String) -> Result<(), LedgerError> {
+        self.idempotency
+            .note(self.claim, &record)
+            .await
+            .map_err(|err| LedgerError::Unavailable(err.to_string()))
+    }
 }
 
 /// The send's answer and what its key keeps.
@@ -58,10 +83,10 @@ pub(super) async fn run_once(
     idempotency: &Idempotency,
     slot: &str,
     keyed: Option<Keyed>,
-    send: impl AsyncFnOnce(Attempt) -> Result<Answered, ApiError>,
+    send: impl AsyncFnOnce(Attempt<'_>) -> Result<Answered, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let Some((key, fingerprint)) = keyed else {
-        let (status, body, _) = send(Attempt::Fresh).await?;
+        let (status, body, _) = send(Attempt::Fresh(None)).await?;
         return Ok(respond(status, body));
     };
     let (claim, attempt, on_error) = match idempotency.begin(slot, &key, fingerprint).await? {
@@ -73,12 +98,21 @@ pub(super) async fn run_once(
             );
             return Ok(response);
         }
-        // Failing before anything was reserved sends nothing: release.
-        NextAction::Run(claim) => (claim, Attempt::Fresh, Record::Release),
+        // Failing before anything was presented sends nothing: release.
+        NextAction::Run(claim) => (claim, None, Record::Release),
         // Failing leaves the pending state as it was.
-        NextAction::Resolve(claim, state) => (claim, Attempt::Resolve(state.clone()), Record::Pending(state)),
+        NextAction::Resolve(claim, state) => (claim, Some(state.clone()), Record::Pending(state)),
     };
-    match send(attempt).await {
+    let journal = KeyJournal {
+        idempotency,
+        claim: &claim,
+    };
+    let attempt = match attempt {
+        None => Attempt::Fresh(Some(&journal)),
+        Some(state) => Attempt::Resolve(state),
+    };
+    let sent = send(attempt).await;
+    match sent {
         Ok((status, body, record)) => {
             idempotency.finish(claim, record).await;
             Ok(respond(status, body))

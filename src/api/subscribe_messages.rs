@@ -22,7 +22,7 @@ use crate::idempotency::Record;
 use crate::metrics::SUBSCRIBE_SENDS;
 use crate::push::receipts::Messages;
 use crate::report::SubscribeOutcome;
-use crate::send::{HeldGrant, SendResult};
+use crate::send::{Channel as _, HeldGrant, SendResult, SubscribeChannel};
 use crate::templates::Channel;
 use crate::wechat::SubscribeMessage;
 
@@ -193,20 +193,26 @@ pub async fn send(
     let state = state.get_ref();
     let slot = format!("{backend}:subscribe");
     run_once(&state.idempotency, &slot, keyed, async |attempt| {
-        // Subscribe sends never leave a pending state: a grant's unknown
-        // outcome counts as spent.
-        let Attempt::Fresh = attempt else {
-            return Err(ApiError::store_unavailable());
-        };
-        let keys = message.data.keys().map(String::as_str);
-        if let Err(err) = known_template(state, Channel::Subscribe, message.template_id.as_str(), keys).await
-        {
-            if err.code() == code::INVALID_DATA {
-                count(state, SubscribeOutcome::InvalidData);
+        let result = match attempt {
+            Attempt::Fresh(journal) => {
+                let keys = message.data.keys().map(String::as_str);
+                let template = message.template_id.as_str();
+                if let Err(err) = known_template(state, Channel::Subscribe, template, keys).await {
+                    if err.code() == code::INVALID_DATA {
+                        count(state, SubscribeOutcome::InvalidData);
+                    }
+                    return Err(err);
+                }
+                state.sender.send(&state.subscribe, &message, journal).await?
             }
-            return Err(err);
-        }
-        let result = state.sender.send(&state.subscribe, &message).await?;
+            // A request with this key died mid-send: its grant counts as
+            // spent, and the message is not sent again.
+            Attempt::Resolve(record) => {
+                let pending =
+                    SubscribeChannel::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
+                state.sender.resolve(&state.subscribe, &message, pending).await
+            }
+        };
         if let SendResult::Sent {
             msgid: Some(msgid), ..
         } = &result

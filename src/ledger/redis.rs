@@ -23,7 +23,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
-use crate::store::{RedisConnection, RedisTarget};
+use crate::store::{Durability, RedisConnection, RedisTarget};
 
 static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/add.lua")));
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/reserve.lua")));
@@ -47,7 +47,7 @@ pub struct RedisLedger {
     settings: LedgerSettings,
     clock: LedgerClock,
     /// Replicas an ingest or settle waits for (`WAIT`), and for how long.
-    durability: Option<(u32, Duration)>,
+    durability: Option<Durability>,
 }
 
 impl RedisLedger {
@@ -78,19 +78,8 @@ impl RedisLedger {
     /// master's failover. Both are idempotent, so a failed one is retried.
     pub fn with_replicas(self, replicas: u32, timeout: Duration) -> Self {
         Self {
-            durability: (replicas > 0).then_some((replicas, timeout)),
+            durability: Durability::of(replicas, timeout),
             ..self
-        }
-    }
-
-    async fn replicated(&self, key: &str) -> Result<(), LedgerError> {
-        match self.durability {
-            Some((replicas, timeout)) => self
-                .redis
-                .wait_for_replicas(key, replicas, timeout)
-                .await
-                .map_err(LedgerError::from),
-            None => Ok(()),
         }
     }
 
@@ -226,7 +215,9 @@ impl Ledger for RedisLedger {
         }
         let (statuses, evicted, available_sends, events): (Vec<i64>, u32, u32, Events) =
             self.invoke(&call).await?;
-        self.replicated(&self.book_key(openid)).await?;
+        self.redis
+            .replicated(&self.book_key(openid), self.durability)
+            .await?;
         let items = statuses
             .into_iter()
             .map(|code| codes::add_status_from(code).ok_or_else(|| corrupt(bad("add status"))))
@@ -284,7 +275,9 @@ impl Ledger for RedisLedger {
             )
             .await?;
         let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
-        self.replicated(&self.book_key(openid)).await?;
+        self.redis
+            .replicated(&self.book_key(openid), self.durability)
+            .await?;
         Ok(SettleOutcome {
             settled,
             events: events.0,

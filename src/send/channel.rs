@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::Pending;
 use super::decision::Recheck;
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::wechat::{CallError, WechatAnswer};
@@ -46,4 +47,11 @@ pub trait Channel: Send + Sync {
 
     /// The errcodes that say the credential itself is spent or void.
     fn is_credential_error(errcode: i64) -> bool;
+
+    /// A use held under `lease`, as an Idempotency-Key record keeps it for
+    /// [`super::Sender::resolve`].
+    fn to_record(lease: LeaseId, credential: &Self::Credential) -> String;
+
+    /// `None` when `record` was not written by [`Self::to_record`].
+    fn from_record(record: &str) -> Option<Pending<Self::Credential>>;
 }

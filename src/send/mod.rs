@@ -14,6 +14,10 @@
 //! is re-checked with the same formId (never followed by the next
 //! credential), counted spent when it cannot be checked, and otherwise held
 //! for the request's Idempotency-Key to resolve later ([`Sender::resolve`]).
+//! A send under an Idempotency-Key also notes each use in its [`Journal`]
+//! before WeChat sees it, and holds it as long as the key lives: if the
+//! process dies mid-send, the retry resolves that use rather than spending
+//! another.
 
 mod channel;
 pub mod decision;
@@ -35,7 +39,7 @@ use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};
 use crate::report::UsageRecorder;
 use crate::wechat::{TokenManager, WechatAnswer};
-use decision::{Action, Failure, History, Reply, Then};
+use decision::{Action, Failure, History, Recheck, Reply, Then};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendPolicy {
@@ -73,6 +77,20 @@ impl Default for SendPolicy {
 pub struct Pending<C> {
     pub lease: LeaseId,
     pub credential: C,
+}
+
+/// Where a send under an Idempotency-Key notes the use it is about to
+/// present, before WeChat is called: if the process dies before the send
+/// ends, the key's next request resolves that use ([`Sender::resolve`])
+/// instead of spending another and delivering the message twice.
+#[async_trait::async_trait]
+pub trait Journal: Send + Sync {
+    /// How long a noted use is held (as long as the note can be read).
+    fn hold(&self) -> Duration;
+
+    /// Notes `record` ([`Channel::to_record`] of the pending use). An error
+    /// means the note may be missing: the use must not be presented.
+    async fn note(&self, record: String) -> Result<(), LedgerError>;
 }
 
 /// How a send ended.
@@ -127,19 +145,21 @@ impl Sender {
         &self.policy
     }
 
-    /// Sends `message`, spending at most one use. Errors only when the
+    /// Sends `message`, spending at most one use, noting each use in
+    /// `journal` (if any) before presenting it. Errors only when the
     /// ledger store is unreachable before anything was sent.
     #[tracing::instrument(skip_all)]
     pub async fn send<C: Channel>(
         &self,
         channel: &C,
         message: &C::Message,
+        journal: Option<&dyn Journal>,
     ) -> Result<SendResult<C::Credential>, LedgerError> {
         let started = Instant::now();
         let mut attempts = 0;
         for _ in 0..self.policy.max_credentials {
             let lease = LeaseId::random();
-            let hold = self.policy.lease;
+            let hold = journal.map_or(self.policy.lease, |j| j.hold().max(self.policy.lease));
             // The lease id makes a retried reserve find its own lease rather
             // than take a second use, so a lost reply is safe to retry.
             let reserved = match channel.reserve(message, lease, hold).await {
@@ -152,6 +172,13 @@ impl Sender {
             let Some(credential) = reserved else {
                 return Ok(SendResult::NoValidCredential { attempts });
             };
+            if let Some(journal) = journal
+                && let Err(err) = journal.note(C::to_record(lease, &credential)).await
+            {
+                tracing::warn!(error = %err, "the use could not be noted, so it is not presented");
+                self.settle(channel, message, lease, Settle::Refund).await;
+                return Err(err);
+            }
             let (how, then, answer) = self
                 .attempt(
                     channel,
@@ -173,7 +200,9 @@ impl Sender {
 
     /// Presents a held use again to learn what became of an earlier attempt
     /// whose answer was lost: 0 or 41029 mean sent (once), and nothing ever
-    /// moves on to another credential.
+    /// moves on to another credential. A use that cannot be checked so
+    /// (a prepay_id's, a grant, an official-account message) is never
+    /// presented again: it counts as spent and the outcome stays unknown.
     #[tracing::instrument(skip_all)]
     pub async fn resolve<C: Channel>(
         &self,
@@ -181,6 +210,13 @@ impl Sender {
         message: &C::Message,
         pending: Pending<C::Credential>,
     ) -> SendResult<C::Credential> {
+        if channel.recheck(&pending.credential) == Recheck::Impossible {
+            self.settle(channel, message, pending.lease, Settle::Commit).await;
+            return SendResult::OutcomeUnknown {
+                pending: None,
+                attempts: 0,
+            };
+        }
         let mut attempts = 0;
         let history = History {
             unknown: true,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::Channel;
 use super::decision::Recheck;
+use super::{Channel, Pending};
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::wechat::{CallError, OfficialAccountMessage, WechatAnswer, WechatClient};
 
@@ -60,5 +60,18 @@ impl Channel for OfficialAccountChannel {
 
     fn is_credential_error(_: i64) -> bool {
         false
+    }
+
+    fn to_record(lease: LeaseId, _: &()) -> String {
+        serde_json::json!({ "lease": lease.to_hex() }).to_string()
+    }
+
+    fn from_record(record: &str) -> Option<Pending<()>> {
+        let stored: serde_json::Value = serde_json::from_str(record).ok()?;
+        let lease = LeaseId::from_hex(stored["lease"].as_str()?)?;
+        Some(Pending {
+            lease,
+            credential: (),
+        })
     }
 }

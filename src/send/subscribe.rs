@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::Channel;
 use super::decision::Recheck;
+use super::{Channel, Pending};
+use crate::domain::TemplateId;
 use crate::ledger::grants::{GrantLedger, GrantReservation};
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::report::UsageRecorder;
@@ -89,4 +91,40 @@ impl Channel for SubscribeChannel {
     fn is_credential_error(code: i64) -> bool {
         code == errcode::NOT_SUBSCRIBED
     }
+
+    fn to_record(lease: LeaseId, held: &HeldGrant) -> String {
+        let stored = StoredGrant {
+            lease: lease.to_hex(),
+            template: held.reservation.template.as_str().to_owned(),
+            deadline: held.reservation.deadline,
+            left: held.left,
+        };
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    fn from_record(record: &str) -> Option<Pending<HeldGrant>> {
+        let stored: StoredGrant = serde_json::from_str(record).ok()?;
+        let lease = LeaseId::from_hex(&stored.lease)?;
+        let reservation = GrantReservation {
+            lease,
+            template: TemplateId::parse(&stored.template).ok()?,
+            deadline: stored.deadline,
+        };
+        Some(Pending {
+            lease,
+            credential: HeldGrant {
+                reservation,
+                left: stored.left,
+            },
+        })
+    }
+}
+
+/// A held grant as an idempotency record keeps it.
+#[derive(Serialize, Deserialize)]
+struct StoredGrant {
+    lease: String,
+    template: String,
+    deadline: DateTime<Utc>,
+    left: u32,
 }

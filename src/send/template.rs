@@ -82,35 +82,22 @@ impl Channel for TemplateChannel {
     fn is_credential_error(code: i64) -> bool {
         errcode::is_credential_error(code)
     }
-}
 
-/// A held formId as an idempotency record keeps it.
-#[derive(Serialize, Deserialize)]
-struct StoredPending {
-    lease: String,
-    kind: CredentialKind,
-    id: String,
-    expires_at: DateTime<Utc>,
-    deadline: DateTime<Utc>,
-}
-
-impl Pending<Reservation> {
-    pub fn to_record(&self) -> String {
+    fn to_record(lease: LeaseId, credential: &Reservation) -> String {
         let stored = StoredPending {
-            lease: self.lease.to_hex(),
-            kind: self.credential.kind,
-            id: self.credential.id.as_str().to_owned(),
-            expires_at: self.credential.expires_at,
-            deadline: self.credential.deadline,
+            lease: lease.to_hex(),
+            kind: credential.kind,
+            id: credential.id.as_str().to_owned(),
+            expires_at: credential.expires_at,
+            deadline: credential.deadline,
         };
         serde_json::to_string(&stored).unwrap_or_default()
     }
 
-    /// `None` when the record was not written by [`Self::to_record`].
-    pub fn from_record(record: &str) -> Option<Self> {
+    fn from_record(record: &str) -> Option<Pending<Reservation>> {
         let stored: StoredPending = serde_json::from_str(record).ok()?;
         let lease = LeaseId::from_hex(&stored.lease)?;
-        Some(Self {
+        Some(Pending {
             lease,
             credential: Reservation {
                 lease,
@@ -121,4 +108,14 @@ impl Pending<Reservation> {
             },
         })
     }
+}
+
+/// A held formId or prepay_id use as an idempotency record keeps it.
+#[derive(Serialize, Deserialize)]
+struct StoredPending {
+    lease: String,
+    kind: CredentialKind,
+    id: String,
+    expires_at: DateTime<Utc>,
+    deadline: DateTime<Utc>,
 }

@@ -14,6 +14,8 @@ pub struct Fault {
     pub errcode: Option<i64>,
     pub http_status: Option<u16>,
     pub delay_ms: Option<u64>,
+    /// The call is processed at once and its answer held back this long.
+    pub delay_answer_ms: Option<u64>,
     pub drop: bool,
     /// The call is processed, then the connection is closed unanswered.
     pub lose_answer: bool,
@@ -30,6 +32,7 @@ pub struct FaultRequest {
     errcode: Option<i64>,
     http_status: Option<u16>,
     delay_ms: Option<u64>,
+    delay_answer_ms: Option<u64>,
     #[serde(default)]
     drop: bool,
     #[serde(default)]
@@ -51,10 +54,11 @@ impl FaultRequest {
             self.drop,
             self.lose_answer,
         ];
+        let processed_then_held = self.delay_answer_ms.is_some();
         match endings.iter().filter(|set| **set).count() {
-            0 if self.delay_ms.is_none() => {
+            0 if self.delay_ms.is_none() && !processed_then_held => {
                 return Err(ControlError::invalid(
-                    "a fault needs one of errcode, http_status, drop, lose_answer or delay_ms",
+                    "a fault needs one of errcode, http_status, drop, lose_answer, delay_ms or delay_answer_ms",
                 ));
             }
             0 | 1 => {}
@@ -72,15 +76,23 @@ impl FaultRequest {
         if self.http_status.is_some_and(|s| !(400..=599).contains(&s)) {
             return Err(ControlError::invalid("http_status must be 400 to 599"));
         }
-        if self.delay_ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
+        if self.delay_ms.is_some_and(|ms| ms > MAX_DELAY_MS)
+            || self.delay_answer_ms.is_some_and(|ms| ms > MAX_DELAY_MS)
+        {
             return Err(ControlError::invalid(format!(
-                "delay_ms must be at most {MAX_DELAY_MS}"
+                "delay_ms and delay_answer_ms must be at most {MAX_DELAY_MS}"
             )));
+        }
+        if processed_then_held && (self.errcode.is_some() || self.http_status.is_some() || self.drop) {
+            return Err(ControlError::invalid(
+                "delay_answer_ms holds back the answer of a processed call: it combines only with lose_answer and delay_ms",
+            ));
         }
         Ok(Some(Fault {
             errcode: self.errcode,
             http_status: self.http_status,
             delay_ms: self.delay_ms,
+            delay_answer_ms: self.delay_answer_ms,
             drop: self.drop,
             lose_answer: self.lose_answer,
             templates: self.templates,

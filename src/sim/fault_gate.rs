@@ -41,9 +41,15 @@ pub async fn gate(
     if let Some(ms) = fault.delay_ms {
         actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
     }
-    if fault.lose_answer {
-        // WeChat did the work; only its answer never arrives.
+    if fault.lose_answer || fault.delay_answer_ms.is_some() {
+        // WeChat did the work; its answer is late, or never arrives.
         let processed = next.call(req).await?;
+        if let Some(ms) = fault.delay_answer_ms {
+            actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if !fault.lose_answer {
+            return Ok(processed);
+        }
         let lost = drop_connection(processed.request());
         return Ok(processed.into_response(lost));
     }

@@ -88,8 +88,9 @@
 //! - `GET /inbox/{openid}` → `{"openid", "messages": [{template_id, page,
 //!   data, emphasis_keyword, form_id, sent_at}]}`, oldest first; the newest
 //!   [`INBOX_CAPACITY`] per user are kept.
-//! - `POST /faults` `{"errcode"?, "http_status"?, "delay_ms"?, "drop"?,
-//!   "lose_answer"?, "count"}` → `{"active": fault or null}`; `GET /faults`
+//! - `POST /faults` `{"errcode"?, "http_status"?, "delay_ms"?,
+//!   "delay_answer_ms"?, "drop"?, "lose_answer"?, "count"}` →
+//!   `{"active": fault or null}`; `GET /faults`
 //!   shows it. The next `count` requests to any `/sandbox/wechat` route fail
 //!   that way before any other check. At most one of `errcode` (nonzero;
 //!   HTTP 200 `{"errcode": n, "errmsg": "injected fault"}`), `http_status`
@@ -97,8 +98,10 @@
 //!   the call not processed) and `lose_answer` (the call processed as usual,
 //!   a send delivered and its credential used, then the connection closed
 //!   with no response); `delay_ms` (≤ 60000) waits first and combines with
-//!   any of them, or alone delays a normal answer. A new fault replaces the
-//!   old; `count: 0` clears.
+//!   any of them, or alone delays a normal answer; `delay_answer_ms`
+//!   (≤ 60000) processes the call at once (a send is delivered) and holds
+//!   back its answer, or the lost answer's close, that long. A new fault
+//!   replaces the old; `count: 0` clears.
 //! - `GET /stats` → `{"token_fetches", "token_refusals", "sends": {"<errcode>": n}}`:
 //!   successful fetches from both token endpoints, requests they refused
 //!   (wrong appid or secret); every template-send answer carrying an

@@ -929,6 +929,7 @@ mod tests {
             errcode: Some(-1),
             http_status: None,
             delay_ms: None,
+            delay_answer_ms: None,
             drop: false,
             lose_answer: false,
             templates: false,

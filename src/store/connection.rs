@@ -112,6 +112,15 @@ impl RedisConnection {
         .await
     }
 
+    /// After a write to `key`: waits for `durability`'s replicas, if any
+    /// ([`Self::wait_for_replicas`]).
+    pub async fn replicated(&self, key: &str, durability: Option<Durability>) -> Result<(), RedisFailure> {
+        match durability {
+            Some(Durability { replicas, timeout }) => self.wait_for_replicas(key, replicas, timeout).await,
+            None => Ok(()),
+        }
+    }
+
     /// `WAIT replicas timeout` on the node that owns `key` (the master its
     /// writes went to): Ok once that many replicas acknowledged every write
     /// made before it on this connection, else `Unavailable`.
@@ -156,6 +165,21 @@ impl RedisConnection {
         tokio::time::timeout(self.timeout * 3, call)
             .await
             .unwrap_or_else(|_| Err(RedisFailure::Unavailable("timed out".into())))
+    }
+}
+
+/// Replicas a write waits for before it is acknowledged (`WAIT`), and for
+/// how long: `REDIS_WAIT_REPLICAS`, `REDIS_WAIT_TIMEOUT_MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+impl Durability {
+    /// `None` for 0 replicas: the master's acknowledgement is enough.
+    pub fn of(replicas: u32, timeout: Duration) -> Option<Self> {
+        (replicas > 0).then_some(Self { replicas, timeout })
     }
 }
 

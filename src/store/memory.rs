@@ -223,11 +223,34 @@ impl SharedStore for MemoryStore {
     async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
         self.with(|e, _| {
             let key = format!("idem:{key}");
-            if matches!(e.get(&key), Some((Entry::Claimed(f), _)) if f == fingerprint) {
+            let held = matches!(e.get(&key),
+                Some((Entry::Claimed(f) | Entry::Pending(f, _, _), _)) if f == fingerprint);
+            if held {
                 e.remove(&key);
             }
         });
         Ok(())
+    }
+
+    async fn note_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        state: &str,
+        claim: Duration,
+        keep: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|e, now| {
+            let key = format!("idem:{key}");
+            let held = matches!(e.get(&key),
+                Some((Entry::Claimed(f) | Entry::Pending(f, _, _), _)) if f == fingerprint);
+            if held {
+                let pending =
+                    Entry::Pending(fingerprint.to_owned(), state.to_owned(), Some(until(now, claim)));
+                e.insert(key, (pending, until(now, keep)));
+            }
+            held
+        }))
     }
 
     async fn park_idempotent(

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-pub use connection::{RedisConnection, RedisFailure, RedisTarget};
+pub use connection::{Durability, RedisConnection, RedisFailure, RedisTarget};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -102,8 +102,22 @@ pub trait SharedStore: Send + Sync + 'static {
         keep: Duration,
     ) -> Result<(), StoreError>;
 
-    /// Releases a claimed key without a response (the request may be retried).
+    /// Releases a claimed key without a response (the request may be
+    /// retried), whether or not a state was noted under it.
     async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError>;
+
+    /// While a request holds `key`, notes the `state` it would leave if it
+    /// died: the key stays claimed for `claim` from now, then turns pending
+    /// with that state (kept for `keep`) for the next request to resolve.
+    /// False if the key is no longer held for this body.
+    async fn note_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        state: &str,
+        claim: Duration,
+        keep: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Keeps `state` under the key for `keep`, for the next request with it
     /// to resolve (and releases any claim on it).

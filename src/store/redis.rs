@@ -11,20 +11,26 @@ use chrono::{DateTime, NaiveDate};
 use redis::{FromRedisValue, Script, Value};
 
 use super::{
-    DayCounters, KeyState, RedisConnection, SharedStore, StoreError, StoredToken, USAGE_RETENTION_DAYS,
-    UsageBatch, UsageStore,
+    DayCounters, Durability, KeyState, RedisConnection, SharedStore, StoreError, StoredToken,
+    USAGE_RETENTION_DAYS, UsageBatch, UsageStore,
 };
 
 static DELETE_IF_EQUAL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/delete_if_equal.lua")));
 static IDEMPOTENCY_BEGIN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/idempotency_begin.lua")));
+static IDEMPOTENCY_NOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/idempotency_note.lua")));
+static IDEMPOTENCY_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/idempotency_release.lua")));
 static USAGE_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_add.lua")));
 static USAGE_FOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/usage_fold.lua")));
 
 pub struct RedisStore {
     redis: RedisConnection,
     prefix: String,
+    /// Replicas an idempotency record waits for, and how long.
+    durability: Option<Durability>,
 }
 
 impl RedisStore {
@@ -32,6 +38,18 @@ impl RedisStore {
         Self {
             redis,
             prefix: prefix.to_owned(),
+            durability: None,
+        }
+    }
+
+    /// Idempotency records (a noted use, a final answer, a pending state)
+    /// are acknowledged only once `replicas` replicas hold them, as the
+    /// ledger's ingests and settles are (`RedisLedger::with_replicas`): a
+    /// failover then never forgets that a request was sent.
+    pub fn with_replicas(self, replicas: u32, timeout: Duration) -> Self {
+        Self {
+            durability: Durability::of(replicas, timeout),
+            ..self
         }
     }
 
@@ -208,19 +226,51 @@ impl SharedStore for RedisStore {
         response: &str,
         keep: Duration,
     ) -> Result<(), StoreError> {
+        let key = self.key("idem", key);
         let cmd = redis::cmd("SET")
-            .arg(self.key("idem", key))
+            .arg(&key)
             .arg(format!("d:{fingerprint}:{response}"))
             .arg("PX")
             .arg(millis(keep))
             .to_owned();
-        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
+        self.redis.query(&cmd).await.map_err(StoreError::from)?;
+        Ok(self.redis.replicated(&key, self.durability).await?)
     }
 
     async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
-        self.delete_if_equal(self.key("idem", key), &format!("p:{fingerprint}"))
+        self.redis
+            .invoke(IDEMPOTENCY_RELEASE.key(self.key("idem", key)).arg(fingerprint))
             .await
+            .map_err(StoreError::from)
             .map(|_| ())
+    }
+
+    async fn note_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        state: &str,
+        claim: Duration,
+        keep: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = self.key("idem", key);
+        let reply = self
+            .redis
+            .invoke(
+                IDEMPOTENCY_NOTE
+                    .key(&key)
+                    .arg(fingerprint)
+                    .arg(millis(claim))
+                    .arg(millis(keep))
+                    .arg(state),
+            )
+            .await
+            .map_err(StoreError::from)?;
+        let noted = matches!(reply, Value::Int(1));
+        if noted {
+            self.redis.replicated(&key, self.durability).await?;
+        }
+        Ok(noted)
     }
 
     async fn park_idempotent(
@@ -230,13 +280,15 @@ impl SharedStore for RedisStore {
         state: &str,
         keep: Duration,
     ) -> Result<(), StoreError> {
+        let key = self.key("idem", key);
         let cmd = redis::cmd("SET")
-            .arg(self.key("idem", key))
+            .arg(&key)
             .arg(format!("u:{fingerprint}:0:{state}"))
             .arg("PX")
             .arg(millis(keep))
             .to_owned();
-        self.redis.query(&cmd).await.map_err(StoreError::from).map(|_| ())
+        self.redis.query(&cmd).await.map_err(StoreError::from)?;
+        Ok(self.redis.replicated(&key, self.durability).await?)
     }
 }
 

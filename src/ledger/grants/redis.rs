@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::domain::{OpenId, TemplateId};
 use crate::ledger::codes;
 use crate::ledger::{LeaseId, LedgerClock, LedgerError, Settle, instant};
-use crate::store::RedisConnection;
+use crate::store::{Durability, RedisConnection};
 
 static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("../scripts/grants/add.lua")));
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../scripts/grants/reserve.lua")));
@@ -45,7 +45,7 @@ pub struct RedisGrants {
     clock: LedgerClock,
     dictionary: Mutex<Dictionary>,
     /// Replicas a grant or settle waits for, as `RedisLedger::with_replicas`.
-    durability: Option<(u32, Duration)>,
+    durability: Option<Durability>,
 }
 
 impl RedisGrants {
@@ -64,19 +64,8 @@ impl RedisGrants {
     /// `replicas` replicas (`WAIT`) or fail as unavailable.
     pub fn with_replicas(self, replicas: u32, timeout: Duration) -> Self {
         Self {
-            durability: (replicas > 0).then_some((replicas, timeout)),
+            durability: Durability::of(replicas, timeout),
             ..self
-        }
-    }
-
-    async fn replicated(&self, openid: &OpenId) -> Result<(), LedgerError> {
-        match self.durability {
-            Some((replicas, timeout)) => self
-                .redis
-                .wait_for_replicas(&self.key(openid), replicas, timeout)
-                .await
-                .map_err(LedgerError::from),
-            None => Ok(()),
         }
     }
 
@@ -225,7 +214,7 @@ impl GrantLedger for RedisGrants {
             call.arg(self.number(template).await?).arg(*accepts);
         }
         let (held, events): (Vec<u32>, Events) = self.invoke(&call).await?;
-        self.replicated(openid).await?;
+        self.redis.replicated(&self.key(openid), self.durability).await?;
         Ok(GrantAddOutcome {
             held,
             events: self.events(events.0).await?,
@@ -287,7 +276,7 @@ impl GrantLedger for RedisGrants {
             .await?;
         let uses = u8::try_from(burned).unwrap_or(u8::MAX);
         let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
-        self.replicated(openid).await?;
+        self.redis.replicated(&self.key(openid), self.durability).await?;
         Ok(GrantSettleOutcome {
             settled,
             events: self.events(events.0).await?,
