@@ -304,12 +304,14 @@ impl Ledger for RedisLedger {
 const PREPAY: u8 = 4;
 const HEX: u8 = 8;
 const BURNED: u8 = 16;
+const SIXTEEN: u8 = 32;
 
-/// Reads the packed book written by `book.lua` (its header gives the form).
+/// Reads the packed book written by `book.lua` (its header gives the form:
+/// version 2, or version 1, whose ids all have a length byte).
 pub(crate) fn decode_book(blob: &[u8]) -> Result<Book, LedgerError> {
     let bad = || LedgerError::Corrupt("malformed book".into());
     let mut r = Reader { blob, at: 0 };
-    if r.u8().ok_or_else(bad)? != 1 {
+    if !matches!(r.u8().ok_or_else(bad)?, 1 | 2) {
         return Err(LedgerError::Corrupt("unknown book version".into()));
     }
     let count = r.u16().ok_or_else(bad)?;
@@ -371,9 +373,14 @@ impl Reader<'_> {
     fn u32(&mut self) -> Option<u32> {
         self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    /// A length-prefixed id; the meta byte says whether it is packed hex.
+    /// An id; the meta byte says whether it is packed hex, and whether it
+    /// is 16 bytes or has its length first.
     fn key(&mut self, meta: u8) -> Option<StoredId> {
-        let len = usize::from(self.u8()?);
+        let len = if meta & SIXTEEN != 0 {
+            16
+        } else {
+            usize::from(self.u8()?)
+        };
         let mut key = vec![u8::from(meta & HEX != 0)];
         key.extend_from_slice(self.take(len)?);
         StoredId::from_bytes(key)

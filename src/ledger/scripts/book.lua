@@ -6,13 +6,16 @@
 -- for both sides (src/ledger/codes.rs); defines no globals.
 --
 -- Stored form, one string per openid at KEYS[1] (all integers big-endian):
---   u8 version=1 | u16 lease count | leases | credentials (sorted)
---   lease:      u32 deadline | u32 expires | 8 bytes lease id | u8 meta | u8 len | id
---   credential: u32 expires  | u8 meta | u8 len | id
---   meta bits: 0-1 uses left, 2 prepay, 3 id is packed hex, 4 burned
+--   u8 version=2 | u16 lease count | leases | credentials (sorted)
+--   lease:      u32 deadline | u32 expires | 8 bytes lease id | u8 meta | [u8 len] | id
+--   credential: u32 expires  | u8 meta | [u8 len] | id
+--   meta bits: 0-1 uses left, 2 prepay, 3 id is packed hex, 4 burned,
+--   5 the id is 16 packed bytes (a WeChat formId) and has no length byte
 -- A credential's key is one byte (1 packed hex, 0 verbatim) followed by the id.
+-- Version 1 (a length byte before every id) is read as well, and rewritten
+-- as version 2 by the next write.
 
-local VERSION, PREPAY, HEX, BURNED = 1, 4, 8, 16
+local VERSION, PREPAY, HEX, BURNED, SIXTEEN = 2, 4, 8, 16, 32
 
 local function uses_of(kind) if kind == KIND_PREPAY then return 3 end return 1 end
 
@@ -30,35 +33,44 @@ local function split_key(key)
   return flags, string.sub(key, 2)
 end
 
+-- The key stored after a meta byte at pos; returns it and the next pos.
+local function read_key(blob, pos, meta)
+  local flag, len = 0, 16
+  if bit.band(meta, HEX) ~= 0 then flag = 1 end
+  if bit.band(meta, SIXTEEN) == 0 then len, pos = struct.unpack('B', blob, pos) end
+  return string.char(flag) .. string.sub(blob, pos, pos + len - 1), pos + len
+end
+
+-- A key as stored: its meta bits and the bytes after the meta byte.
+local function write_key(key)
+  local flags, body = split_key(key)
+  if flags == HEX and #body == 16 then return flags + SIXTEEN, body end
+  return flags, string.char(#body) .. body
+end
+
 local function decode(blob)
   local book = {leases = {}, entries = {}}
   if not blob then return book end
   local version, count, pos = struct.unpack('>BI2', blob)
-  if version ~= VERSION then error('fl: unknown book version') end
+  if version ~= VERSION and version ~= 1 then error('fl: unknown book version') end
   for i = 1, count do
-    local deadline, expires, id, meta, len
-    deadline, expires, id, meta, len, pos = struct.unpack('>I4I4c8BB', blob, pos)
+    local deadline, expires, id, meta, key
+    deadline, expires, id, meta, pos = struct.unpack('>I4I4c8B', blob, pos)
+    key, pos = read_key(blob, pos, meta)
     local kind = KIND_FORM
     if bit.band(meta, PREPAY) ~= 0 then kind = KIND_PREPAY end
-    local flag = 0
-    if bit.band(meta, HEX) ~= 0 then flag = 1 end
-    book.leases[i] = {id = id, deadline = deadline, expires = expires, kind = kind,
-      key = string.char(flag) .. string.sub(blob, pos, pos + len - 1)}
-    pos = pos + len
+    book.leases[i] = {id = id, deadline = deadline, expires = expires, kind = kind, key = key}
   end
   local n = 0
   while pos <= #blob do
-    local expires, meta, len
-    expires, meta, len, pos = struct.unpack('>I4BB', blob, pos)
+    local expires, meta, key
+    expires, meta, pos = struct.unpack('>I4B', blob, pos)
+    key, pos = read_key(blob, pos, meta)
     local kind = KIND_FORM
     if bit.band(meta, PREPAY) ~= 0 then kind = KIND_PREPAY end
-    local flag = 0
-    if bit.band(meta, HEX) ~= 0 then flag = 1 end
     n = n + 1
     book.entries[n] = {expires = expires, kind = kind, uses = bit.band(meta, 3),
-      burned = bit.band(meta, BURNED) ~= 0,
-      key = string.char(flag) .. string.sub(blob, pos, pos + len - 1)}
-    pos = pos + len
+      burned = bit.band(meta, BURNED) ~= 0, key = key}
   end
   return book
 end
@@ -66,16 +78,16 @@ end
 local function encode(book)
   local parts = {struct.pack('>BI2', VERSION, #book.leases)}
   for _, l in ipairs(book.leases) do
-    local flags, body = split_key(l.key)
+    local flags, stored = write_key(l.key)
     if l.kind == KIND_PREPAY then flags = flags + PREPAY end
-    parts[#parts + 1] = struct.pack('>I4I4c8BB', l.deadline, l.expires, l.id, flags, #body) .. body
+    parts[#parts + 1] = struct.pack('>I4I4c8B', l.deadline, l.expires, l.id, flags) .. stored
   end
   for _, e in ipairs(book.entries) do
-    local flags, body = split_key(e.key)
+    local flags, stored = write_key(e.key)
     local meta = flags + e.uses
     if e.kind == KIND_PREPAY then meta = meta + PREPAY end
     if e.burned then meta = meta + BURNED end
-    parts[#parts + 1] = struct.pack('>I4BB', e.expires, meta, #body) .. body
+    parts[#parts + 1] = struct.pack('>I4B', e.expires, meta) .. stored
   end
   return table.concat(parts)
 end
