@@ -30,9 +30,9 @@ const PHASE: Duration = Duration::from_secs(4);
 /// Distinct users the load cycles through: books stay small (10-20
 /// credentials), as they are for real users.
 const USERS: usize = 4_000;
-/// Users holding 20 formIds each for the send phase through the simulator
-/// (the direct phase uses USERS users): more uses than a phase can spend.
-const SPENDERS: usize = 2_000;
+/// Users holding 20 formIds each for the send phase through the simulator,
+/// as many as the direct phase's: 80,000 uses, twice what a phase spends.
+const SPENDERS: usize = 4_000;
 
 /// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers|wait` runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
@@ -190,10 +190,10 @@ async fn sends_through_sim(app: &Arc<TestApp>, prefix: &str) -> f64 {
 const SUBSCRIBERS: usize = 600;
 /// Grants each of them holds in the ledger (so no phase runs dry)...
 const GRANTS: u32 = 500;
-/// ...and in the simulator (more than the HTTP phase can spend)...
-const SIM_GRANTS: usize = 100;
+/// ...and in the simulator (twice what the HTTP phase spends)...
+const SIM_GRANTS: usize = 200;
 /// ...and for the simulator alone, which spends faster.
-const SIM_ALONE_GRANTS: usize = 400;
+const SIM_ALONE_GRANTS: usize = 800;
 
 /// Spending one grant: reserve + commit called directly on the grant
 /// ledger, then `POST /v1/subscribe-messages` through the simulator. Both
