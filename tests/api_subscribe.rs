@@ -134,7 +134,7 @@ async fn a_new_user_grants_sends_and_cancels_and_the_report_counts_it_all() {
     assert_eq!(
         row,
         json!({"accepted": 4, "rejected": 1, "banned": 0, "filtered": 0, "spent": 3, "burned": 1,
-            "sends": {"sent": 3, "not_subscribed": 2, "invalid_data": 1, "wechat_rejected": 0,
+            "sends": {"sent": 3, "not_subscribed": 2, "invalid_data": 1, "unknown_template": 0, "wechat_rejected": 0,
                 "wechat_quota_exceeded": 0, "wechat_unavailable": 0, "wechat_outcome_unknown": 0}})
     );
     // The sandbox's change push may burn the grants before the send does

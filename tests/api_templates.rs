@@ -146,6 +146,21 @@ async fn from_the_library_to_a_first_send_and_back() {
         (422, Some("unknown_template")),
         "{refused}"
     );
+
+    // The day's report counts each refusal with its channel's sends.
+    let day = usage_today(&app).await;
+    assert_eq!(day["sends"]["unknown_template"], 1, "{day}");
+    assert_eq!(day["subscribe"]["sends"]["unknown_template"], 1, "{day}");
+    assert_eq!(day["subscribe"]["sends"]["invalid_data"], 1, "{day}");
+    assert_eq!(day["subscribe"]["sends"]["sent"], 1, "{day}");
+}
+
+/// Today's usage row, once the counters are flushed (every second here).
+async fn usage_today(app: &TestApp) -> Value {
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (status, usage) = app.get("/v1/reports/usage", Some(REPORT_KEY)).await;
+    assert_eq!(status, 200, "{usage}");
+    usage["days"][0].clone()
 }
 
 #[tokio::test]
@@ -300,6 +315,18 @@ async fn the_official_account_has_its_own_app_and_token() {
     let id = added["template_id"].as_str().unwrap();
     let path = format!("/v1/templates/{id}?channel=official_account");
     assert_eq!(app.call("DELETE", &path, Some(ADMIN_KEY), None).await.0, 200);
+
+    // Its messages name only its own templates; a refusal is counted.
+    let message = json!({"touser": "oFollower", "template_id": id, "data": {"first": {"value": "x"}}});
+    let (status, refused) = app
+        .post("/v1/official-account/messages", Some(SEND_KEY), message)
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (422, Some("unknown_template")),
+        "{refused}"
+    );
+    assert_eq!(usage_today(&app).await["official_account"]["unknown_template"], 1);
 }
 
 #[tokio::test]

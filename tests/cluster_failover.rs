@@ -198,7 +198,7 @@ async fn fail_over_to_a_lagging_replica(wait_replicas: u32) -> LaggingReplica {
         c.redis_cluster_nodes = cluster.nodes();
         c.redis_key_prefix = prefix.clone();
         c.redis_wait_replicas = wait_replicas;
-        c.redis_wait_timeout_ms = 200;
+        c.redis_wait_timeout_ms = 500;
     })
     .await;
     let user = "oLagging";

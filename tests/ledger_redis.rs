@@ -270,7 +270,7 @@ async fn ingest_waits_for_replicas_when_asked_to() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    let wait = std::time::Duration::from_millis(300);
+    let wait = std::time::Duration::from_secs(2);
     let durable = RedisLedger::new(RedisTarget::Single(master.url()), "fl", LedgerSettings::default())
         .with_replicas(1, wait);
     let plain = RedisLedger::new(RedisTarget::Single(master.url()), "fl", LedgerSettings::default());

@@ -211,7 +211,13 @@ pub async fn send(
         let result = match attempt {
             Attempt::Fresh(journal) => {
                 let template = message.template_id.as_str();
-                known_template(state, Channel::Template, template, std::iter::empty()).await?;
+                if let Err(err) = known_template(state, Channel::Template, template, std::iter::empty()).await
+                {
+                    if err.code() == code::UNKNOWN_TEMPLATE {
+                        count(state, SendOutcome::UnknownTemplate);
+                    }
+                    return Err(err);
+                }
                 state.sender.send(&state.template, &message, journal).await?
             }
             Attempt::Resolve(record) => {
@@ -226,11 +232,16 @@ pub async fn send(
     .await
 }
 
+/// Counts how a send ended, in the report and the metrics.
+fn count(state: &AppState, outcome: SendOutcome) {
+    state.usage.send(Utc::now(), outcome);
+    metrics::counter!(crate::metrics::SENDS, "outcome" => outcome.as_str()).increment(1);
+}
+
 /// Counts a finished send and turns it into its answer.
 fn finished(state: &AppState, result: &SendResult<Reservation>) -> (StatusCode, Value, Record) {
     let (status, body, outcome, record) = answer(result);
-    state.usage.send(Utc::now(), outcome);
-    metrics::counter!(crate::metrics::SENDS, "outcome" => outcome.as_str()).increment(1);
+    count(state, outcome);
     tracing::info!(?outcome, status = status.as_u16(), "send finished");
     (status, body, record)
 }

@@ -21,6 +21,7 @@ use crate::error::{ApiError, ErrorBody, code};
 use crate::idempotency::Record;
 use crate::metrics::OA_SENDS;
 use crate::push::receipts::{Messages, Receipt};
+use crate::report::OfficialAccountOutcome;
 use crate::send::{Channel as _, OfficialAccountChannel, SendResult, Sender};
 use crate::templates::Channel;
 use crate::wechat::{MiniProgramLink, OfficialAccountMessage, errcode};
@@ -105,7 +106,7 @@ fn parse(body: OfficialAccountMessageBody) -> Result<OfficialAccountMessage, Api
 }
 
 /// The answer, the outcome counted, and what the key keeps.
-fn answer(result: &SendResult<()>) -> (StatusCode, Value, &'static str, Record) {
+fn answer(result: &SendResult<()>) -> (StatusCode, Value, OfficialAccountOutcome, Record) {
     let keep = |status: StatusCode, body: Value, outcome| {
         (status, body.clone(), outcome, Record::Answer(status, body))
     };
@@ -118,7 +119,7 @@ fn answer(result: &SendResult<()>) -> (StatusCode, Value, &'static str, Record) 
                 msgid: msgid.map(|m| m.to_string()),
                 attempts: *attempts,
             }),
-            "sent",
+            OfficialAccountOutcome::Sent,
         ),
         SendResult::Rejected {
             errcode: errcode::NOT_FOLLOWING,
@@ -129,7 +130,7 @@ fn answer(result: &SendResult<()>) -> (StatusCode, Value, &'static str, Record) 
                 code::NOT_FOLLOWING,
                 "the user does not follow the official account (43004); nothing was sent",
             ),
-            "not_following",
+            OfficialAccountOutcome::NotFollowing,
         ),
         SendResult::Rejected { errcode, errmsg, .. } => error(
             ApiError::new(
@@ -139,7 +140,7 @@ fn answer(result: &SendResult<()>) -> (StatusCode, Value, &'static str, Record) 
             )
             .with("wechat_errcode", *errcode)
             .with("wechat_errmsg", errmsg.clone()),
-            "wechat_rejected",
+            OfficialAccountOutcome::WechatRejected,
         ),
         SendResult::QuotaExceeded { .. } => error(
             ApiError::new(
@@ -147,7 +148,7 @@ fn answer(result: &SendResult<()>) -> (StatusCode, Value, &'static str, Record) 
                 code::WECHAT_QUOTA_EXCEEDED,
                 "the official account's daily template message quota is used up (45009)",
             ),
-            "wechat_quota_exceeded",
+            OfficialAccountOutcome::WechatQuotaExceeded,
         ),
         SendResult::OutcomeUnknown { .. } => error(
             ApiError::new(
@@ -155,18 +156,34 @@ fn answer(result: &SendResult<()>) -> (StatusCode, Value, &'static str, Record) 
                 code::WECHAT_OUTCOME_UNKNOWN,
                 "WeChat's answer was lost: the message may have been delivered and is not sent again",
             ),
-            "wechat_outcome_unknown",
+            OfficialAccountOutcome::WechatOutcomeUnknown,
         ),
         SendResult::Unavailable { reason, .. } => {
             let e = ApiError::wechat_unavailable(format!("{reason}; nothing was sent"));
-            (e.status(), e.body(), "wechat_unavailable", Record::Release)
+            (
+                e.status(),
+                e.body(),
+                OfficialAccountOutcome::WechatUnavailable,
+                Record::Release,
+            )
         }
         // Nothing is reserved for these messages, so never.
         SendResult::NoValidCredential { .. } => {
             let e = ApiError::wechat_unavailable("nothing was sent");
-            (e.status(), e.body(), "wechat_unavailable", Record::Release)
+            (
+                e.status(),
+                e.body(),
+                OfficialAccountOutcome::WechatUnavailable,
+                Record::Release,
+            )
         }
     }
+}
+
+/// Counts how a send ended, in the report and the metrics.
+fn count(state: &AppState, outcome: OfficialAccountOutcome) {
+    state.usage.official_account_send(Utc::now(), outcome);
+    metrics::counter!(OA_SENDS, "outcome" => outcome.as_str()).increment(1);
 }
 
 fn not_configured() -> ApiError {
@@ -210,7 +227,14 @@ pub async fn send(
         let result = match attempt {
             Attempt::Fresh(journal) => {
                 let template = message.template_id.as_str();
-                known_template(state, Channel::OfficialAccount, template, std::iter::empty()).await?;
+                let known =
+                    known_template(state, Channel::OfficialAccount, template, std::iter::empty()).await;
+                if let Err(err) = known {
+                    if err.code() == code::UNKNOWN_TEMPLATE {
+                        count(state, OfficialAccountOutcome::UnknownTemplate);
+                    }
+                    return Err(err);
+                }
                 oa.sender.send(&oa.channel, &message, journal).await?
             }
             // A request with this key died mid-send: the message may have
@@ -233,10 +257,9 @@ pub async fn send(
             tracing::warn!(error = %err, "could not record the message as accepted");
         }
         let (status, body, outcome, record) = answer(&result);
-        state.usage.count(now, &format!("oa.sends.{outcome}"), 1);
-        metrics::counter!(OA_SENDS, "outcome" => outcome).increment(1);
+        count(state, outcome);
         tracing::info!(
-            outcome,
+            outcome = outcome.as_str(),
             status = status.as_u16(),
             "official-account send finished"
         );

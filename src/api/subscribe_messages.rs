@@ -200,6 +200,8 @@ pub async fn send(
                 if let Err(err) = known_template(state, Channel::Subscribe, template, keys).await {
                     if err.code() == code::INVALID_DATA {
                         count(state, SubscribeOutcome::InvalidData);
+                    } else if err.code() == code::UNKNOWN_TEMPLATE {
+                        count(state, SubscribeOutcome::UnknownTemplate);
                     }
                     return Err(err);
                 }

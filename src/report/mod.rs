@@ -13,7 +13,7 @@ mod usage;
 pub use rows::{
     ByKind, FOLDED, Rejections, Sends, Summary, UsageRow, foldable, summary, summary_days, usage_row,
 };
-pub use usage::{SendOutcome, SubscribeOutcome, UsageRecorder};
+pub use usage::{OfficialAccountOutcome, SendOutcome, SubscribeOutcome, UsageRecorder};
 
 use chrono::{DateTime, NaiveDate, Utc};
 

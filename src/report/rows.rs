@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::usage::{SendOutcome, SubscribeOutcome};
+use super::usage::{OfficialAccountOutcome, SendOutcome, SubscribeOutcome};
 use crate::domain::{CredentialKind, RejectReason};
 use crate::store::DayCounters;
 
@@ -43,6 +43,8 @@ pub struct Rejections {
 pub struct Sends {
     pub sent: i64,
     pub no_valid_credential: i64,
+    /// Refused before anything was spent: not among the account's templates.
+    pub unknown_template: i64,
     pub wechat_rejected: i64,
     pub wechat_quota_exceeded: i64,
     pub wechat_unavailable: i64,
@@ -55,6 +57,8 @@ pub struct SubscribeSends {
     pub sent: i64,
     pub not_subscribed: i64,
     pub invalid_data: i64,
+    /// Refused before anything was spent: not among the account's templates.
+    pub unknown_template: i64,
     pub wechat_rejected: i64,
     pub wechat_quota_exceeded: i64,
     pub wechat_unavailable: i64,
@@ -85,6 +89,8 @@ impl Deliveries {
 pub struct OfficialAccountRow {
     pub sent: i64,
     pub not_following: i64,
+    /// Refused before WeChat was called: not among the account's templates.
+    pub unknown_template: i64,
     pub wechat_rejected: i64,
     pub wechat_quota_exceeded: i64,
     pub wechat_unavailable: i64,
@@ -212,6 +218,7 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
         sends: Sends {
             sent: send(SendOutcome::Sent),
             no_valid_credential: send(SendOutcome::NoValidCredential),
+            unknown_template: send(SendOutcome::UnknownTemplate),
             wechat_rejected: send(SendOutcome::WechatRejected),
             wechat_quota_exceeded: send(SendOutcome::WechatQuotaExceeded),
             wechat_unavailable: send(SendOutcome::WechatUnavailable),
@@ -225,15 +232,21 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
             sum_at(fields, day, offset, &format!("x.{}", k.as_str()), |at| at <= now)
         }),
         subscribe: subscribe_row(&get),
-        official_account: OfficialAccountRow {
-            sent: get("oa.sends.sent"),
-            not_following: get("oa.sends.not_following"),
-            wechat_rejected: get("oa.sends.wechat_rejected"),
-            wechat_quota_exceeded: get("oa.sends.wechat_quota_exceeded"),
-            wechat_unavailable: get("oa.sends.wechat_unavailable"),
-            wechat_outcome_unknown: get("oa.sends.wechat_outcome_unknown"),
-            deliveries: Deliveries::of(&get, "oa"),
-        },
+        official_account: official_account_row(&get),
+    }
+}
+
+fn official_account_row(get: &dyn Fn(&str) -> i64) -> OfficialAccountRow {
+    let send = |o: OfficialAccountOutcome| get(&format!("oa.sends.{}", o.as_str()));
+    OfficialAccountRow {
+        sent: send(OfficialAccountOutcome::Sent),
+        not_following: send(OfficialAccountOutcome::NotFollowing),
+        unknown_template: send(OfficialAccountOutcome::UnknownTemplate),
+        wechat_rejected: send(OfficialAccountOutcome::WechatRejected),
+        wechat_quota_exceeded: send(OfficialAccountOutcome::WechatQuotaExceeded),
+        wechat_unavailable: send(OfficialAccountOutcome::WechatUnavailable),
+        wechat_outcome_unknown: send(OfficialAccountOutcome::WechatOutcomeUnknown),
+        deliveries: Deliveries::of(get, "oa"),
     }
 }
 
@@ -250,6 +263,7 @@ fn subscribe_row(get: &dyn Fn(&str) -> i64) -> SubscribeRow {
             sent: send(SubscribeOutcome::Sent),
             not_subscribed: send(SubscribeOutcome::NotSubscribed),
             invalid_data: send(SubscribeOutcome::InvalidData),
+            unknown_template: send(SubscribeOutcome::UnknownTemplate),
             wechat_rejected: send(SubscribeOutcome::WechatRejected),
             wechat_quota_exceeded: send(SubscribeOutcome::WechatQuotaExceeded),
             wechat_unavailable: send(SubscribeOutcome::WechatUnavailable),

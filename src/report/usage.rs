@@ -3,7 +3,8 @@
 //! Every counter is a field of the hash of one report day (days in the
 //! configured UTC offset):
 //! - on the day something happened: `collected.<kind>`, `duplicates`,
-//!   `rejected.<reason>`, `evicted`, `sends.<outcome>`, `errcode.<n>`,
+//!   `rejected.<reason>`, `evicted`, `sends.<outcome>`,
+//!   `subscribe.sends.<outcome>`, `oa.sends.<outcome>`, `errcode.<n>`,
 //!   `spent.<kind>`, `burned.<kind>`, `refunded.<kind>` (uses);
 //! - on the day of an instant: `x.<kind>.<second of day>` adds a
 //!   credential's uses at its expiry and takes away those spent, burned or
@@ -25,6 +26,8 @@ pub enum SubscribeOutcome {
     Sent,
     NotSubscribed,
     InvalidData,
+    /// Not among the account's subscribe templates: nothing spent.
+    UnknownTemplate,
     WechatRejected,
     WechatQuotaExceeded,
     WechatUnavailable,
@@ -32,10 +35,11 @@ pub enum SubscribeOutcome {
 }
 
 impl SubscribeOutcome {
-    pub const ALL: [SubscribeOutcome; 7] = [
+    pub const ALL: [SubscribeOutcome; 8] = [
         SubscribeOutcome::Sent,
         SubscribeOutcome::NotSubscribed,
         SubscribeOutcome::InvalidData,
+        SubscribeOutcome::UnknownTemplate,
         SubscribeOutcome::WechatRejected,
         SubscribeOutcome::WechatQuotaExceeded,
         SubscribeOutcome::WechatUnavailable,
@@ -47,6 +51,7 @@ impl SubscribeOutcome {
             SubscribeOutcome::Sent => "sent",
             SubscribeOutcome::NotSubscribed => "not_subscribed",
             SubscribeOutcome::InvalidData => "invalid_data",
+            SubscribeOutcome::UnknownTemplate => "unknown_template",
             SubscribeOutcome::WechatRejected => "wechat_rejected",
             SubscribeOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
             SubscribeOutcome::WechatUnavailable => "wechat_unavailable",
@@ -60,6 +65,8 @@ impl SubscribeOutcome {
 pub enum SendOutcome {
     Sent,
     NoValidCredential,
+    /// Not among the account's templates: nothing spent.
+    UnknownTemplate,
     WechatRejected,
     WechatQuotaExceeded,
     WechatUnavailable,
@@ -71,10 +78,39 @@ impl SendOutcome {
         match self {
             SendOutcome::Sent => "sent",
             SendOutcome::NoValidCredential => "no_valid_credential",
+            SendOutcome::UnknownTemplate => "unknown_template",
             SendOutcome::WechatRejected => "wechat_rejected",
             SendOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
             SendOutcome::WechatUnavailable => "wechat_unavailable",
             SendOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
+        }
+    }
+}
+
+/// How a `POST /v1/official-account/messages` ended, as reports count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfficialAccountOutcome {
+    Sent,
+    /// 43004: the user does not follow the account.
+    NotFollowing,
+    /// Not among the account's templates: WeChat was not called.
+    UnknownTemplate,
+    WechatRejected,
+    WechatQuotaExceeded,
+    WechatUnavailable,
+    WechatOutcomeUnknown,
+}
+
+impl OfficialAccountOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfficialAccountOutcome::Sent => "sent",
+            OfficialAccountOutcome::NotFollowing => "not_following",
+            OfficialAccountOutcome::UnknownTemplate => "unknown_template",
+            OfficialAccountOutcome::WechatRejected => "wechat_rejected",
+            OfficialAccountOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
+            OfficialAccountOutcome::WechatUnavailable => "wechat_unavailable",
+            OfficialAccountOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
         }
     }
 }
@@ -145,6 +181,10 @@ impl UsageRecorder {
 
     pub fn subscribe_send(&self, now: DateTime<Utc>, outcome: SubscribeOutcome) {
         self.count(now, &format!("subscribe.sends.{}", outcome.as_str()), 1);
+    }
+
+    pub fn official_account_send(&self, now: DateTime<Utc>, outcome: OfficialAccountOutcome) {
+        self.count(now, &format!("oa.sends.{}", outcome.as_str()), 1);
     }
 
     pub fn wechat_errcode(&self, now: DateTime<Utc>, errcode: i64) {
