@@ -34,7 +34,7 @@ const USERS: usize = 4_000;
 /// as many as the direct phase's: 80,000 uses, twice what a phase spends.
 const SPENDERS: usize = 4_000;
 
-/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers|wait` runs one group (e.g. under a profiler).
+/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers|wait|calls` runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
 }
@@ -476,8 +476,9 @@ async fn peer_design(redis: &RedisServer, ledger: &Arc<RedisLedger>) -> (f64, f6
     let expiry = now_ms + 6 * 86_400_000;
     let conn = peers::connect(&redis.url()).await;
     for n in 0..USERS {
-        // More than a phase can pop, as for ours.
-        let ids: Vec<String> = (0..160).map(|_| random_form_id()).collect();
+        // More than a phase can pop (1,280,000: twice what one popped on
+        // a fast day), as for ours.
+        let ids: Vec<String> = (0..320).map(|_| random_form_id()).collect();
         peers::add(&mut conn.clone(), &format!("oPeer{n:04}"), &ids, expiry).await;
     }
     let pops = {
@@ -525,6 +526,179 @@ async fn peer_design(redis: &RedisServer, ledger: &Arc<RedisLedger>) -> (f64, f6
     (pops, bytes, ours, theirs)
 }
 
+/// Redis commands the server has run so far (`INFO commandstats`; those
+/// a script runs included), and how many of them were `EVALSHA`; the
+/// counting's own `INFO` left out.
+fn commands_run(redis: &RedisServer) -> Commands {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.client())
+        .unwrap();
+    let calls = |line: &str| -> u64 {
+        line.split("calls=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let lines = || {
+        info.lines()
+            .filter(|line| line.starts_with("cmdstat_") && !line.starts_with("cmdstat_info:"))
+    };
+    Commands {
+        all: lines().map(calls).sum::<u64>() as f64,
+        scripts: lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:"))
+            .map(calls)
+            .sum::<u64>() as f64,
+    }
+}
+
+/// Commands Redis ran, and the `EVALSHA`s among them (each a client call
+/// whose script ran the rest of its commands inside Redis).
+#[derive(Clone, Copy, Default)]
+struct Commands {
+    all: f64,
+    scripts: f64,
+}
+
+impl std::ops::Sub for Commands {
+    type Output = Commands;
+    fn sub(self, before: Commands) -> Commands {
+        Commands {
+            all: self.all - before.all,
+            scripts: self.scripts - before.scripts,
+        }
+    }
+}
+
+impl Commands {
+    fn per(self, n: f64) -> Commands {
+        Commands {
+            all: self.all / n,
+            scripts: self.scripts / n,
+        }
+    }
+}
+
+/// Redis commands per request, counted by the server over
+/// [`CALLS_REQUESTS`] requests made one after another, and per second of
+/// an instance with nothing to do.
+#[derive(Clone, Copy)]
+struct Calls {
+    ingest: Commands,
+    send: Commands,
+    keyed_send: Commands,
+    subscribe_send: Commands,
+    idle_per_second: Commands,
+}
+
+const CALLS_REQUESTS: usize = 500;
+
+async fn redis_calls() -> Calls {
+    use formid_ledger::sim::BUILTIN_SUBSCRIBE_TEMPLATES;
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Redis(&redis), |c| {
+        TestApp::on_simulator(&sim, c);
+        c.redis_key_prefix = "calls".into();
+        // The production default: report counters are flushed every 2 s.
+        c.usage_flush_secs = 2;
+    })
+    .await;
+    let users: Vec<String> = (0..CALLS_REQUESTS).map(|n| format!("oCalls{n:04}")).collect();
+    let mut ids = Vec::with_capacity(CALLS_REQUESTS);
+    for user in &users {
+        ids.push(app.sim.form_ids(user, 3, None).await);
+    }
+    let template = BUILTIN_SUBSCRIBE_TEMPLATES[0].0;
+    let subscribers: Vec<OpenId> = users.iter().map(|u| OpenId::parse(u).unwrap()).collect();
+    grant_in_sim(&app, &subscribers, &TemplateId::parse(template).unwrap(), 1).await;
+    let grants = {
+        let connection = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
+        RedisGrants::on(connection, "calls", GrantSettings::default())
+    };
+    for user in &subscribers {
+        let granted = [(TemplateId::parse(template).unwrap(), 1)];
+        grants.add_grants(user, &granted).await.unwrap();
+    }
+    // Warm: a token, the template lists.
+    let warm = json!({"openid": "oCallsWarm", "form_ids": app.sim.form_ids("oCallsWarm", 1, None).await});
+    app.post("/v1/credentials", Some(COLLECT_KEY), warm).await;
+    let message = |user: &str| json!({"touser": user, "template_id": BUILTIN_TEMPLATES[0], "data": {"keyword1": {"value": "calls"}}});
+    assert_eq!(
+        app.post("/v1/messages", Some(SEND_KEY), message("oCallsWarm"))
+            .await
+            .0,
+        200
+    );
+    let subscribe_message = |user: &str| {
+        json!({"touser": user, "template_id": template,
+            "data": {"thing1": {"value": "calls"}, "phrase4": {"value": "已发货"}}})
+    };
+    app.post(
+        "/v1/subscribe-messages",
+        Some(SEND_KEY),
+        subscribe_message("oCallsWarm"),
+    )
+    .await;
+
+    let per_request = |before: Commands| (commands_run(&redis) - before).per(CALLS_REQUESTS as f64);
+    let before = commands_run(&redis);
+    for (user, ids) in users.iter().zip(&ids) {
+        let body = json!({"openid": user, "form_ids": ids});
+        let ok = app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0 == 200;
+        count_failure(ok);
+    }
+    let ingest = per_request(before);
+    let before = commands_run(&redis);
+    for user in &users {
+        count_failure(app.post("/v1/messages", Some(SEND_KEY), message(user)).await.0 == 200);
+    }
+    let send = per_request(before);
+    let before = commands_run(&redis);
+    for (n, user) in users.iter().enumerate() {
+        let sent = app
+            .http
+            .post(app.url("/v1/messages"))
+            .bearer_auth(SEND_KEY)
+            .header("Idempotency-Key", format!("calls-{n}"))
+            .json(&message(user))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        count_failure(sent);
+    }
+    let keyed_send = per_request(before);
+    let before = commands_run(&redis);
+    for user in &users {
+        let (status, _) = app
+            .post("/v1/subscribe-messages", Some(SEND_KEY), subscribe_message(user))
+            .await;
+        count_failure(status == 200);
+    }
+    let subscribe_send = per_request(before);
+    // Idle: what is left is the shared token's refresh check, the report
+    // flush (of the counters the sends left) and nothing else.
+    let idle = Duration::from_secs(6);
+    let before = commands_run(&redis);
+    tokio::time::sleep(idle).await;
+    let idle_per_second = (commands_run(&redis) - before).per(idle.as_secs_f64());
+    Calls {
+        ingest,
+        send,
+        keyed_send,
+        subscribe_send,
+        idle_per_second,
+    }
+}
+
+fn count_failure(ok: bool) {
+    if !ok {
+        FAILED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Rates on a master with one replica, without or with `WAIT 1`.
 #[derive(Clone, Copy, Default)]
 struct Replicated {
@@ -537,6 +711,9 @@ struct Replicated {
     /// `POST /v1/messages` through the simulator.
     http_sends: f64,
 }
+
+/// One of [`Calls`]' counts.
+type CallsOf = fn(&Calls) -> Commands;
 
 /// One of [`Replicated`]'s rates.
 type ReplicatedRate = fn(&Replicated) -> f64;
@@ -637,7 +814,7 @@ async fn replicated() -> [Replicated; 2] {
 fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
     let rate = rate.map_or("-".into(), |r| format!("{r:.0} /s"));
     let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
-    println!("| {measure:<44} | {rate:>10} | {ratio:>5} | {target:<7} |");
+    println!("| {measure:<44} | {rate:>12} | {ratio:>5} | {target:<7} |");
 }
 
 fn main() {
@@ -716,6 +893,13 @@ fn main() {
             None
         };
         count_failures("peers", before);
+        let before = FAILED.load(Ordering::Relaxed);
+        let calls = if wanted("calls") {
+            Some(redis_calls().await)
+        } else {
+            None
+        };
+        count_failures("calls", before);
         let bytes = if wanted("memory") {
             Some(support::memory_per_credential(&RedisServer::start()).await)
         } else {
@@ -733,8 +917,8 @@ fn main() {
             PHASE.as_secs()
         );
         println!();
-        println!("| {:<44} | {:>10} | ratio | target  |", "measure", "rate");
-        println!("|{}|{}|-------|---------|", "-".repeat(46), "-".repeat(12));
+        println!("| {:<44} | {:>12} | ratio | target  |", "measure", "rate");
+        println!("|{}|{}|-------|---------|", "-".repeat(46), "-".repeat(14));
         row("add script, 10 formIds, direct", ingest.map(|i| i.0), None, "");
         row(
             "POST /v1/credentials, 10 formIds, user token",
@@ -781,12 +965,12 @@ fn main() {
         );
         let memory = bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
-            "| {:<44} | {memory:>10} |       | <= 44 B |",
+            "| {:<44} | {memory:>12} |       | <= 44 B |",
             "Redis memory per credential, 10 per openid"
         );
         let memory = grant_bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
-            "| {:<44} | {memory:>10} |       | <= 64 B |",
+            "| {:<44} | {memory:>12} |       | <= 64 B |",
             "Redis memory per grant entry, 3 per openid"
         );
         let replicated_rows: [(&str, ReplicatedRate); 4] = [
@@ -804,6 +988,20 @@ fn main() {
                 "",
             );
         }
+        let calls_rows: [(&str, CallsOf); 5] = [
+            ("Redis commands (EVALSHA), POST credentials", |c| c.ingest),
+            ("  ...POST /v1/messages", |c| c.send),
+            ("  ...POST /v1/messages, Idempotency-Key", |c| c.keyed_send),
+            ("  ...POST /v1/subscribe-messages", |c| c.subscribe_send),
+            ("  ...a second of an idle instance", |c| c.idle_per_second),
+        ];
+        for (measure, of) in calls_rows {
+            let count = calls.map_or("-".into(), |c| {
+                let c = of(&c);
+                format!("{:.2} ({:.2})", c.all, c.scripts)
+            });
+            println!("| {measure:<44} | {count:>12} |       |         |");
+        }
         let peer_rate = peers.map(|p| p.0);
         row(
             "peers' ZSET pool: pop (pipeline + ZREM)",
@@ -813,12 +1011,12 @@ fn main() {
         );
         let memory = peers.map_or("-".into(), |p| format!("{:.1} B", p.1));
         println!(
-            "| {:<44} | {memory:>10} |       |         |",
+            "| {:<44} | {memory:>12} |       |         |",
             "peers' ZSET pool: memory per credential"
         );
         let contended = peers.map_or("-".into(), |p| format!("{} / {}", p.2, p.3));
         println!(
-            "| {:<44} | {contended:>10} |       | 10 / 10 |",
+            "| {:<44} | {contended:>12} |       | 10 / 10 |",
             "120 sends over 10 uses: ours / peers' pool"
         );
         println!();

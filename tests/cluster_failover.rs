@@ -273,11 +273,19 @@ async fn fail_over_to_a_lagging_replica(wait_replicas: u32) -> LaggingReplica {
 
     // An operator brings the dead node back (as the new master's replica,
     // so WAIT can be met again); the client retries what was refused
-    // (ingest is idempotent).
+    // (ingest is idempotent) until it is acknowledged, as told by the 503.
     tokio::task::block_in_place(|| cluster.restart(master));
+    let deadline = Instant::now() + Duration::from_secs(20);
     for id in &refused {
-        let (status, answer) = ingest(vec![id.clone()]).await;
-        assert_eq!(status, 200, "{answer}");
+        loop {
+            let (status, answer) = ingest(vec![id.clone()]).await;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(answer["code"], "store_unavailable", "{status} {answer}");
+            assert!(Instant::now() < deadline, "never acknowledged again: {answer}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let held_after_retries = held().await.expect("the book is served");
     LaggingReplica {

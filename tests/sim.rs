@@ -622,21 +622,21 @@ async fn a_delayed_answer_fault_delivers_at_once_and_answers_late() {
     let sim = Sim::new().await;
     let token = sim.token().await;
     let id = sim.form_id("alice").await;
-    sim.fault(json!({ "delay_answer_ms": 600, "count": 1 })).await;
+    sim.fault(json!({ "delay_answer_ms": 3000, "count": 1 })).await;
     let started = Instant::now();
     let (sim2, token2, id2) = (sim.clone(), token.clone(), id.clone());
     let send = tokio::spawn(async move { sim2.send(&token2, message("alice", &id2)).await });
     while sim.inbox("alice").await.is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "delivered before the answer"
-        );
+        assert!(started.elapsed() < Duration::from_millis(2500), "never delivered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!send.is_finished(), "the answer is still held back");
+    assert!(
+        !send.is_finished(),
+        "delivered, and the answer is still held back"
+    );
     assert_eq!(send.await.unwrap(), ok());
     assert!(
-        started.elapsed() >= Duration::from_millis(600),
+        started.elapsed() >= Duration::from_millis(3000),
         "{:?}",
         started.elapsed()
     );
