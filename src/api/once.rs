@@ -2,13 +2,13 @@
 //! claim the key, run the send (or resolve the pending one the key holds),
 //! and give the key back with what it should keep.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-
-use std::time::Duration;
 
 use crate::domain::IdempotencyKey;
 use crate::error::{ApiError, respond};

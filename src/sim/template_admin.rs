@@ -99,6 +99,22 @@ impl State {
         })
     }
 
+    /// Deletes an account template of `channel` (40037 if there is none):
+    /// it is sendable no more, and a subscribe template's grants go with it.
+    fn delete(&mut self, channel: Channel, id: &str) -> Result<Value, WxError> {
+        self.account
+            .remove(channel, id)
+            .ok_or(WxError::InvalidTemplateId)?;
+        match channel {
+            Channel::Template => {
+                self.templates.remove(id);
+            }
+            Channel::Subscribe => self.subscriptions.remove_template(id),
+            Channel::OfficialAccount => {}
+        }
+        Ok(json!({}))
+    }
+
     /// `wxopen/template/library/list`.
     pub fn template_library(
         &self,
@@ -190,12 +206,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
         self.check_token(token, now)?;
-        let id = del.template_id.unwrap_or_default();
-        self.account
-            .remove(Channel::Template, &id)
-            .ok_or(WxError::InvalidTemplateId)?;
-        self.templates.remove(&id);
-        Ok(json!({}))
+        self.delete(Channel::Template, &del.template_id.unwrap_or_default())
     }
 
     /// `wxaapi/newtmpl/getcategory`.
@@ -312,12 +323,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
         self.check_token(token, now)?;
-        let id = del.pri_tmpl_id.unwrap_or_default();
-        self.account
-            .remove(Channel::Subscribe, &id)
-            .ok_or(WxError::InvalidTemplateId)?;
-        self.subscriptions.remove_template(&id);
-        Ok(json!({}))
+        self.delete(Channel::Subscribe, &del.pri_tmpl_id.unwrap_or_default())
     }
 
     /// The official account's `template/get_all_private_template`.
@@ -364,10 +370,6 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
         self.check_oa_token(token, now)?;
-        let id = del.template_id.unwrap_or_default();
-        self.account
-            .remove(Channel::OfficialAccount, &id)
-            .ok_or(WxError::InvalidTemplateId)?;
-        Ok(json!({}))
+        self.delete(Channel::OfficialAccount, &del.template_id.unwrap_or_default())
     }
 }

@@ -67,6 +67,13 @@ impl Entries {
     fn remove(&mut self, key: &str) {
         self.map.remove(key);
     }
+
+    /// Whether idempotency key `key` is claimed or pending for a request
+    /// whose body has `fingerprint` (not finished, not another body's).
+    fn holds_key_for(&self, key: &str, fingerprint: &str) -> bool {
+        matches!(self.get(key),
+            Some((Entry::Claimed(f) | Entry::Pending(f, _, _), _)) if f == fingerprint)
+    }
 }
 
 #[derive(Default)]
@@ -223,9 +230,7 @@ impl SharedStore for MemoryStore {
     async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
         self.with(|e, _| {
             let key = format!("idem:{key}");
-            let held = matches!(e.get(&key),
-                Some((Entry::Claimed(f) | Entry::Pending(f, _, _), _)) if f == fingerprint);
-            if held {
+            if e.holds_key_for(&key, fingerprint) {
                 e.remove(&key);
             }
         });
@@ -242,8 +247,7 @@ impl SharedStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         Ok(self.with(|e, now| {
             let key = format!("idem:{key}");
-            let held = matches!(e.get(&key),
-                Some((Entry::Claimed(f) | Entry::Pending(f, _, _), _)) if f == fingerprint);
+            let held = e.holds_key_for(&key, fingerprint);
             if held {
                 let pending =
                     Entry::Pending(fingerprint.to_owned(), state.to_owned(), Some(until(now, claim)));

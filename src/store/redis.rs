@@ -74,6 +74,20 @@ impl RedisStore {
         Ok(matches!(reply, Value::Okay) || text(&reply).as_deref() == Some("OK"))
     }
 
+    /// Replaces idempotency key `key`'s record, kept for `keep`, once the
+    /// configured replicas hold it.
+    async fn put_idempotent(&self, key: &str, record: String, keep: Duration) -> Result<(), StoreError> {
+        let key = self.key("idem", key);
+        let cmd = redis::cmd("SET")
+            .arg(&key)
+            .arg(record)
+            .arg("PX")
+            .arg(millis(keep))
+            .to_owned();
+        self.redis.query(&cmd).await.map_err(StoreError::from)?;
+        Ok(self.redis.replicated(&key, self.durability).await?)
+    }
+
     async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, StoreError> {
         let reply = self
             .redis
@@ -226,15 +240,8 @@ impl SharedStore for RedisStore {
         response: &str,
         keep: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.key("idem", key);
-        let cmd = redis::cmd("SET")
-            .arg(&key)
-            .arg(format!("d:{fingerprint}:{response}"))
-            .arg("PX")
-            .arg(millis(keep))
-            .to_owned();
-        self.redis.query(&cmd).await.map_err(StoreError::from)?;
-        Ok(self.redis.replicated(&key, self.durability).await?)
+        self.put_idempotent(key, format!("d:{fingerprint}:{response}"), keep)
+            .await
     }
 
     async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
@@ -280,15 +287,8 @@ impl SharedStore for RedisStore {
         state: &str,
         keep: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.key("idem", key);
-        let cmd = redis::cmd("SET")
-            .arg(&key)
-            .arg(format!("u:{fingerprint}:0:{state}"))
-            .arg("PX")
-            .arg(millis(keep))
-            .to_owned();
-        self.redis.query(&cmd).await.map_err(StoreError::from)?;
-        Ok(self.redis.replicated(&key, self.durability).await?)
+        self.put_idempotent(key, format!("u:{fingerprint}:0:{state}"), keep)
+            .await
     }
 }
 
