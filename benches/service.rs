@@ -1,4 +1,4 @@
-//! `scripts/bench`: the SPEC §9 targets, measured in one run on this
+//! `scripts/bench`: the targets of docs/targets.md, measured in one run on this
 //! machine with a real redis-server, the service and the simulator, and
 //! printed as a table of rates and ratios (ratios are what to compare:
 //! absolute rates depend on the machine and what else it is doing).
@@ -388,7 +388,7 @@ async fn embedded() -> (f64, f64) {
     (at_start, after)
 }
 
-/// The design most hand-written pools use (SPEC §15), run beside ours on
+/// The design most hand-written pools use (docs/targets.md), run beside ours on
 /// the same kind of Redis: a ZSET of ids per openid scored by expiry; a pop
 /// drops the expired and reads the oldest in one pipeline, then removes it.
 mod peers {

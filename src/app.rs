@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use crate::api::push::PushEndpoints;
 use crate::api::{self, AppState, Mode};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
+use crate::channels::{OfficialAccountChannel, SubscribeChannel, TemplateChannel};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Secret};
 use crate::domain::ExpiryPolicy;
 use crate::idempotency::Idempotency;
@@ -23,7 +25,7 @@ use crate::push::crypto::AesKey;
 use crate::push::receipts::Receipts;
 use crate::push::verify::PushSettings;
 use crate::report::UsageRecorder;
-use crate::send::{OfficialAccountChannel, SendPolicy, Sender, SubscribeChannel, TemplateChannel};
+use crate::send::{SendPolicy, Sender};
 use crate::sim::{self, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN, SimConfig, Simulator};
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
 use crate::templates::{self, Templates};
@@ -45,6 +47,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::build`] on `clock` (tests move time instead of sleeping).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
         // Metrics recorded before the recorder exists are lost: install it first.
         crate::metrics::handle();
         let listener = TcpListener::bind(&config.listen)
@@ -103,6 +111,7 @@ impl Application {
                 chrono::Duration::seconds(config.session_ttl_secs as i64),
             ),
             api_keys,
+            clock: clock.clone(),
         });
 
         let usage = Arc::new(UsageRecorder::new(counters, config.report_utc_offset));
@@ -141,7 +150,7 @@ impl Application {
         let template = TemplateChannel::new(ledger.clone(), wechat.clone(), usage.clone());
         let subscribe = SubscribeChannel::new(grants.clone(), wechat.clone(), usage.clone());
         let oa_appid = official_account.as_ref().map(|oa| oa.client.appid().to_owned());
-        let official_account = official_account.map(|oa| api::official_account::OfficialAccount {
+        let official_account = official_account.map(|oa| api::send::OfficialAccount {
             sender: Sender::new(oa.tokens, usage.clone(), policy),
             channel: OfficialAccountChannel::new(oa.client),
         });

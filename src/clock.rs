@@ -4,7 +4,7 @@
 //!
 //! The ledger is the exception that proves the rule: on Redis its scripts
 //! read the server's own clock (`TIME`), so every instance of a fleet sees
-//! one clock whatever its own says (SPEC §5).
+//! one clock whatever its own says (docs/ledger.md, "One clock").
 
 use std::sync::Mutex;
 

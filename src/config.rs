@@ -44,7 +44,7 @@ pub enum TokenMode {
     Stable,
 }
 
-/// Where subscribe grants come from (SPEC §11).
+/// Where subscribe grants come from (docs/ledger.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GrantSource {
     /// `POST /v1/subscriptions` from the mini-program.
@@ -90,6 +90,12 @@ pub struct Config {
     /// Mini-program appid. Unset: sandbox mode with the built-in simulator.
     #[arg(long, env = "WECHAT_APPID")]
     pub wechat_appid: Option<String>,
+
+    /// Says that sandbox mode on a configured Redis is meant (a test or demo
+    /// environment). Without it, no `WECHAT_APPID` with `REDIS_URL` or
+    /// `REDIS_CLUSTER_NODES` set refuses to start.
+    #[arg(long, env = "SANDBOX")]
+    pub sandbox: bool,
 
     #[arg(long, env = "WECHAT_SECRET", hide_env_values = true)]
     pub wechat_secret: Option<Secret>,
@@ -203,6 +209,7 @@ impl Default for Config {
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 500,
             wechat_appid: None,
+            sandbox: false,
             wechat_secret: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),
             wechat_token_mode: TokenMode::Token,
@@ -230,6 +237,103 @@ impl Default for Config {
             wechat_timeout_ms: 4_000,
             log_format: LogFormat::Pretty,
         }
+    }
+}
+
+/// Fewest bytes of a secret that signs or verifies (session secret, push
+/// tokens): shorter ones can be guessed.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// What the example environment file holds in place of real secrets.
+const PLACEHOLDER: &str = "replace-with";
+
+impl Config {
+    /// Refuses settings that would be unsafe or could make a request fail:
+    /// the message names the setting and how to fix it.
+    pub fn validate(&self) -> Result<(), String> {
+        let secrets = [
+            ("SESSION_SECRET", &self.session_secret),
+            ("WECHAT_PUSH_TOKEN", &self.wechat_push_token),
+            ("WECHAT_OA_PUSH_TOKEN", &self.wechat_oa_push_token),
+        ];
+        for (name, secret) in secrets {
+            let Some(secret) = secret else { continue };
+            if secret.expose().len() < MIN_SECRET_BYTES {
+                return Err(format!(
+                    "{name} is shorter than {MIN_SECRET_BYTES} bytes (or empty): anyone could forge what it signs. \
+                     Set at least 32 random characters (e.g. `openssl rand -hex 32`), or unset it"
+                ));
+            }
+        }
+        let with_placeholders = [
+            ("SESSION_SECRET", &self.session_secret),
+            ("WECHAT_SECRET", &self.wechat_secret),
+            ("WECHAT_OA_SECRET", &self.wechat_oa_secret),
+            ("API_KEYS", &self.api_keys),
+        ];
+        for (name, secret) in with_placeholders {
+            if secret.as_ref().is_some_and(|s| s.expose().contains(PLACEHOLDER)) {
+                return Err(format!(
+                    "{name} still holds a `{PLACEHOLDER}-...` placeholder from the example file: set the real value"
+                ));
+            }
+        }
+        let aes_keys = [
+            ("WECHAT_PUSH_AES_KEY", &self.wechat_push_aes_key),
+            ("WECHAT_PUSH_AES_KEY_PREVIOUS", &self.wechat_push_aes_key_previous),
+            ("WECHAT_OA_PUSH_AES_KEY", &self.wechat_oa_push_aes_key),
+        ];
+        for (name, key) in aes_keys {
+            if key.as_ref().is_some_and(|k| k.expose().len() != 43) {
+                return Err(format!(
+                    "{name} must be the 43-character EncodingAESKey from WeChat's console"
+                ));
+            }
+        }
+        let day = 86_400;
+        let ranges: [(&str, u64, u64, u64); 11] = [
+            ("SESSION_TTL_SECS", self.session_ttl_secs, 60, 90 * day),
+            (
+                "CREDENTIAL_SAFETY_MARGIN_SECS",
+                self.credential_safety_margin_secs,
+                0,
+                6 * day,
+            ),
+            (
+                "CREDENTIAL_EXPIRY_GRANULARITY_SECS",
+                self.credential_expiry_granularity_secs,
+                1,
+                3600,
+            ),
+            (
+                "MAX_CREDENTIALS_PER_USER",
+                u64::from(self.max_credentials_per_user),
+                1,
+                10_000,
+            ),
+            ("SUBSCRIBE_RETENTION_DAYS", self.subscribe_retention_days, 1, 3650),
+            ("USAGE_FLUSH_SECS", self.usage_flush_secs, 1, 3600),
+            ("SEND_LEASE_SECS", self.send_lease_secs, 1, day),
+            ("SEND_BUDGET_MS", self.send_budget_ms, 100, 600_000),
+            ("WECHAT_TIMEOUT_MS", self.wechat_timeout_ms, 100, 120_000),
+            ("TEMPLATE_CACHE_SECS", self.template_cache_secs, 1, day),
+            ("REDIS_WAIT_TIMEOUT_MS", self.redis_wait_timeout_ms, 1, 60_000),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{name}={value} is out of range: set {min} to {max}"));
+            }
+        }
+        let redis = self.redis_url.is_some() || !self.redis_cluster_nodes.is_empty();
+        if self.wechat_appid.is_none() && redis && !self.sandbox {
+            return Err(
+                "WECHAT_APPID is not set, so WeChat would be the built-in simulator, but a Redis is \
+                 configured: real users' credentials would be spent on it. Set WECHAT_APPID and \
+                 WECHAT_SECRET for production, or SANDBOX=1 if a sandbox on this Redis is meant"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +370,73 @@ mod tests {
             return;
         }
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_with_the_setting_named() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let refused = |config: Config, name: &str| {
+            let err = config.validate().expect_err(name);
+            assert!(err.contains(name), "{err}");
+        };
+        let secret = |s: &str| Some(Secret::new(s));
+        refused(
+            Config {
+                session_secret: secret(""),
+                ..Config::default()
+            },
+            "SESSION_SECRET",
+        );
+        refused(
+            Config {
+                session_secret: secret("replace-with-64-random-hex-characters"),
+                ..Config::default()
+            },
+            "SESSION_SECRET",
+        );
+        refused(
+            Config {
+                wechat_push_token: secret("short"),
+                ..Config::default()
+            },
+            "WECHAT_PUSH_TOKEN",
+        );
+        refused(
+            Config {
+                wechat_oa_push_aes_key: secret("abc"),
+                ..Config::default()
+            },
+            "WECHAT_OA_PUSH_AES_KEY",
+        );
+        refused(
+            Config {
+                session_ttl_secs: 10_000_000_000_000,
+                ..Config::default()
+            },
+            "SESSION_TTL_SECS",
+        );
+        refused(
+            Config {
+                credential_safety_margin_secs: u64::MAX,
+                ..Config::default()
+            },
+            "CREDENTIAL_SAFETY_MARGIN_SECS",
+        );
+        let sandbox_on_redis = Config {
+            redis_url: Some("redis://127.0.0.1:6379/0".into()),
+            ..Config::default()
+        };
+        refused(sandbox_on_redis.clone(), "SANDBOX=1");
+        let meant = Config {
+            sandbox: true,
+            ..sandbox_on_redis.clone()
+        };
+        assert_eq!(meant.validate(), Ok(()));
+        let production = Config {
+            wechat_appid: Some("wx1111111111111111".into()),
+            ..sandbox_on_redis
+        };
+        assert_eq!(production.validate(), Ok(()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` for the send routes (SPEC §4, §6): a key and body run
+//! `Idempotency-Key` for the send routes (docs/api.md, docs/send-policy.md): a key and body run
 //! once; a repeat gets the first answer again; a key whose send ended with
 //! an unknown outcome keeps the held credential, so the next request with
 //! it resolves that outcome instead of spending another. A running send

@@ -3,7 +3,8 @@
 //! messages.
 //!
 //! Layout: `domain` (value types), `ledger` (the store of credentials),
-//! `wechat` (the WeChat client), `send` (the send pipeline), `templates`
+//! `wechat` (the WeChat client), `send` (the send pipeline), `channels`
+//! (what each kind of message spends and answers), `templates`
 //! (template libraries and the cached account lists), `sim` (the WeChat
 //! simulator), `auth`, `api` (HTTP handlers), `report` (usage counters),
 //! `app` (wiring).
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use formid_ledger::api::report_days;
 use formid_ledger::app::{Application, open_stores};
 use formid_ledger::config::{Config, LogFormat};
+use formid_ledger::domain::ChannelKind;
 use formid_ledger::sim::{self, PushTargets, SimConfig, Simulator};
 use formid_ledger::telemetry;
-use formid_ledger::templates::Channel;
 use formid_ledger::templates::cli::{self, Action};
 
 /// glibc malloc was 7 % of the CPU under send load (many small, short-lived
@@ -172,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
             json,
             action,
         } => {
-            let channel = Channel::parse(&channel)
+            let channel = ChannelKind::parse(&channel)
                 .context("--channel must be template, subscribe or official_account")?;
             let action = match action {
                 TemplatesAction::List => Action::List,

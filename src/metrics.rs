@@ -17,10 +17,9 @@ pub const LEDGER_OPS: &str = "formid_ledger_operations_total";
 pub const LEDGER_DURATION: &str = "formid_ledger_operation_duration_seconds";
 /// Store failures by `kind` (unavailable, corrupt).
 pub const STORE_ERRORS: &str = "formid_store_errors_total";
-/// `POST /v1/messages` outcomes by `outcome` (sent, no_valid_credential, ...).
+/// How sends ended, by `channel` (template, subscribe, official_account)
+/// and `outcome` (sent, no_valid_credential, not_subscribed, ...).
 pub const SENDS: &str = "formid_sends_total";
-/// `POST /v1/subscribe-messages` answers by outcome.
-pub const SUBSCRIBE_SENDS: &str = "formid_subscribe_sends_total";
 /// Answers users gave subscribe popups, by result.
 pub const SUBSCRIBE_RESULTS: &str = "formid_subscribe_results_total";
 /// WeChat's answers to template sends by `errcode`.
@@ -35,8 +34,6 @@ pub const CREDENTIALS_REJECTED: &str = "formid_credentials_rejected_total";
 /// Access tokens fetched from WeChat by this instance, and failed fetches.
 pub const TOKEN_FETCHES: &str = "formid_token_fetches_total";
 pub const TOKEN_FETCH_FAILURES: &str = "formid_token_fetch_failures_total";
-/// `POST /v1/official-account/messages` outcomes by `outcome`.
-pub const OA_SENDS: &str = "formid_official_account_sends_total";
 /// Pushes WeChat sent, by `endpoint`, `event` and `result` (applied,
 /// ignored, repeated, unverified).
 pub const PUSH_EVENTS: &str = "formid_push_events_total";

@@ -541,13 +541,19 @@ async fn eviction_over_the_cap() {
 
 #[tokio::test]
 async fn expired_session_tokens_are_refused() {
-    let app = TestApp::spawn_with(Store::Memory, |c| c.session_ttl_secs = 1).await;
+    let clock = std::sync::Arc::new(formid_ledger::clock::ManualClock::at_current_second());
+    let app = TestApp::spawn_on_clock(Store::Memory, clock.clone(), |c| c.session_ttl_secs = 60).await;
     let token = app.login("oShort").await;
     let (status, _) = app
         .post("/v1/credentials", Some(&token), json!({"form_ids": ["abc"]}))
         .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    clock.advance(chrono::Duration::seconds(59));
+    let (status, _) = app
+        .post("/v1/credentials", Some(&token), json!({"form_ids": ["abe"]}))
+        .await;
+    assert_eq!(status, 200, "a token is good until its expiry");
+    clock.advance(chrono::Duration::seconds(1));
     let (status, body) = app
         .post("/v1/credentials", Some(&token), json!({"form_ids": ["abd"]}))
         .await;

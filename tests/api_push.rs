@@ -1,4 +1,4 @@
-//! WeChat's pushes and the official account (SPEC §12): verified push
+//! WeChat's pushes and the official account (docs/pushes.md): verified push
 //! endpoints that apply each push once, never answer a 5xx to hostile input
 //! and record nothing unverified; official-account messages from accepted
 //! to delivered (or blocked) by the simulator's receipts; push-mode grants;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use support::RedisServer;
 use support::app::{ADMIN_KEY, COLLECT_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim};
 
-const TOKEN: &str = "test-push-token";
+const TOKEN: &str = "test-push-token-0123";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const TEMPLATE: &str = BUILTIN_SUBSCRIBE_TEMPLATES[0].0;
 

@@ -341,7 +341,7 @@ async fn metrics_parse_as_prometheus_text() {
         .samples
         .iter()
         .find(|s| s.metric == "formid_sends_total" && s.labels.get("outcome") == Some("sent"));
-    assert!(sent.is_some());
+    assert_eq!(sent.and_then(|s| s.labels.get("channel")), Some("template"));
     assert!(!text.contains("oMetrics"), "labels never carry openids");
 }
 

@@ -376,7 +376,7 @@ async fn refusals_are_mapped_and_refunded() {
         assert_eq!(app.available("oRefused").await, 1, "{fault}: refunded");
     }
     // A template the account does not have: refused before WeChat is
-    // called (its list is cached; SPEC §13).
+    // called (its list is cached; docs/api.md).
     let mut unknown = message("oRefused");
     unknown["template_id"] = json!("NoSuchTemplate_0123456789");
     let (status, body) = app.post("/v1/messages", Some(SEND_KEY), unknown).await;

@@ -1,4 +1,4 @@
-//! Templates for the three channels through the API (SPEC §13): browsing
+//! Templates for the three channels through the API (docs/api.md): browsing
 //! the libraries, adding and deleting through the central token, and the
 //! cached account lists that stop a bad send before anything is spent,
 //! shared by instances and never blocking a send.

@@ -4,7 +4,7 @@
 //! themselves, and once the books are drained the simulator's inboxes show
 //! every acknowledged credential delivered exactly once: with
 //! `REDIS_WAIT_REPLICAS=1` nothing acknowledged is lost, and no message is
-//! ever delivered twice (SPEC §15).
+//! ever delivered twice (docs/targets.md, "Scale").
 //!
 //! With a lagging replica: Redis replicates asynchronously, so a master
 //! acknowledges writes its replica has not seen, and a failover to that

@@ -304,7 +304,7 @@ async fn concurrent_reserves_across_instances_hand_out_each_grant_once() {
 }
 
 /// Redis memory per (openid, template) entry at 3 templates per openid
-/// (printed; `scripts/bench` reports it too). SPEC §11: at most 64 bytes.
+/// (printed; `scripts/bench` reports it too). The target (docs/targets.md): at most 64 bytes.
 #[tokio::test]
 async fn three_templates_per_openid_cost_at_most_64_bytes_an_entry() {
     let server = support::RedisServer::start();

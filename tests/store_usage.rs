@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
+use formid_ledger::domain::{ChannelKind, Outcome};
 use formid_ledger::report::UsageRecorder;
 use formid_ledger::store::{
     DayCounters, MemoryStore, RedisConnection, RedisStore, RedisTarget, UsageBatch, UsageStore,
@@ -157,15 +158,15 @@ async fn a_flush_that_fails_part_way_is_completed_not_repeated() {
     let utc8 = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
     let recorder = UsageRecorder::new(store.clone(), utc8);
     let noon = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 4, 0, 0).unwrap();
-    recorder.count(noon(22), "sends.sent", 1);
-    recorder.count(noon(23), "sends.sent", 1);
+    recorder.send(noon(22), ChannelKind::Template, Outcome::Sent);
+    recorder.send(noon(23), ChannelKind::Template, Outcome::Sent);
 
     assert!(recorder.flush().await.is_err(), "the second day is refused");
     let read = store.usage(&[day(22)]).await.unwrap();
     assert_eq!(read[0].get("sends.sent"), Some(&1), "the first day was written");
 
     // More happens meanwhile; then Redis lets the flusher in everywhere.
-    recorder.count(noon(22), "sends.sent", 1);
+    recorder.send(noon(22), ChannelKind::Template, Outcome::Sent);
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("flusher")

@@ -13,6 +13,7 @@ use crate::domain::{CredentialId, CredentialKind, IdRejection, RejectReason};
 use crate::error::{ApiError, ErrorBody, code};
 use crate::ledger::{AddStatus, NewCredential};
 use crate::metrics::{CREDENTIALS_COLLECTED, CREDENTIALS_REJECTED};
+use crate::report::Counter;
 
 /// Most items one request may carry.
 pub const MAX_ITEMS: usize = 100;
@@ -161,9 +162,9 @@ pub async fn ingest(
 
     let usage = &state.usage;
     usage.ledger_events(now, &outcome.events);
-    usage.count(now, "duplicates", duplicates);
+    usage.count(now, Counter::Duplicates, duplicates);
     for r in &rejected {
-        usage.count(now, &format!("rejected.{}", r.reason.as_str()), 1);
+        usage.count(now, Counter::Rejected(r.reason), 1);
         metrics::counter!(CREDENTIALS_REJECTED, "reason" => r.reason.as_str()).increment(1);
     }
     for event in &outcome.events {

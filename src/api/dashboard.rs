@@ -1,4 +1,4 @@
-//! `GET /dashboard`: the operators' page (SPEC §14) and its assets under
+//! `GET /dashboard`: the operators' page (docs/api.md) and its assets under
 //! `/dashboard/assets/`, all embedded in the binary from `src/dashboard/`
 //! (uPlot vendored from the npm registry; see `src/dashboard/vendor/`). The
 //! page reads `/v1/reports/*` with an API key the operator types in; it

@@ -1,15 +1,21 @@
 //! Per-request context: a request id (taken from `X-Request-Id` when it is
 //! sane, else generated) on the tracing span and the response, and one log
 //! line per request with its route, status and latency.
+//!
+//! Metric labels come from closed sets only: the method is one of the
+//! standard ones or `other` (a request with any other method is answered
+//! 405 at once), the route is the matched pattern or `unmatched`.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+use crate::error::ApiError;
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -25,21 +31,49 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// The method as a metric label: a standard method's name, else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", |m| m.as_str())
+}
+
 pub async fn request_context(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = request_id(&req);
-    let method = req.method().clone();
+    let method = method_label(req.method());
     // The route pattern, never the raw path: paths carry openids.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = Instant::now();
-    let mut response = next.call(req).instrument(span.clone()).await?;
+    let mut response = if method == "other" {
+        // No route takes an invented method: answer before anything reads it.
+        let (req, _) = req.into_parts();
+        let response = actix_web::ResponseError::error_response(&ApiError::method_not_allowed());
+        ServiceResponse::new(req, response).map_into_right_body()
+    } else {
+        next.call(req)
+            .instrument(span.clone())
+            .await?
+            .map_into_left_body()
+    };
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    let method = method.to_string();
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string())
         .increment(1);
     metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method).record(elapsed);
     let _entered = span.enter();

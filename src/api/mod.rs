@@ -1,4 +1,4 @@
-//! The HTTP API v1 (SPEC §4): one file per resource, all sharing
+//! The HTTP API v1 (docs/api.md): one file per resource, all sharing
 //! [`AppState`]. Handlers parse input into domain types once, call the
 //! ledger or the send pipeline, and map outcomes to responses; the rules
 //! themselves live elsewhere.
@@ -9,15 +9,14 @@
 mod credentials;
 mod dashboard;
 mod health;
-mod messages;
 pub mod middleware;
-pub mod official_account;
 mod once;
 pub mod openapi;
 pub mod push;
+mod receipts;
 mod reports;
+pub mod send;
 mod sessions;
-mod subscribe_messages;
 mod subscriptions;
 mod templates;
 mod users;
@@ -28,6 +27,7 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Route, web};
 
+use crate::channels::{SubscribeChannel, TemplateChannel};
 use crate::config::GrantSource;
 use crate::error::{self, ApiError};
 use crate::idempotency::Idempotency;
@@ -35,7 +35,7 @@ use crate::ledger::Ledger;
 use crate::ledger::grants::GrantLedger;
 use crate::push::receipts::Receipts;
 use crate::report::UsageRecorder;
-use crate::send::{Sender, SubscribeChannel, TemplateChannel};
+use crate::send::Sender;
 use crate::store::SharedStore;
 use crate::templates::Templates;
 use crate::wechat::{TokenManager, WechatClient};
@@ -64,7 +64,7 @@ pub struct AppState {
     /// Template libraries and the cached account lists sends consult.
     pub templates: Arc<Templates>,
     /// The official account's send pipeline, when configured.
-    pub official_account: Option<official_account::OfficialAccount>,
+    pub official_account: Option<send::OfficialAccount>,
     /// Delivery status by msgid, from WeChat's receipt pushes.
     pub receipts: Receipts,
     /// The push endpoints' settings.
@@ -99,7 +99,7 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
             "/v1/users/{openid}/credentials",
             web::get().to(users::credentials),
         ),
-        (Method::POST, "/v1/messages", web::post().to(messages::send)),
+        (Method::POST, "/v1/messages", web::post().to(send::template)),
         (
             Method::POST,
             "/v1/subscriptions",
@@ -108,7 +108,7 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
         (
             Method::POST,
             "/v1/subscribe-messages",
-            web::post().to(subscribe_messages::send),
+            web::post().to(send::subscribe),
         ),
         (
             Method::GET,
@@ -119,17 +119,17 @@ pub fn routes() -> Vec<(Method, &'static str, Route)> {
         (
             Method::POST,
             "/v1/official-account/messages",
-            web::post().to(official_account::send),
+            web::post().to(send::official_account),
         ),
         (
             Method::GET,
             "/v1/official-account/messages/{msgid}",
-            web::get().to(official_account::official_account_status),
+            web::get().to(receipts::official_account_status),
         ),
         (
             Method::GET,
             "/v1/subscribe-messages/{msgid}",
-            web::get().to(official_account::subscribe_status),
+            web::get().to(receipts::subscribe_status),
         ),
         (Method::GET, "/v1/templates", web::get().to(templates::list)),
         (Method::POST, "/v1/templates", web::post().to(templates::add)),

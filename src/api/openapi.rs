@@ -8,8 +8,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    credentials, dashboard, health, messages, official_account, reports, sessions, subscribe_messages,
-    subscriptions, templates, users,
+    credentials, dashboard, health, receipts, reports, send, sessions, subscriptions, templates, users,
 };
 use crate::error::ErrorBody;
 
@@ -21,11 +20,11 @@ use crate::error::ErrorBody;
     ),
     paths(
         health::healthz, health::readyz, health::metrics, document, explorer, dashboard::page,
-        sessions::create, credentials::ingest, users::credentials, messages::send,
-        subscriptions::record, subscribe_messages::send,
+        sessions::create, credentials::ingest, users::credentials, send::template,
+        subscriptions::record, send::subscribe,
         reports::summary, reports::usage,
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
-        official_account::send, official_account::official_account_status, official_account::subscribe_status,
+        send::official_account, receipts::official_account_status, receipts::subscribe_status,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

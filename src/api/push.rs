@@ -1,4 +1,4 @@
-//! WeChat's push endpoints (SPEC §12), outside `/v1` and not API-key
+//! WeChat's push endpoints (docs/pushes.md), outside `/v1` and not API-key
 //! protected: `/wechat/push/miniprogram` and `/wechat/push/official-account`.
 //! GET answers the console's URL check; POST takes a push, verified and
 //! opened by `push::verify` before anything reads it, applied once however
@@ -25,6 +25,7 @@ use crate::metrics::{DELIVERIES, PUSH_EVENTS};
 use crate::push::event::{self, Push, PushKind};
 use crate::push::receipts::{Messages, Status};
 use crate::push::verify::{self, PushQuery, PushSettings, Refused};
+use crate::report::Counter;
 
 /// How long a push is remembered, so WeChat's retries are applied once.
 const REMEMBER: Duration = Duration::from_secs(600);
@@ -247,13 +248,12 @@ async fn record(
         .await?;
     // Counted once a message, whatever WeChat sends again.
     if before.is_none_or(|b| b == Status::Accepted) {
-        let (channel, prefix) = match messages {
-            Messages::Subscribe => ("subscribe", "subscribe"),
-            Messages::OfficialAccount => ("official_account", "oa"),
-        };
-        let field = format!("{prefix}.deliveries.{}", status.as_str());
-        state.usage.count(Utc::now(), &field, 1);
-        metrics::counter!(DELIVERIES, "channel" => channel, "status" => status.as_str()).increment(1);
+        let channel = messages.channel();
+        state
+            .usage
+            .count(Utc::now(), Counter::Delivery(channel, status), 1);
+        metrics::counter!(DELIVERIES, "channel" => channel.as_str(), "status" => status.as_str())
+            .increment(1);
     }
     Ok(())
 }

@@ -67,7 +67,7 @@ pub async fn create(
             LoginError::Unavailable(why) => ApiError::wechat_unavailable(format!("login failed: {why}")),
         })?;
     Ok(HttpResponse::Created().json(Session {
-        token: auth.sessions.issue(&session.openid, chrono::Utc::now()),
+        token: auth.sessions.issue(&session.openid, auth.clock.now()),
         openid: session.openid.as_str().to_owned(),
         expires_in: auth.sessions.ttl().num_seconds(),
     }))

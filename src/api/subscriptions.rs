@@ -18,6 +18,7 @@ use crate::config::GrantSource;
 use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::SUBSCRIBE_RESULTS;
+use crate::report::{Counter, GrantCounter};
 
 /// Templates one posted result may name. One popup asks for at most three;
 /// a few more leaves room for WeChat to grow, not for abuse.
@@ -87,11 +88,11 @@ impl Answer {
     }
 
     /// The report counter it adds to (accepts count as grants kept).
-    fn counter(self) -> Option<&'static str> {
+    fn counter(self) -> Option<Counter> {
         match self {
-            Answer::Reject => Some("subscribe.rejected"),
-            Answer::Ban => Some("subscribe.banned"),
-            Answer::Filter => Some("subscribe.filtered"),
+            Answer::Reject => Some(Counter::Grants(GrantCounter::Rejected)),
+            Answer::Ban => Some(Counter::Grants(GrantCounter::Banned)),
+            Answer::Filter => Some(Counter::Grants(GrantCounter::Filtered)),
             Answer::Accept | Answer::Other => None,
         }
     }

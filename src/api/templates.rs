@@ -1,4 +1,4 @@
-//! Templates (SPEC §13): the account's templates and WeChat's libraries for
+//! Templates (docs/api.md): the account's templates and WeChat's libraries for
 //! each channel (`report` to read, `admin` to add or delete), and the check
 //! every send makes against the cached account list before anything is
 //! spent.
@@ -11,9 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::auth::{Caller, Scope};
+use crate::domain::ChannelKind;
 use crate::domain::TemplateId;
 use crate::error::{ApiError, ErrorBody, code, respond};
-use crate::templates::{AccountTemplate, Channel, Check, LibraryEntry, LibraryPage, TemplateError};
+use crate::templates::{AccountTemplate, Check, LibraryEntry, LibraryPage, TemplateError};
 
 /// Most entries of one old-library page (WeChat's `count`).
 const MAX_COUNT: u32 = 20;
@@ -49,7 +50,7 @@ impl From<TemplateError> for ApiError {
 /// lacks. A list that cannot be had checks nothing.
 pub(super) async fn known_template<'k>(
     state: &AppState,
-    channel: Channel,
+    channel: ChannelKind,
     template_id: &str,
     data_keys: impl IntoIterator<Item = &'k str>,
 ) -> Result<(), ApiError> {
@@ -85,14 +86,14 @@ pub struct ChannelQuery {
     channel: String,
 }
 
-fn channel(raw: &str) -> Result<Channel, ApiError> {
-    Channel::parse(raw)
+fn channel(raw: &str) -> Result<ChannelKind, ApiError> {
+    ChannelKind::parse(raw)
         .ok_or_else(|| ApiError::invalid_request("channel must be template, subscribe or official_account"))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TemplateList {
-    channel: Channel,
+    channel: ChannelKind,
     templates: Vec<AccountTemplate>,
 }
 
@@ -155,7 +156,7 @@ pub async fn library(
     let q = query.into_inner();
     let channel = channel(&q.channel)?;
     let (start, count) = match channel {
-        Channel::Template => {
+        ChannelKind::Template => {
             if q.start.is_some() || q.limit.is_some() || q.categories.is_some() {
                 return Err(ApiError::invalid_request(
                     "the template library pages with offset and count",
@@ -163,7 +164,7 @@ pub async fn library(
             }
             (q.offset.unwrap_or(0), bounded("count", q.count, MAX_COUNT)?)
         }
-        Channel::Subscribe => {
+        ChannelKind::Subscribe => {
             if q.offset.is_some() || q.count.is_some() {
                 return Err(ApiError::invalid_request(
                     "the subscribe library pages with start and limit",
@@ -178,7 +179,7 @@ pub async fn library(
             }
             (q.start.unwrap_or(0), bounded("limit", q.limit, MAX_LIMIT)?)
         }
-        Channel::OfficialAccount => return Err(no_library()),
+        ChannelKind::OfficialAccount => return Err(no_library()),
     };
     let page = state
         .templates
@@ -232,7 +233,7 @@ pub async fn library_entry(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     let channel = channel(&query.channel)?;
-    if channel == Channel::OfficialAccount {
+    if channel == ChannelKind::OfficialAccount {
         return Err(no_library());
     }
     let entry = state.templates.library_entry(channel, library_id(&id)?).await?;
@@ -257,7 +258,7 @@ pub struct NewTemplate {
 
 #[derive(Serialize, ToSchema)]
 pub struct Added {
-    channel: Channel,
+    channel: ChannelKind,
     template_id: String,
 }
 
@@ -282,12 +283,12 @@ pub async fn add(
     let channel = channel(&body.channel)?;
     let library_id = library_id(&body.library_id)?;
     match channel {
-        Channel::OfficialAccount if !body.keyword_ids.is_empty() => {
+        ChannelKind::OfficialAccount if !body.keyword_ids.is_empty() => {
             return Err(ApiError::invalid_request(
                 "an official-account template takes its library entry's keywords: leave keyword_ids out",
             ));
         }
-        Channel::OfficialAccount => {}
+        ChannelKind::OfficialAccount => {}
         _ if body.keyword_ids.is_empty() || body.keyword_ids.len() > MAX_KEYWORDS => {
             return Err(ApiError::invalid_request(format!(
                 "keyword_ids must list 1 to {MAX_KEYWORDS} keyword ids"
@@ -296,7 +297,7 @@ pub async fn add(
         _ => {}
     }
     let scene = body.scene.unwrap_or_default();
-    if channel != Channel::Subscribe && !scene.is_empty() {
+    if channel != ChannelKind::Subscribe && !scene.is_empty() {
         return Err(ApiError::invalid_request("scene is for subscribe templates"));
     }
     if scene.chars().count() > MAX_SCENE || scene.chars().any(char::is_control) {

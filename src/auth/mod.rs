@@ -14,6 +14,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 pub use api_keys::{ApiKeys, InvalidApiKeys, Scope};
 pub use session::{SessionSigner, SessionToken};
 
+use crate::clock::Clock;
 use crate::domain::OpenId;
 use crate::error::ApiError;
 
@@ -21,6 +22,8 @@ use crate::error::ApiError;
 pub struct Authenticator {
     pub sessions: SessionSigner,
     pub api_keys: ApiKeys,
+    /// What session expiries are checked against.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +99,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     if SessionToken::looks_like(bearer) {
         let token = auth
             .sessions
-            .verify(bearer, chrono::Utc::now())
+            .verify(bearer, auth.clock.now())
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         return Ok(Caller::User(token.openid));
     }

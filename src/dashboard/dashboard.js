@@ -1,4 +1,4 @@
-// formid-ledger operator dashboard (SPEC §14).
+// formid-ledger operator dashboard (docs/api.md, Operations).
 //
 // Plain ES2020, no build step, no framework; charts by the vendored uPlot
 // (global `uPlot`). Served under `Content-Security-Policy: default-src 'self'`,

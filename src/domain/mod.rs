@@ -1,19 +1,24 @@
 //! Value types of the product, each parsed once at the edge and valid by
 //! construction inside: who a credential belongs to ([`OpenId`]), what it is
-//! ([`CredentialKind`], [`CredentialId`]) and when it stops being usable
-//! ([`ExpiryPolicy`]).
+//! ([`CredentialKind`], [`CredentialId`]), when it stops being usable
+//! ([`ExpiryPolicy`]), and which channel a message goes out on and how its
+//! send ended ([`ChannelKind`], [`Outcome`]).
 //!
 //! Nothing here does I/O or knows about HTTP or Redis.
 
+mod channel;
 mod credential;
 mod expiry;
 mod openid;
 pub mod subscribe_data;
+mod target;
 mod template;
 
+pub use channel::{ChannelKind, Outcome};
 pub use credential::{CredentialId, CredentialKind, IdRejection, RejectReason};
 pub use expiry::{CREDENTIAL_VALIDITY, ExpiryPolicy};
 pub use openid::{InvalidOpenId, OpenId};
+pub use target::{InvalidTarget, parse_target, printable};
 pub use template::{IdempotencyKey, InvalidIdempotencyKey, InvalidTemplateId, TemplateId};
 
 /// WeChat's identifier alphabet: 1 to `max_len` bytes of `[A-Za-z0-9_-]`.

@@ -1,4 +1,4 @@
-//! WeChat's rules for the `data` of a subscribe message (SPEC §11), checked
+//! WeChat's rules for the `data` of a subscribe message (docs/api.md), checked
 //! before a grant is reserved so a message WeChat would refuse with 47003
 //! spends nothing. A key is `<type><digits>` (`thing1`, `number01`); its
 //! type's rule applies to the value; keys of a type this version does not

@@ -258,7 +258,7 @@ impl From<crate::store::RedisFailure> for LedgerError {
     }
 }
 
-/// The ledger contract. Time is the ledger's own (SPEC §5 "one clock"):
+/// The ledger contract. Time is the ledger's own (docs/ledger.md, "One clock"):
 /// expiry checks, lease deadlines and the "now" of an ingest all come from
 /// the store, never from the calling instance, whose clock may be off.
 #[async_trait]

@@ -1,5 +1,5 @@
 //! WeChat's push signatures and safe-mode encryption (the scheme of its
-//! `WXBizMsgCrypt` samples), SPEC §12.
+//! `WXBizMsgCrypt` samples), as docs/pushes.md describes it.
 //!
 //! Owns: the SHA-1 signatures over sorted strings (`signature` for the URL
 //! check, `msg_signature` over the `Encrypt` field too), their constant-time

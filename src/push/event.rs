@@ -1,4 +1,4 @@
-//! WeChat push bodies → typed events, SPEC §12.
+//! WeChat push bodies → typed events (docs/pushes.md).
 //!
 //! Owns: reading a push body in either format the WeChat console offers (XML
 //! or JSON): the safe-mode envelope ([`envelope`]) and the plain or decrypted

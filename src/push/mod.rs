@@ -1,4 +1,4 @@
-//! WeChat's pushes (SPEC §12): their signatures and safe-mode encryption
+//! WeChat's pushes (docs/pushes.md): their signatures and safe-mode encryption
 //! (`crypto`), their bodies in XML or JSON (`event`), verifying and opening
 //! one (`verify`), and the delivery status they report (`receipts`).
 

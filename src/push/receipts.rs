@@ -1,4 +1,4 @@
-//! Delivery status by msgid (SPEC §12): `accepted` when WeChat took a
+//! Delivery status by msgid (docs/pushes.md): `accepted` when WeChat took a
 //! message, then `delivered`, `user_blocked` or `failed` from its receipt
 //! push. Kept 7 days in the shared store, so any instance can answer and
 //! any instance can take the push. A receipt that arrives before the
@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::ChannelKind;
 use crate::store::{SharedStore, StoreError};
 
 /// How long a message's status is kept.
@@ -24,6 +25,14 @@ pub enum Messages {
 }
 
 impl Messages {
+    /// The channel these messages go out on.
+    pub fn channel(self) -> ChannelKind {
+        match self {
+            Messages::Subscribe => ChannelKind::Subscribe,
+            Messages::OfficialAccount => ChannelKind::OfficialAccount,
+        }
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             Messages::Subscribe => "receipt:subscribe",

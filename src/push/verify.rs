@@ -1,4 +1,4 @@
-//! Opening a push (SPEC §12): the URL check's `echostr`, and a POST's
+//! Opening a push (docs/pushes.md): the URL check's `echostr`, and a POST's
 //! signature, timestamp window, safe-mode decryption (current or previous
 //! EncodingAESKey) and appid, in that order, before anything reads the
 //! message. What is not verified is never parsed further.

@@ -6,17 +6,21 @@
 //! one hash per day every few seconds (and on shutdown), so a report may lag
 //! other instances by at most the flush interval.
 
+mod counter;
 mod rows;
 pub mod table;
 mod usage;
 
+pub use counter::{Counter, GrantCounter, Series};
+
 pub use rows::{
     ByKind, FOLDED, Rejections, Sends, Summary, UsageRow, foldable, summary, summary_days, usage_row,
 };
-pub use usage::{OfficialAccountOutcome, SendOutcome, SubscribeOutcome, UsageRecorder};
+pub use usage::UsageRecorder;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::domain::CredentialKind;
 use crate::store::{StoreError, TOTALS, UsageStore};
 
 /// Most days one usage report covers.
@@ -35,7 +39,9 @@ pub async fn usage_rows(
     for (day, fields) in days.iter().zip(&counters) {
         rows.push(usage_row(*day, fields, now, offset));
         if foldable(*day, fields, now, offset) {
-            store.fold_usage(*day, &["x.form", "x.prepay"], &["r"]).await?;
+            // Expired uses keep their total; past reach instants mean nothing.
+            let uses = [CredentialKind::Form, CredentialKind::Prepay].map(|k| Series::Uses(k).prefix());
+            store.fold_usage(*day, &uses, &[Series::Reach.prefix()]).await?;
         }
     }
     Ok(rows)

@@ -1,5 +1,5 @@
-//! Report rows computed from the stored counters (field names in
-//! [`super::usage`]): the usage row of a day and the live summary.
+//! Report rows computed from the stored counters (named by
+//! [`super::counter`]): the usage row of a day and the live summary.
 
 use std::collections::BTreeMap;
 
@@ -7,8 +7,9 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::usage::{OfficialAccountOutcome, SendOutcome, SubscribeOutcome};
-use crate::domain::{CredentialKind, RejectReason};
+use super::counter::{Counter, ERRCODE_PREFIX, GRANTS_TOTAL_PREFIX, GrantCounter, Series};
+use crate::domain::{ChannelKind, CredentialKind, Outcome, RejectReason};
+use crate::push::receipts::Status;
 use crate::store::DayCounters;
 
 /// Counts split by credential kind.
@@ -39,33 +40,30 @@ pub struct Rejections {
     pub invalid_kind: i64,
 }
 
+/// How a channel's sends of a day ended: a count for every outcome the
+/// channel has ([`ChannelKind::outcomes`]), zeros included.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Sends {
-    pub sent: i64,
-    pub no_valid_credential: i64,
-    /// Refused before anything was spent: not among the account's templates.
-    pub unknown_template: i64,
-    pub wechat_rejected: i64,
-    pub wechat_quota_exceeded: i64,
-    pub wechat_unavailable: i64,
-    pub wechat_outcome_unknown: i64,
+#[schema(value_type = BTreeMap<String, i64>, example = json!({"sent": 12, "wechat_rejected": 1}))]
+pub struct Sends(BTreeMap<&'static str, i64>);
+
+impl Sends {
+    fn of(channel: ChannelKind, get: &dyn Fn(Counter) -> i64) -> Self {
+        Self(
+            channel
+                .outcomes()
+                .iter()
+                .map(|&o| (o.as_str(), get(Counter::Send(channel, o))))
+                .collect(),
+        )
+    }
+
+    /// The count of one outcome (0 for one the channel does not have).
+    pub fn get(&self, outcome: Outcome) -> i64 {
+        self.0.get(outcome.as_str()).copied().unwrap_or(0)
+    }
 }
 
-/// How `POST /v1/subscribe-messages` ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct SubscribeSends {
-    pub sent: i64,
-    pub not_subscribed: i64,
-    pub invalid_data: i64,
-    /// Refused before anything was spent: not among the account's templates.
-    pub unknown_template: i64,
-    pub wechat_rejected: i64,
-    pub wechat_quota_exceeded: i64,
-    pub wechat_unavailable: i64,
-    pub wechat_outcome_unknown: i64,
-}
-
-/// Delivery receipts WeChat pushed for a day's messages (SPEC §12).
+/// Delivery receipts WeChat pushed for a day's messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Deliveries {
     pub delivered: i64,
@@ -74,27 +72,22 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    fn of(get: &dyn Fn(&str) -> i64, prefix: &str) -> Self {
+    fn of(channel: ChannelKind, get: &dyn Fn(Counter) -> i64) -> Self {
+        let get = |status| get(Counter::Delivery(channel, status));
         Self {
-            delivered: get(&format!("{prefix}.deliveries.delivered")),
-            user_blocked: get(&format!("{prefix}.deliveries.user_blocked")),
-            failed: get(&format!("{prefix}.deliveries.failed")),
+            delivered: get(Status::Delivered),
+            user_blocked: get(Status::UserBlocked),
+            failed: get(Status::Failed),
         }
     }
 }
 
-/// The official account's template messages of a day: how
-/// `POST /v1/official-account/messages` ended, and WeChat's receipts.
+/// The official account's template messages of a day: how its sends
+/// ended, and WeChat's receipts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct OfficialAccountRow {
-    pub sent: i64,
-    pub not_following: i64,
-    /// Refused before WeChat was called: not among the account's templates.
-    pub unknown_template: i64,
-    pub wechat_rejected: i64,
-    pub wechat_quota_exceeded: i64,
-    pub wechat_unavailable: i64,
-    pub wechat_outcome_unknown: i64,
+    #[serde(flatten)]
+    pub sends: Sends,
     pub deliveries: Deliveries,
 }
 
@@ -109,7 +102,7 @@ pub struct SubscribeRow {
     pub filtered: i64,
     pub spent: i64,
     pub burned: i64,
-    pub sends: SubscribeSends,
+    pub sends: Sends,
     pub deliveries: Deliveries,
 }
 
@@ -174,13 +167,13 @@ fn sum_at(
     fields: &DayCounters,
     day: NaiveDate,
     offset: FixedOffset,
-    prefix: &str,
+    series: Series,
     keep: impl Fn(DateTime<Utc>) -> bool,
 ) -> i64 {
     fields
         .iter()
         .filter_map(|(field, value)| {
-            let rest = field.strip_prefix(prefix)?.strip_prefix('.')?;
+            let rest = field.strip_prefix(series.prefix())?.strip_prefix('.')?;
             let at = if rest == FOLDED {
                 Some(DateTime::<Utc>::MIN_UTC)
             } else {
@@ -195,81 +188,46 @@ fn sum_at(
 pub const FOLDED: &str = "all";
 
 pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offset: FixedOffset) -> UsageRow {
-    let get = |name: &str| fields.get(name).copied().unwrap_or(0);
-    let by_kind = |prefix: &str| ByKind::from_fn(|k| get(&format!("{prefix}.{}", k.as_str())));
+    let get = |counter: Counter| fields.get(&counter.field()).copied().unwrap_or(0);
+    let by_kind = |counter: fn(CredentialKind) -> Counter| ByKind::from_fn(|k| get(counter(k)));
     let mut wechat_errcodes: BTreeMap<String, i64> = fields
         .iter()
-        .filter_map(|(f, v)| f.strip_prefix("errcode.").map(|code| (code.to_owned(), *v)))
+        .filter_map(|(f, v)| f.strip_prefix(ERRCODE_PREFIX).map(|code| (code.to_owned(), *v)))
         .collect();
     wechat_errcodes.entry("0".into()).or_insert(0);
-    let send = |o: SendOutcome| get(&format!("sends.{}", o.as_str()));
-    let reject = |r: RejectReason| get(&format!("rejected.{}", r.as_str()));
+    let reject = |r: RejectReason| get(Counter::Rejected(r));
+    let grants = |what: GrantCounter| get(Counter::Grants(what));
     UsageRow {
         date: day,
-        collected: by_kind("collected"),
-        duplicates: get("duplicates"),
+        collected: by_kind(Counter::Collected),
+        duplicates: get(Counter::Duplicates),
         rejected: Rejections {
             mock_form_id: reject(RejectReason::MockFormId),
             invalid_id: reject(RejectReason::InvalidId),
             expired: reject(RejectReason::Expired),
             invalid_kind: reject(RejectReason::InvalidKind),
         },
-        evicted: get("evicted"),
-        sends: Sends {
-            sent: send(SendOutcome::Sent),
-            no_valid_credential: send(SendOutcome::NoValidCredential),
-            unknown_template: send(SendOutcome::UnknownTemplate),
-            wechat_rejected: send(SendOutcome::WechatRejected),
-            wechat_quota_exceeded: send(SendOutcome::WechatQuotaExceeded),
-            wechat_unavailable: send(SendOutcome::WechatUnavailable),
-            wechat_outcome_unknown: send(SendOutcome::WechatOutcomeUnknown),
-        },
+        evicted: get(Counter::Evicted),
+        sends: Sends::of(ChannelKind::Template, &get),
         wechat_errcodes,
-        spent: by_kind("spent"),
-        burned: by_kind("burned"),
-        refunded: by_kind("refunded"),
-        expired_unspent: ByKind::from_fn(|k| {
-            sum_at(fields, day, offset, &format!("x.{}", k.as_str()), |at| at <= now)
-        }),
-        subscribe: subscribe_row(&get),
-        official_account: official_account_row(&get),
-    }
-}
-
-fn official_account_row(get: &dyn Fn(&str) -> i64) -> OfficialAccountRow {
-    let send = |o: OfficialAccountOutcome| get(&format!("oa.sends.{}", o.as_str()));
-    OfficialAccountRow {
-        sent: send(OfficialAccountOutcome::Sent),
-        not_following: send(OfficialAccountOutcome::NotFollowing),
-        unknown_template: send(OfficialAccountOutcome::UnknownTemplate),
-        wechat_rejected: send(OfficialAccountOutcome::WechatRejected),
-        wechat_quota_exceeded: send(OfficialAccountOutcome::WechatQuotaExceeded),
-        wechat_unavailable: send(OfficialAccountOutcome::WechatUnavailable),
-        wechat_outcome_unknown: send(OfficialAccountOutcome::WechatOutcomeUnknown),
-        deliveries: Deliveries::of(get, "oa"),
-    }
-}
-
-fn subscribe_row(get: &dyn Fn(&str) -> i64) -> SubscribeRow {
-    let send = |o: SubscribeOutcome| get(&format!("subscribe.sends.{}", o.as_str()));
-    SubscribeRow {
-        accepted: get("subscribe.accepted"),
-        rejected: get("subscribe.rejected"),
-        banned: get("subscribe.banned"),
-        filtered: get("subscribe.filtered"),
-        spent: get("subscribe.spent"),
-        burned: get("subscribe.burned"),
-        sends: SubscribeSends {
-            sent: send(SubscribeOutcome::Sent),
-            not_subscribed: send(SubscribeOutcome::NotSubscribed),
-            invalid_data: send(SubscribeOutcome::InvalidData),
-            unknown_template: send(SubscribeOutcome::UnknownTemplate),
-            wechat_rejected: send(SubscribeOutcome::WechatRejected),
-            wechat_quota_exceeded: send(SubscribeOutcome::WechatQuotaExceeded),
-            wechat_unavailable: send(SubscribeOutcome::WechatUnavailable),
-            wechat_outcome_unknown: send(SubscribeOutcome::WechatOutcomeUnknown),
+        spent: by_kind(Counter::Spent),
+        burned: by_kind(Counter::Burned),
+        refunded: by_kind(Counter::Refunded),
+        expired_unspent: ByKind::from_fn(|k| sum_at(fields, day, offset, Series::Uses(k), |at| at <= now)),
+        subscribe: SubscribeRow {
+            accepted: grants(GrantCounter::Accepted),
+            rejected: grants(GrantCounter::Rejected),
+            banned: grants(GrantCounter::Banned),
+            filtered: grants(GrantCounter::Filtered),
+            spent: grants(GrantCounter::Spent),
+            burned: grants(GrantCounter::Burned),
+            sends: Sends::of(ChannelKind::Subscribe, &get),
+            deliveries: Deliveries::of(ChannelKind::Subscribe, &get),
         },
-        deliveries: Deliveries::of(get, "subscribe"),
+        official_account: OfficialAccountRow {
+            sends: Sends::of(ChannelKind::OfficialAccount, &get),
+            deliveries: Deliveries::of(ChannelKind::OfficialAccount, &get),
+        },
     }
 }
 
@@ -277,7 +235,7 @@ fn subscribe_row(get: &dyn Fn(&str) -> i64) -> SubscribeRow {
 pub fn subscribe_grants(totals: &DayCounters) -> BTreeMap<String, i64> {
     totals
         .iter()
-        .filter_map(|(field, n)| Some((field.strip_prefix("grants.")?.to_owned(), *n)))
+        .filter_map(|(field, n)| Some((field.strip_prefix(GRANTS_TOTAL_PREFIX)?.to_owned(), *n)))
         .filter(|(_, n)| *n > 0)
         .collect()
 }
@@ -290,17 +248,17 @@ pub fn summary(
     now: DateTime<Utc>,
     offset: FixedOffset,
 ) -> Summary {
-    let sum = |prefix: &str, keep: &dyn Fn(DateTime<Utc>) -> bool| -> i64 {
+    let sum = |series: Series, keep: &dyn Fn(DateTime<Utc>) -> bool| -> i64 {
         days.iter()
-            .map(|(day, fields)| sum_at(fields, *day, offset, prefix, keep))
+            .map(|(day, fields)| sum_at(fields, *day, offset, series, keep))
             .sum()
     };
     let live = |at: DateTime<Utc>| at > now;
     let soon = |at: DateTime<Utc>| at > now && at <= now + Duration::hours(24);
-    let available = ByKind::from_fn(|k| sum(&format!("x.{}", k.as_str()), &live));
-    let expiring = ByKind::from_fn(|k| sum(&format!("x.{}", k.as_str()), &soon));
+    let available = ByKind::from_fn(|k| sum(Series::Uses(k), &live));
+    let expiring = ByKind::from_fn(|k| sum(Series::Uses(k), &soon));
     Summary {
-        users_with_credentials: sum("r", &live),
+        users_with_credentials: sum(Series::Reach, &live),
         available_sends: available,
         expiring_within_24h: expiring.total(),
         subscribe_grants: subscribe_grants(totals),
@@ -312,9 +270,12 @@ pub fn summary(
 pub fn foldable(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offset: FixedOffset) -> bool {
     let long_past = instant(day, 0, offset).is_some_and(|start| start + Duration::days(2) < now);
     long_past
-        && fields
-            .keys()
-            .any(|f| (f.starts_with("x.") || f.starts_with("r.")) && !f.ends_with(FOLDED))
+        && fields.keys().any(|f| {
+            Series::ALL
+                .iter()
+                .any(|s| f.strip_prefix(s.prefix()).is_some_and(|r| r.starts_with('.')))
+                && !f.ends_with(FOLDED)
+        })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::UsageRow;
+use crate::domain::Outcome;
 
 const COLUMNS: [&str; 15] = [
     "date",
@@ -31,12 +32,12 @@ fn cells(row: &UsageRow) -> [String; 15] {
         row.duplicates.to_string(),
         (r.mock_form_id + r.invalid_id + r.expired + r.invalid_kind).to_string(),
         row.evicted.to_string(),
-        row.sends.sent.to_string(),
-        row.sends.no_valid_credential.to_string(),
-        row.sends.wechat_rejected.to_string(),
-        row.sends.wechat_quota_exceeded.to_string(),
-        row.sends.wechat_unavailable.to_string(),
-        row.sends.wechat_outcome_unknown.to_string(),
+        row.sends.get(Outcome::Sent).to_string(),
+        row.sends.get(Outcome::NoValidCredential).to_string(),
+        row.sends.get(Outcome::WechatRejected).to_string(),
+        row.sends.get(Outcome::WechatQuotaExceeded).to_string(),
+        row.sends.get(Outcome::WechatUnavailable).to_string(),
+        row.sends.get(Outcome::WechatOutcomeUnknown).to_string(),
         pair(row.spent.form, row.spent.prepay),
         pair(row.burned.form, row.burned.prepay),
         pair(row.refunded.form, row.refunded.prepay),

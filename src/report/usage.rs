@@ -1,119 +1,21 @@
 //! The counters behind usage reports and where they are kept.
 //!
 //! Every counter is a field of the hash of one report day (days in the
-//! configured UTC offset):
-//! - on the day something happened: `collected.<kind>`, `duplicates`,
-//!   `rejected.<reason>`, `evicted`, `sends.<outcome>`,
-//!   `subscribe.sends.<outcome>`, `oa.sends.<outcome>`, `errcode.<n>`,
-//!   `spent.<kind>`, `burned.<kind>`, `refunded.<kind>` (uses);
-//! - on the day of an instant: `x.<kind>.<second of day>` adds a
-//!   credential's uses at its expiry and takes away those spent, burned or
-//!   evicted, so the sum up to an instant is what expired unspent, and the
-//!   sum after it is what is still available; `r.<second of day>` does the
-//!   same for the last instant each user can be reached.
+//! configured UTC offset), named by a [`Counter`] (on the day something
+//! happened) or a [`Series`] (on the day of an instant: a credential's
+//! uses at its expiry, minus those spent, burned or evicted, so the sum up
+//! to an instant is what expired unspent and the sum after it what is
+//! still available; likewise the last instant each user can be reached).
 
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
 
+use super::counter::{Counter, GRANTS_TOTAL_PREFIX, GrantCounter, Series};
+use crate::domain::{ChannelKind, Outcome};
 use crate::ledger::LedgerEvent;
 use crate::ledger::grants::GrantEvent;
 use crate::store::{StoreError, TOTALS, UsageBatch, UsageDeltas, UsageStore};
-
-/// How a `POST /v1/subscribe-messages` ended, as reports count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscribeOutcome {
-    Sent,
-    NotSubscribed,
-    InvalidData,
-    /// Not among the account's subscribe templates: nothing spent.
-    UnknownTemplate,
-    WechatRejected,
-    WechatQuotaExceeded,
-    WechatUnavailable,
-    WechatOutcomeUnknown,
-}
-
-impl SubscribeOutcome {
-    pub const ALL: [SubscribeOutcome; 8] = [
-        SubscribeOutcome::Sent,
-        SubscribeOutcome::NotSubscribed,
-        SubscribeOutcome::InvalidData,
-        SubscribeOutcome::UnknownTemplate,
-        SubscribeOutcome::WechatRejected,
-        SubscribeOutcome::WechatQuotaExceeded,
-        SubscribeOutcome::WechatUnavailable,
-        SubscribeOutcome::WechatOutcomeUnknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscribeOutcome::Sent => "sent",
-            SubscribeOutcome::NotSubscribed => "not_subscribed",
-            SubscribeOutcome::InvalidData => "invalid_data",
-            SubscribeOutcome::UnknownTemplate => "unknown_template",
-            SubscribeOutcome::WechatRejected => "wechat_rejected",
-            SubscribeOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
-            SubscribeOutcome::WechatUnavailable => "wechat_unavailable",
-            SubscribeOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
-        }
-    }
-}
-
-/// How a `POST /v1/messages` ended, as reports count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendOutcome {
-    Sent,
-    NoValidCredential,
-    /// Not among the account's templates: nothing spent.
-    UnknownTemplate,
-    WechatRejected,
-    WechatQuotaExceeded,
-    WechatUnavailable,
-    WechatOutcomeUnknown,
-}
-
-impl SendOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SendOutcome::Sent => "sent",
-            SendOutcome::NoValidCredential => "no_valid_credential",
-            SendOutcome::UnknownTemplate => "unknown_template",
-            SendOutcome::WechatRejected => "wechat_rejected",
-            SendOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
-            SendOutcome::WechatUnavailable => "wechat_unavailable",
-            SendOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
-        }
-    }
-}
-
-/// How a `POST /v1/official-account/messages` ended, as reports count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OfficialAccountOutcome {
-    Sent,
-    /// 43004: the user does not follow the account.
-    NotFollowing,
-    /// Not among the account's templates: WeChat was not called.
-    UnknownTemplate,
-    WechatRejected,
-    WechatQuotaExceeded,
-    WechatUnavailable,
-    WechatOutcomeUnknown,
-}
-
-impl OfficialAccountOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OfficialAccountOutcome::Sent => "sent",
-            OfficialAccountOutcome::NotFollowing => "not_following",
-            OfficialAccountOutcome::UnknownTemplate => "unknown_template",
-            OfficialAccountOutcome::WechatRejected => "wechat_rejected",
-            OfficialAccountOutcome::WechatQuotaExceeded => "wechat_quota_exceeded",
-            OfficialAccountOutcome::WechatUnavailable => "wechat_unavailable",
-            OfficialAccountOutcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
-        }
-    }
-}
 
 /// Collects counter deltas and writes them to the store in batches, each
 /// applied exactly once (see [`UsageBatch`]).
@@ -170,28 +72,21 @@ impl UsageRecorder {
     }
 
     /// Counts a happening on the day of `now`.
-    pub fn count(&self, now: DateTime<Utc>, field: &str, n: i64) {
+    pub fn count(&self, now: DateTime<Utc>, counter: Counter, n: i64) {
         let (day, _) = self.day_of(now);
-        self.add([(day, field.to_owned(), n)]);
+        self.add([(day, counter.field(), n)]);
     }
 
-    pub fn send(&self, now: DateTime<Utc>, outcome: SendOutcome) {
-        self.count(now, &format!("sends.{}", outcome.as_str()), 1);
-    }
-
-    pub fn subscribe_send(&self, now: DateTime<Utc>, outcome: SubscribeOutcome) {
-        self.count(now, &format!("subscribe.sends.{}", outcome.as_str()), 1);
-    }
-
-    pub fn official_account_send(&self, now: DateTime<Utc>, outcome: OfficialAccountOutcome) {
-        self.count(now, &format!("oa.sends.{}", outcome.as_str()), 1);
+    /// Counts how a send on `channel` ended.
+    pub fn send(&self, now: DateTime<Utc>, channel: ChannelKind, outcome: Outcome) {
+        self.count(now, Counter::Send(channel, outcome), 1);
     }
 
     pub fn wechat_errcode(&self, now: DateTime<Utc>, errcode: i64) {
-        self.count(now, &format!("errcode.{errcode}"), 1);
+        self.count(now, Counter::WechatErrcode(errcode), 1);
     }
 
-    /// Turns grant events into counter deltas: `subscribe.<what>` on the
+    /// Turns grant events into counter deltas: [`Counter::Grants`] on the
     /// day, and the running total of grants outstanding per template
     /// (`grants.<template_id>` in [`TOTALS`]).
     pub fn grant_events(&self, now: DateTime<Utc>, events: &[GrantEvent]) {
@@ -200,16 +95,24 @@ impl UsageRecorder {
         for event in events {
             // (day counter, how many, change to the template's outstanding grants)
             let (field, n, outstanding) = match event {
-                GrantEvent::Accepted { template, grants } => ("accepted", *grants, Some((template, 1))),
-                GrantEvent::Capped { grants, .. } => ("capped", *grants, None),
-                GrantEvent::Spent { template } => ("spent", 1, Some((template, -1))),
-                GrantEvent::Burned { template, grants } => ("burned", *grants, Some((template, -1))),
+                GrantEvent::Accepted { template, grants } => {
+                    (GrantCounter::Accepted, *grants, Some((template, 1)))
+                }
+                GrantEvent::Capped { grants, .. } => (GrantCounter::Capped, *grants, None),
+                GrantEvent::Spent { template } => (GrantCounter::Spent, 1, Some((template, -1))),
+                GrantEvent::Burned { template, grants } => {
+                    (GrantCounter::Burned, *grants, Some((template, -1)))
+                }
                 GrantEvent::Refunded { .. } => continue,
             };
             let n = i64::from(n);
-            deltas.push((today, format!("subscribe.{field}"), n));
+            deltas.push((today, Counter::Grants(field).field(), n));
             if let Some((template, sign)) = outstanding {
-                deltas.push((TOTALS, format!("grants.{}", template.as_str()), sign * n));
+                deltas.push((
+                    TOTALS,
+                    format!("{GRANTS_TOTAL_PREFIX}{}", template.as_str()),
+                    sign * n,
+                ));
             }
         }
         self.add(deltas);
@@ -219,9 +122,9 @@ impl UsageRecorder {
     pub fn ledger_events(&self, now: DateTime<Utc>, events: &[LedgerEvent]) {
         let (today, _) = self.day_of(now);
         let mut deltas = Vec::new();
-        let mut at_instant = |field: &str, at: DateTime<Utc>, n: i64| {
+        let mut at_instant = |series: Series, at: DateTime<Utc>, n: i64| {
             let (day, second) = self.day_of(at);
-            deltas.push((day, format!("{field}.{second}"), n));
+            deltas.push((day, series.at(second), n));
         };
         let mut on_today = Vec::new();
         for event in events {
@@ -231,41 +134,45 @@ impl UsageRecorder {
                     uses,
                     expires_at,
                 } => {
-                    on_today.push((format!("collected.{kind}"), 1));
-                    at_instant(&format!("x.{kind}"), expires_at, i64::from(uses));
+                    on_today.push((Counter::Collected(kind), 1));
+                    at_instant(Series::Uses(kind), expires_at, i64::from(uses));
                 }
                 LedgerEvent::Spent { kind, expires_at } => {
-                    on_today.push((format!("spent.{kind}"), 1));
-                    at_instant(&format!("x.{kind}"), expires_at, -1);
+                    on_today.push((Counter::Spent(kind), 1));
+                    at_instant(Series::Uses(kind), expires_at, -1);
                 }
                 LedgerEvent::Burned {
                     kind,
                     uses,
                     expires_at,
                 } => {
-                    on_today.push((format!("burned.{kind}"), i64::from(uses)));
-                    at_instant(&format!("x.{kind}"), expires_at, -i64::from(uses));
+                    on_today.push((Counter::Burned(kind), i64::from(uses)));
+                    at_instant(Series::Uses(kind), expires_at, -i64::from(uses));
                 }
-                LedgerEvent::Refunded { kind, .. } => on_today.push((format!("refunded.{kind}"), 1)),
+                LedgerEvent::Refunded { kind, .. } => on_today.push((Counter::Refunded(kind), 1)),
                 LedgerEvent::Evicted {
                     kind,
                     uses,
                     expires_at,
                 } => {
-                    on_today.push(("evicted".to_owned(), 1));
-                    at_instant(&format!("x.{kind}"), expires_at, -i64::from(uses));
+                    on_today.push((Counter::Evicted, 1));
+                    at_instant(Series::Uses(kind), expires_at, -i64::from(uses));
                 }
                 LedgerEvent::Reach { from, to } => {
                     if let Some(from) = from {
-                        at_instant("r", from, -1);
+                        at_instant(Series::Reach, from, -1);
                     }
                     if let Some(to) = to {
-                        at_instant("r", to, 1);
+                        at_instant(Series::Reach, to, 1);
                     }
                 }
             }
         }
-        deltas.extend(on_today.into_iter().map(|(field, n)| (today, field, n)));
+        deltas.extend(
+            on_today
+                .into_iter()
+                .map(|(counter, n)| (today, counter.field(), n)),
+        );
         self.add(deltas);
     }
 

@@ -1,4 +1,4 @@
-//! The send policy of SPEC §6 as one pure function: given WeChat's reply to
+//! The send policy (docs/send-policy.md) as one pure function: given WeChat's reply to
 //! one attempt and what earlier attempts of the same credential showed,
 //! what happens to the credential and what the pipeline does next. No I/O
 //! here; the loop in [`super::Sender`] carries the decision out.

@@ -1,12 +1,11 @@
-//! The send pipeline (SPEC §6), the same for every channel: reserve the
+//! The send pipeline (docs/send-policy.md), the same for every channel: reserve the
 //! recipient's next use, call WeChat with it under the central access
 //! token, and settle the use by WeChat's answer ([`decision`] holds the
 //! table; this module only carries it out, within the send's time bound).
 //!
 //! A channel ([`Channel`]) says what is reserved and from which ledger,
-//! which WeChat call spends it, and which errcodes condemn it;
-//! [`TemplateChannel`] is the formId / prepay_id one, [`SubscribeChannel`]
-//! the subscribe grant one.
+//! which WeChat call spends it, and which errcodes condemn it; the
+//! channels themselves live in `crate::channels`.
 //!
 //! The lease outlives the whole attempt (`lease` > `budget`), so a process
 //! that dies mid-send leaves a use that comes back at the lease deadline.
@@ -21,9 +20,6 @@
 
 mod channel;
 pub mod decision;
-mod official_account;
-mod subscribe;
-mod template;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +27,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 pub use channel::Channel;
-pub use official_account::OfficialAccountChannel;
-pub use subscribe::{HeldGrant, SubscribeChannel};
-pub use template::TemplateChannel;
 
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};

@@ -1,4 +1,4 @@
-//! The WeChat simulator (SPEC §8): a strict, in-memory fake of the four
+//! The WeChat simulator (docs/simulator.md): a strict, in-memory fake of the four
 //! WeChat endpoints the product calls, plus control routes that let tests,
 //! sandbox mode and benchmarks hand out credentials, inject faults and see
 //! what was delivered. It owns no I/O beyond its own HTTP routes; restarting
@@ -56,7 +56,7 @@
 //!   daily limit 45009. Success: `{"errcode":0,"errmsg":"ok","msgid"}`, one
 //!   grant used, the message in the inbox (`kind: "subscribe"`).
 //!
-//! - Template management (SPEC §13), over a small library of its own
+//! - Template management (docs/simulator.md), over a small library of its own
 //!   (`library`), each checked in WeChat's order (`template_admin`):
 //!   `POST /cgi-bin/wxopen/template/{library/list, library/get, add, list,
 //!   del}` (the old library; `count` 1..=20, 25 templates at most: 45026),

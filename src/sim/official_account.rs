@@ -1,4 +1,4 @@
-//! The simulated official account (SPEC §12): its followers, the users who
+//! The simulated official account (docs/simulator.md): its followers, the users who
 //! block its messages, and `cgi-bin/message/template/send` under its own
 //! token, checked in WeChat's order. Whether a message reached its follower
 //! is told later, in a `TEMPLATESENDJOBFINISH` push (`pusher`).

@@ -1,4 +1,4 @@
-//! The template management routes' rules (SPEC §13), checked in WeChat's
+//! The template management routes' rules (docs/simulator.md), checked in WeChat's
 //! order: the token (the mini-program's, or the official account's), the
 //! paging limits, the library entry and its keywords, the account's limit.
 //! Answers are WeChat's JSON bodies without `errcode`; [`super::wechat`]

@@ -173,7 +173,7 @@ async fn send_official_account(
     }
 }
 
-/// Template management (SPEC §13), the three channels' routes.
+/// Template management (docs/simulator.md), the three channels' routes.
 fn template_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/cgi-bin/wxopen/template/library/list").route(web::post().to(template_library)))
         .service(

@@ -11,9 +11,10 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use unicode_width::UnicodeWidthStr;
 
-use super::{AccountTemplate, App, Channel, LibraryEntry, LibraryPage, Templates};
+use super::{AccountTemplate, App, LibraryEntry, LibraryPage, Templates};
 use crate::app::{open_stores, wechat_clients};
 use crate::config::Config;
+use crate::domain::ChannelKind;
 use crate::wechat::TokenManager;
 
 /// What `templates` is asked to do.
@@ -37,7 +38,12 @@ pub enum Action {
 }
 
 /// Runs `action` on `channel`; the text to print.
-pub async fn run(config: &Config, channel: Channel, action: Action, json: bool) -> anyhow::Result<String> {
+pub async fn run(
+    config: &Config,
+    channel: ChannelKind,
+    action: Action,
+    json: bool,
+) -> anyhow::Result<String> {
     let addr: SocketAddr = config
         .listen
         .parse()
@@ -79,9 +85,11 @@ pub async fn run(config: &Config, channel: Channel, action: Action, json: bool) 
             count,
         } => {
             let max = match channel {
-                Channel::Template => 20,
-                Channel::Subscribe => 30,
-                Channel::OfficialAccount => bail!("WeChat has no library to browse for the official account"),
+                ChannelKind::Template => 20,
+                ChannelKind::Subscribe => 30,
+                ChannelKind::OfficialAccount => {
+                    bail!("WeChat has no library to browse for the official account")
+                }
             };
             let count = count.unwrap_or(max);
             if !(1..=max).contains(&count) {

@@ -1,4 +1,4 @@
-//! Templates for the three channels (SPEC §13): browsing WeChat's template
+//! Templates for the three channels (docs/api.md): browsing WeChat's template
 //! libraries, adding and deleting the account's templates through the
 //! central token control, and the account's template lists, cached in the
 //! shared store for every instance, which sends consult before anything is
@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::Value;
 
-pub use shapes::{AccountTemplate, Channel, LibraryEntry, LibraryPage, keys_of};
+pub use shapes::{AccountTemplate, LibraryEntry, LibraryPage, keys_of};
+
+use crate::domain::ChannelKind;
 
 use crate::store::SharedStore;
 use crate::wechat::templates::{ManageCall, ManageError};
@@ -38,7 +40,7 @@ const LIST_PAGE: u32 = 20;
 pub enum TemplateError {
     /// The channel's app is not configured (the official account).
     #[error("the {0} channel is not configured")]
-    NotConfigured(Channel),
+    NotConfigured(ChannelKind),
     #[error("WeChat refused (errcode {errcode}): {errmsg}")]
     Rejected { errcode: i64, errmsg: String },
     #[error("WeChat cannot be reached: {0}")]
@@ -77,9 +79,9 @@ pub struct Templates {
     ttl: Duration,
     /// This instance's name on the fetch locks.
     holder: String,
-    local: Mutex<HashMap<Channel, (Instant, Arc<Cached>)>>,
+    local: Mutex<HashMap<ChannelKind, (Instant, Arc<Cached>)>>,
     /// One fetch of a channel's list at a time in this process.
-    flights: HashMap<Channel, tokio::sync::Mutex<()>>,
+    flights: HashMap<ChannelKind, tokio::sync::Mutex<()>>,
 }
 
 impl Templates {
@@ -96,16 +98,16 @@ impl Templates {
             ttl,
             holder: hex::encode(rand::random::<[u8; 8]>()),
             local: Mutex::new(HashMap::new()),
-            flights: Channel::ALL
+            flights: ChannelKind::ALL
                 .into_iter()
                 .map(|c| (c, tokio::sync::Mutex::new(())))
                 .collect(),
         }
     }
 
-    fn app(&self, channel: Channel) -> Result<&App, TemplateError> {
+    fn app(&self, channel: ChannelKind) -> Result<&App, TemplateError> {
         match channel {
-            Channel::OfficialAccount => self
+            ChannelKind::OfficialAccount => self
                 .official_account
                 .as_ref()
                 .ok_or(TemplateError::NotConfigured(channel)),
@@ -115,7 +117,7 @@ impl Templates {
 
     /// Makes `call` as the channel's app under its central token; a token
     /// WeChat rejects is replaced and the call made once more.
-    async fn call(&self, channel: Channel, call: &ManageCall) -> Result<Value, TemplateError> {
+    async fn call(&self, channel: ChannelKind, call: &ManageCall) -> Result<Value, TemplateError> {
         let app = self.app(channel)?;
         let mut retried = false;
         loop {
@@ -145,19 +147,19 @@ impl Templates {
     /// has no library WeChat lets anyone browse.
     pub async fn library(
         &self,
-        channel: Channel,
+        channel: ChannelKind,
         start: u32,
         count: u32,
         categories: Option<&str>,
     ) -> Result<LibraryPage, TemplateError> {
         match channel {
-            Channel::Template => {
+            ChannelKind::Template => {
                 let answer = self
                     .call(channel, &ManageCall::template_library(start, count))
                     .await?;
                 Ok(LibraryPage::from_template_library(&answer))
             }
-            Channel::Subscribe => {
+            ChannelKind::Subscribe => {
                 let categories = match categories {
                     Some(ids) => ids.to_owned(),
                     None => {
@@ -170,42 +172,42 @@ impl Templates {
                     &self.call(channel, &call).await?,
                 ))
             }
-            Channel::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
+            ChannelKind::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
         }
     }
 
     /// One library entry with its keywords.
-    pub async fn library_entry(&self, channel: Channel, id: &str) -> Result<LibraryEntry, TemplateError> {
+    pub async fn library_entry(&self, channel: ChannelKind, id: &str) -> Result<LibraryEntry, TemplateError> {
         match channel {
-            Channel::Template => {
+            ChannelKind::Template => {
                 let answer = self
                     .call(channel, &ManageCall::template_library_entry(id))
                     .await?;
                 Ok(LibraryEntry::from_template_library(&answer))
             }
-            Channel::Subscribe => {
+            ChannelKind::Subscribe => {
                 let answer = self.call(channel, &ManageCall::subscribe_keywords(id)).await?;
                 Ok(LibraryEntry::from_subscribe_keywords(id, &answer))
             }
-            Channel::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
+            ChannelKind::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
         }
     }
 
     /// Adds a template from the library to the account; its id.
     pub async fn add(
         &self,
-        channel: Channel,
+        channel: ChannelKind,
         library_id: &str,
         keyword_ids: &[u32],
         scene: &str,
     ) -> Result<String, TemplateError> {
         let (call, field) = match channel {
-            Channel::Template => (ManageCall::template_add(library_id, keyword_ids), "template_id"),
-            Channel::Subscribe => (
+            ChannelKind::Template => (ManageCall::template_add(library_id, keyword_ids), "template_id"),
+            ChannelKind::Subscribe => (
                 ManageCall::subscribe_add(library_id, keyword_ids, scene),
                 "priTmplId",
             ),
-            Channel::OfficialAccount => (ManageCall::official_account_add(library_id), "template_id"),
+            ChannelKind::OfficialAccount => (ManageCall::official_account_add(library_id), "template_id"),
         };
         let answer = self.call(channel, &call).await?;
         self.forget(channel).await;
@@ -216,11 +218,11 @@ impl Templates {
     }
 
     /// Deletes one of the account's templates.
-    pub async fn delete(&self, channel: Channel, template_id: &str) -> Result<(), TemplateError> {
+    pub async fn delete(&self, channel: ChannelKind, template_id: &str) -> Result<(), TemplateError> {
         let call = match channel {
-            Channel::Template => ManageCall::template_del(template_id),
-            Channel::Subscribe => ManageCall::subscribe_del(template_id),
-            Channel::OfficialAccount => ManageCall::official_account_del(template_id),
+            ChannelKind::Template => ManageCall::template_del(template_id),
+            ChannelKind::Subscribe => ManageCall::subscribe_del(template_id),
+            ChannelKind::OfficialAccount => ManageCall::official_account_del(template_id),
         };
         self.call(channel, &call).await?;
         self.forget(channel).await;
@@ -229,7 +231,7 @@ impl Templates {
 
     /// The account's templates of `channel`, from the cache when it holds
     /// them.
-    pub async fn list(&self, channel: Channel) -> Result<Vec<AccountTemplate>, TemplateError> {
+    pub async fn list(&self, channel: ChannelKind) -> Result<Vec<AccountTemplate>, TemplateError> {
         Ok(self.cached(channel, None).await?.templates.clone())
     }
 
@@ -237,7 +239,7 @@ impl Templates {
     /// templates, of the `data` keys a send uses.
     pub async fn check<'k>(
         &self,
-        channel: Channel,
+        channel: ChannelKind,
         template_id: &str,
         data_keys: impl IntoIterator<Item = &'k str>,
     ) -> Check {
@@ -262,7 +264,7 @@ impl Templates {
         let Some(template) = list.templates.iter().find(|t| t.template_id == template_id) else {
             return Check::UnknownTemplate;
         };
-        if channel == Channel::Subscribe
+        if channel == ChannelKind::Subscribe
             && let Some(missing) = data_keys
                 .into_iter()
                 .find(|k| !template.keys.iter().any(|t| t == k))
@@ -272,14 +274,14 @@ impl Templates {
         Check::Known
     }
 
-    fn cache_name(&self, channel: Channel) -> String {
+    fn cache_name(&self, channel: ChannelKind) -> String {
         let appid = self.app(channel).map_or("", |a| a.client.appid());
         format!("templates:{}:{appid}", channel.as_str())
     }
 
     /// Drops the cached list after a change (every instance reads the
     /// store within [`LOCAL_REUSE`]).
-    async fn forget(&self, channel: Channel) {
+    async fn forget(&self, channel: ChannelKind) {
         self.local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -292,7 +294,7 @@ impl Templates {
     /// The cached list, fetched when missing or when it is the one fetched
     /// at `stale` (a refresh): one fetch for this process's burst of
     /// misses, and one for the fleet's (a lock in the shared store).
-    async fn cached(&self, channel: Channel, stale: Option<i64>) -> Result<Arc<Cached>, TemplateError> {
+    async fn cached(&self, channel: ChannelKind, stale: Option<i64>) -> Result<Arc<Cached>, TemplateError> {
         let usable = |c: &Cached| Some(c.fetched_at_ms) != stale;
         if let Some((read_at, list)) = self.local.lock().unwrap_or_else(|p| p.into_inner()).get(&channel)
             && read_at.elapsed() < LOCAL_REUSE
@@ -345,7 +347,7 @@ impl Templates {
         serde_json::from_str(&raw).ok()
     }
 
-    fn remember(&self, channel: Channel, list: Cached) -> Arc<Cached> {
+    fn remember(&self, channel: ChannelKind, list: Cached) -> Arc<Cached> {
         let list = Arc::new(list);
         self.local
             .lock()
@@ -356,9 +358,9 @@ impl Templates {
 
     /// The account's whole list from WeChat.
     #[tracing::instrument(skip(self))]
-    async fn fetch_list(&self, channel: Channel) -> Result<Vec<AccountTemplate>, TemplateError> {
+    async fn fetch_list(&self, channel: ChannelKind) -> Result<Vec<AccountTemplate>, TemplateError> {
         match channel {
-            Channel::Template => {
+            ChannelKind::Template => {
                 let mut all = Vec::new();
                 for page in 0.. {
                     let call = ManageCall::template_list(page * LIST_PAGE, LIST_PAGE);
@@ -372,11 +374,11 @@ impl Templates {
                 }
                 Ok(all)
             }
-            Channel::Subscribe => {
+            ChannelKind::Subscribe => {
                 let answer = self.call(channel, &ManageCall::subscribe_list()).await?;
                 Ok(shapes::account_list(channel, &answer))
             }
-            Channel::OfficialAccount => {
+            ChannelKind::OfficialAccount => {
                 let answer = self.call(channel, &ManageCall::official_account_list()).await?;
                 Ok(shapes::account_list(channel, &answer))
             }

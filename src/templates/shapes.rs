@@ -1,43 +1,11 @@
-//! The shapes the API gives templates in (SPEC §13), the same for every
+//! The shapes the API gives templates in (docs/api.md), the same for every
 //! channel, and how each of WeChat's three dialects maps onto them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-/// Which messages a template is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// Mini-program template messages (formIds and prepay_ids).
-    Template,
-    /// Mini-program subscribe messages.
-    Subscribe,
-    /// The official account's template messages.
-    OfficialAccount,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Template, Channel::Subscribe, Channel::OfficialAccount];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Template => "template",
-            Channel::Subscribe => "subscribe",
-            Channel::OfficialAccount => "official_account",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == raw)
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::domain::ChannelKind;
 
 /// One of the account's templates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -192,11 +160,11 @@ pub fn category_ids(answer: &Value) -> String {
 /// An account list in any channel's dialect: `list` of `template_id`
 /// (old library), `data` of `priTmplId` (subscribe), `template_list` of
 /// `template_id` (official account).
-pub fn account_list(channel: Channel, answer: &Value) -> Vec<AccountTemplate> {
+pub fn account_list(channel: ChannelKind, answer: &Value) -> Vec<AccountTemplate> {
     let (field, id) = match channel {
-        Channel::Template => ("list", "template_id"),
-        Channel::Subscribe => ("data", "priTmplId"),
-        Channel::OfficialAccount => ("template_list", "template_id"),
+        ChannelKind::Template => ("list", "template_id"),
+        ChannelKind::Subscribe => ("data", "priTmplId"),
+        ChannelKind::OfficialAccount => ("template_list", "template_id"),
     };
     items(answer, field)
         .iter()
@@ -231,7 +199,7 @@ mod tests {
         let subscribe = json!({"data": [{"priTmplId": "abc", "title": "订单发货通知",
             "content": "物品名称:{{thing1.DATA}}\n", "type": 2}]});
         assert_eq!(
-            account_list(Channel::Subscribe, &subscribe),
+            account_list(ChannelKind::Subscribe, &subscribe),
             [AccountTemplate {
                 template_id: "abc".into(),
                 title: "订单发货通知".into(),
@@ -246,7 +214,10 @@ mod tests {
             category_ids(&json!({"data": [{"id": 307}, {"id": 616}]})),
             "307,616"
         );
-        assert_eq!(Channel::parse("official_account"), Some(Channel::OfficialAccount));
-        assert_eq!(Channel::parse("oa"), None);
+        assert_eq!(
+            ChannelKind::parse("official_account"),
+            Some(ChannelKind::OfficialAccount)
+        );
+        assert_eq!(ChannelKind::parse("oa"), None);
     }
 }

@@ -1,4 +1,4 @@
-//! WeChat errcodes the product treats specially (SPEC §2).
+//! WeChat errcodes the product treats specially (docs/send-policy.md).
 
 /// System busy: retry with backoff.
 pub const BUSY: i64 = -1;

@@ -61,7 +61,7 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Whether WeChat may have acted on the request (SPEC §2: only a request
+    /// Whether WeChat may have acted on the request (docs/send-policy.md: only a request
     /// that never left is known not to have been).
     pub fn outcome_unknown(&self) -> bool {
         !matches!(self, CallError::NotSent(_))

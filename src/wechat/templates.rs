@@ -1,4 +1,4 @@
-//! WeChat's template management calls for the three channels (SPEC §13):
+//! WeChat's template management calls for the three channels (docs/api.md):
 //! the old mini-program library (`wxopen/template/*`), the subscribe
 //! library (`wxaapi/newtmpl/*`) and the official account's private
 //! templates (`cgi-bin/template/*`). Each takes an access token and

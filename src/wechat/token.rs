@@ -1,4 +1,4 @@
-//! access_token central control (SPEC §7): one current token per appid,
+//! access_token central control (docs/send-policy.md): one current token per appid,
 //! shared by every instance through the [`SharedStore`].
 //!
 //! - Refreshed ahead of expiry (at 80 % of `expires_in`) by one instance at

@@ -3,6 +3,7 @@
 //! redis-server, and talks to it over HTTP.
 
 use formid_ledger::app::Application;
+use formid_ledger::clock::{Clock, SystemClock};
 use formid_ledger::config::{Config, Secret};
 use serde_json::{Value, json};
 
@@ -142,6 +143,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(store: Store<'_>, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on_clock(store, std::sync::Arc::new(SystemClock), adjust).await
+    }
+
+    /// A service whose decisions by time (session expiry, ...) read `clock`.
+    pub async fn spawn_on_clock(
+        store: Store<'_>,
+        clock: std::sync::Arc<dyn Clock>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
             api_keys: Some(Secret::new(format!(
@@ -156,8 +166,12 @@ impl TestApp {
         }
         adjust(&mut config);
         let sandbox = config.wechat_appid.is_none();
+        // A test's sandbox on its own Redis is meant.
+        config.sandbox = sandbox;
         let wechat_base = config.wechat_api_base.clone();
-        let app = Application::build(config).await.expect("service builds");
+        let app = Application::build_with_clock(config, clock)
+            .await
+            .expect("service builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let sim_base = if sandbox {

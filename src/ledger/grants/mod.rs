@@ -1,4 +1,4 @@
-//! The subscribe grant ledger (SPEC §11): per (openid, template), how many
+//! The subscribe grant ledger (docs/ledger.md): per (openid, template), how many
 //! one-time grants the user gave in `wx.requestSubscribeMessage` and has not
 //! used, spent two-phase like credentials (reserve → commit / burn / refund,
 //! leases that lapse back). WeChat offers no way to count grants; this is

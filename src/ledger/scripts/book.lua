@@ -19,7 +19,7 @@ local VERSION, PREPAY, HEX, BURNED, SIXTEEN = 2, 4, 8, 16, 32
 
 local function uses_of(kind) if kind == KIND_PREPAY then return 3 end return 1 end
 
--- The one clock of every instance (SPEC §5): this server's, in whole
+-- The one clock of every instance (docs/ledger.md): this server's, in whole
 -- seconds. A non-empty `pinned` replaces it; only tests pin it, to move
 -- time by hand.
 local function clock(pinned)

@@ -1,0 +1,224 @@
+//! The send route, one for every channel: parse the channel's body, check
+//! it, claim the Idempotency-Key, check the template is the account's, run
+//! the send pipeline (or resolve what an earlier request with the key left
+//! pending), record the receipt's msgid, count the outcome and answer.
+//! What differs per channel is in `crate::channels`; the functions below
+//! are the documented routes, one per channel, each naming its channel.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use serde_json::Value;
+
+use super::AppState;
+use super::once::{Attempt, read_send, run_once};
+use super::templates::known_template;
+use crate::auth::{Caller, Scope};
+use crate::channels::{
+    Accepted, ChannelRoute, MessageBody, OfficialAccountChannel, OfficialAccountMessageBody, Sent,
+    SubscribeMessageBody, SubscribeSent, answer,
+};
+use crate::domain::{ChannelKind, Outcome};
+use crate::error::{ApiError, ErrorBody, code};
+use crate::metrics::SENDS;
+use crate::send::{SendResult, Sender};
+
+/// Counts how a send ended, in the report and the metrics.
+fn count(state: &AppState, channel: ChannelKind, outcome: Outcome) {
+    state.usage.send(Utc::now(), channel, outcome);
+    metrics::counter!(SENDS, "channel" => channel.as_str(), "outcome" => outcome.as_str()).increment(1);
+}
+
+/// The outcome a refusal before anything was spent counts as.
+fn refused(err: &ApiError) -> Option<Outcome> {
+    match err.code() {
+        code::INVALID_DATA => Some(Outcome::InvalidData),
+        code::UNKNOWN_TEMPLATE => Some(Outcome::UnknownTemplate),
+        _ => None,
+    }
+}
+
+/// Where the Idempotency-Keys of a caller's sends on a channel live. A key
+/// is the caller's per channel; template sends keep the bare caller name
+/// they always had, so keys held across an upgrade still match.
+fn idempotency_slot(backend: &str, channel: ChannelKind) -> String {
+    match channel {
+        ChannelKind::Template => backend.to_owned(),
+        other => format!("{backend}:{other}"),
+    }
+}
+
+/// Sends a message on channel `C` through `sender`.
+async fn send_on<C: ChannelRoute>(
+    state: &AppState,
+    sender: &Sender,
+    channel: &C,
+    caller: Caller,
+    req: HttpRequest,
+    body: Value,
+) -> Result<HttpResponse, ApiError> {
+    let backend = caller.require(Scope::Send)?.to_owned();
+    let (keyed, body) = read_send::<C::Body>(&req, body)?;
+    let message = C::parse(body)?;
+    if let Err(err) = C::check(&message) {
+        count(state, C::KIND, Outcome::InvalidData);
+        return Err(err);
+    }
+    let slot = idempotency_slot(&backend, C::KIND);
+    run_once(&state.idempotency, &slot, keyed, async |attempt| {
+        let result = match attempt {
+            Attempt::Fresh(journal) => {
+                let (template, keys) = C::template(&message);
+                if let Err(err) = known_template(state, C::KIND, template.as_str(), keys).await {
+                    if let Some(outcome) = refused(&err) {
+                        count(state, C::KIND, outcome);
+                    }
+                    return Err(err);
+                }
+                sender.send(channel, &message, journal).await?
+            }
+            // A request with this key died mid-send or lost WeChat's answer:
+            // resolve what it left, never send the message a second time.
+            Attempt::Resolve(record) => {
+                let pending = C::from_record(&record).ok_or_else(ApiError::store_unavailable)?;
+                tracing::info!("resolving a send whose outcome was unknown");
+                sender.resolve(channel, &message, pending).await
+            }
+        };
+        if let (
+            Some(messages),
+            SendResult::Sent {
+                msgid: Some(msgid), ..
+            },
+        ) = (C::RECEIPTS, &result)
+            && let Err(err) = state
+                .receipts
+                .accepted(messages, &msgid.to_string(), Utc::now())
+                .await
+        {
+            tracing::warn!(error = %err, "could not record the message as accepted");
+        }
+        let (status, body, outcome, record) = answer::<C>(&result);
+        count(state, C::KIND, outcome);
+        tracing::info!(
+            channel = C::KIND.as_str(),
+            outcome = outcome.as_str(),
+            status = status.as_u16(),
+            "send finished"
+        );
+        Ok((status, body, record))
+    })
+    .await
+}
+
+/// Send a template message to a user, spending their oldest valid credential.
+#[utoipa::path(post, path = "/v1/messages", tag = "backends", request_body = MessageBody,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-128 printable ASCII; the same key and body within 24 h get the first answer again")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = Sent, description = "Sent; one use spent (`confirmed_by: \"41029\"` when a lost answer was confirmed as delivered)"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
+        (status = 409, body = ErrorBody, description = "no_valid_credential (nothing spent) or request_in_progress"),
+        (status = 422, body = ErrorBody, description = "unknown_template (not among the account's templates; nothing spent, WeChat not called), wechat_rejected (with wechat_errcode; refunded) or idempotency_key_reused"),
+        (status = 429, body = ErrorBody, description = "wechat_quota_exceeded (refunded)"),
+        (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent; refunded), wechat_outcome_unknown (WeChat's answer was lost: a formId is held for a retry with the same Idempotency-Key, a prepay_id use counts as spent), or store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn template(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.get_ref();
+    send_on(
+        state,
+        &state.sender,
+        &state.template,
+        caller,
+        req,
+        body.into_inner(),
+    )
+    .await
+}
+
+/// Send a subscribe message to a user, spending one of their grants of its template.
+#[utoipa::path(post, path = "/v1/subscribe-messages", tag = "backends", request_body = SubscribeMessageBody,
+    operation_id = "send_subscribe_message",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-128 printable ASCII; the same key and body within 24 h get the first answer again")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = SubscribeSent, description = "Sent; one grant spent"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
+        (status = 409, body = ErrorBody, description = "not_subscribed (no grant; nothing sent; after WeChat's 43101 the template's grants are burned) or request_in_progress"),
+        (status = 422, body = ErrorBody, description = "invalid_data (with field and rule; nothing spent, WeChat not called; a key the template lacks included), unknown_template (not among the account's subscribe templates; nothing spent), wechat_rejected (with wechat_errcode and wechat_errmsg; refunded) or idempotency_key_reused"),
+        (status = 429, body = ErrorBody, description = "wechat_quota_exceeded (refunded)"),
+        (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent; refunded), wechat_outcome_unknown (the grant counts as spent), or store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn subscribe(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.get_ref();
+    send_on(
+        state,
+        &state.sender,
+        &state.subscribe,
+        caller,
+        req,
+        body.into_inner(),
+    )
+    .await
+}
+
+/// Send an official-account template message to a follower.
+#[utoipa::path(post, path = "/v1/official-account/messages", tag = "backends",
+    request_body = OfficialAccountMessageBody, operation_id = "send_official_account_message",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-128 printable ASCII; the same key and body within 24 h get the first answer again")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = Accepted, description = "WeChat accepted the message; its delivery is reported by GET /v1/official-account/messages/{msgid}"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
+        (status = 404, body = ErrorBody, description = "not_configured"),
+        (status = 409, body = ErrorBody, description = "not_following (43004) or request_in_progress"),
+        (status = 422, body = ErrorBody, description = "unknown_template, wechat_rejected (with wechat_errcode) or idempotency_key_reused"),
+        (status = 429, body = ErrorBody, description = "wechat_quota_exceeded"),
+        (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent), wechat_outcome_unknown (not sent again) or store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn official_account(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Send)?;
+    let state = state.get_ref();
+    let oa = state.official_account.as_ref().ok_or_else(not_configured)?;
+    send_on(state, &oa.sender, &oa.channel, caller, req, body.into_inner()).await
+}
+
+/// The official account's send pipeline: its own token control.
+pub struct OfficialAccount {
+    pub sender: Sender,
+    pub channel: OfficialAccountChannel,
+}
+
+fn not_configured() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        code::NOT_CONFIGURED,
+        "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
+    )
+}

@@ -1,0 +1,137 @@
+//! The channels a message can go out on and how a send on any of them can
+//! end. Both are labels, not code paths: routes, report counters, metrics
+//! and the dashboard name a channel and an outcome by these values, so a
+//! new channel is a new variant, not a new set of names.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A kind of WeChat message, and the templates it is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// Mini-program template messages, paid for with formIds and prepay_ids.
+    Template,
+    /// Mini-program subscribe messages, paid for with subscribe grants.
+    Subscribe,
+    /// The official account's template messages (following is the permission).
+    OfficialAccount,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 3] = [
+        ChannelKind::Template,
+        ChannelKind::Subscribe,
+        ChannelKind::OfficialAccount,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Template => "template",
+            ChannelKind::Subscribe => "subscribe",
+            ChannelKind::OfficialAccount => "official_account",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+
+    /// The outcomes a send on this channel can end with, in report order.
+    pub fn outcomes(self) -> &'static [Outcome] {
+        use Outcome::*;
+        match self {
+            ChannelKind::Template => &[
+                Sent,
+                NoValidCredential,
+                UnknownTemplate,
+                WechatRejected,
+                WechatQuotaExceeded,
+                WechatUnavailable,
+                WechatOutcomeUnknown,
+            ],
+            ChannelKind::Subscribe => &[
+                Sent,
+                NotSubscribed,
+                InvalidData,
+                UnknownTemplate,
+                WechatRejected,
+                WechatQuotaExceeded,
+                WechatUnavailable,
+                WechatOutcomeUnknown,
+            ],
+            ChannelKind::OfficialAccount => &[
+                Sent,
+                NotFollowing,
+                UnknownTemplate,
+                WechatRejected,
+                WechatQuotaExceeded,
+                WechatUnavailable,
+                WechatOutcomeUnknown,
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a send ended, on any channel. The names are report fields and
+/// metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// WeChat accepted the message.
+    Sent,
+    /// Template: the user has no valid formId or prepay_id; nothing spent.
+    NoValidCredential,
+    /// Subscribe: the user holds no grant of the template; nothing sent.
+    NotSubscribed,
+    /// Official account: the user does not follow it (43004).
+    NotFollowing,
+    /// `data` breaks WeChat's rules or the template's keywords; nothing spent.
+    InvalidData,
+    /// Not among the account's templates; nothing spent, WeChat not called.
+    UnknownTemplate,
+    WechatRejected,
+    WechatQuotaExceeded,
+    WechatUnavailable,
+    WechatOutcomeUnknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::NoValidCredential => "no_valid_credential",
+            Outcome::NotSubscribed => "not_subscribed",
+            Outcome::NotFollowing => "not_following",
+            Outcome::InvalidData => "invalid_data",
+            Outcome::UnknownTemplate => "unknown_template",
+            Outcome::WechatRejected => "wechat_rejected",
+            Outcome::WechatQuotaExceeded => "wechat_quota_exceeded",
+            Outcome::WechatUnavailable => "wechat_unavailable",
+            Outcome::WechatOutcomeUnknown => "wechat_outcome_unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_channel_names_each_outcome_once_and_starts_with_sent() {
+        for kind in ChannelKind::ALL {
+            let outcomes = kind.outcomes();
+            assert_eq!(outcomes[0], Outcome::Sent);
+            let mut names: Vec<_> = outcomes.iter().map(|o| o.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), outcomes.len(), "{kind}");
+            assert_eq!(ChannelKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+}
