@@ -197,6 +197,39 @@ async fn pushes_are_verified_applied_once_and_never_a_5xx() {
     assert_eq!(grants(&app, "oPushed").await, 1);
 }
 
+/// In plain mode WeChat signs only the URL: one signed URL once carried
+/// three different bodies. It is now taken with its first body only; that
+/// body again is WeChat's retry, applied once.
+#[tokio::test]
+async fn a_plain_mode_signed_url_takes_one_body_only() {
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Memory, |c| {
+        TestApp::on_simulator(&sim, c);
+        c.wechat_push_token = Some(Secret::new(TOKEN));
+        c.subscribe_grants_from = GrantSource::Push;
+    })
+    .await;
+    let endpoint = "/wechat/push/miniprogram";
+    let ts = now().to_string();
+    let url = format!(
+        "{endpoint}?signature={}&timestamp={ts}&nonce=4242",
+        crypto::signature(TOKEN, &ts, "4242")
+    );
+    let first = popup("oPlainA");
+    assert_eq!(post_raw(&app, &url, first.clone()).await, (200, "success".into()));
+    assert_eq!(grants(&app, "oPlainA").await, 1);
+    for forged in [popup("oPlainB"), popup("oPlainC")] {
+        let (status, body) = post_raw(&app, &url, forged).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("invalid_signature"), "{body}");
+    }
+    assert_eq!(grants(&app, "oPlainB").await, 0, "a forged body changes nothing");
+    assert_eq!(grants(&app, "oPlainC").await, 0);
+    // The same URL with the same body is WeChat's retry: success, once.
+    assert_eq!(post_raw(&app, &url, first).await, (200, "success".into()));
+    assert_eq!(grants(&app, "oPlainA").await, 1);
+}
+
 #[tokio::test]
 async fn an_endpoint_without_a_token_is_not_there() {
     let sim = start_sim(SimConfig::default());

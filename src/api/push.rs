@@ -27,8 +27,11 @@ use crate::push::receipts::{Messages, Status};
 use crate::push::verify::{self, PushQuery, PushSettings, Refused};
 use crate::report::Counter;
 
-/// How long a push is remembered, so WeChat's retries are applied once.
-const REMEMBER: Duration = Duration::from_secs(600);
+/// How long a push (and, in plain mode, its signed URL) is remembered, so
+/// WeChat's retries are applied once: longer than twice the timestamp
+/// window, so a push stamped at one edge of it cannot come back once it is
+/// forgotten and still be fresh.
+const REMEMBER: Duration = Duration::from_secs(2 * verify::WINDOW_SECS as u64 + 300);
 
 /// Which endpoint a push came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +139,12 @@ async fn receive(
     })?;
     let push =
         event::parse(&opened.message, opened.format).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let digest = hex::encode(Sha256::digest(opened.message.as_bytes()));
+    if query.encrypt_type.as_deref() != Some("aes") {
+        signed_url_once(state, endpoint, query, &digest).await?;
+    }
     // WeChat retries a push it got no `success` for: the first to arrive
     // claims it, in the shared store, whichever instance takes it.
-    let digest = hex::encode(Sha256::digest(opened.message.as_bytes()));
     let claim = format!("push:{}:{digest}", endpoint.as_str());
     if !state.shared.try_lock(&claim, "applied", REMEMBER).await? {
         tracing::info!(event = ?push.event, "a repeated push, applied before");
@@ -152,6 +158,35 @@ async fn receive(
         return Err(err);
     }
     Ok(success())
+}
+
+/// In plain mode WeChat's signature covers only the URL (timestamp and
+/// nonce), not the body: a signed URL is taken with one body only. The same
+/// body again is WeChat's retry (applied once below); another body under
+/// the same URL is a forgery, refused like a bad signature.
+async fn signed_url_once(
+    state: &AppState,
+    endpoint: Endpoint,
+    query: &PushQuery,
+    digest: &str,
+) -> Result<(), ApiError> {
+    let (timestamp, nonce) = (
+        query.timestamp.as_deref().unwrap_or_default(),
+        query.nonce.as_deref().unwrap_or_default(),
+    );
+    let url = hex::encode(Sha256::digest(format!("{timestamp}\n{nonce}").as_bytes()));
+    let name = format!("push-url:{}:{url}", endpoint.as_str());
+    if state.shared.put_cached_if_absent(&name, digest, REMEMBER).await?
+        || state.shared.get_cached(&name).await?.as_deref() == Some(digest)
+    {
+        return Ok(());
+    }
+    tracing::warn!("a signed push URL came again with another body");
+    metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
+        .increment(1);
+    Err(refused(Refused::Signature(
+        "this signed URL was already used with another body",
+    )))
 }
 
 /// The event, for metrics: the four acted on by name, the rest `other`
