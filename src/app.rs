@@ -1,7 +1,8 @@
-//! Builds the service from its configuration: picks the store and WeChat
-//! (real or the sandbox simulator on the same listener), sets up
-//! authentication, mounts the API, and runs the HTTP server together with
-//! its background tasks until a signal stops it.
+//! Builds the service from its configuration: opens the store, builds each
+//! app's context (WeChat clients, token control, channels, push settings,
+//! records), sets up authentication, mounts the API (and, in sandbox mode,
+//! the simulator on the same listener), and runs the HTTP server together
+//! with its background tasks until a signal stops it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -11,38 +12,56 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
-use crate::api::push::PushEndpoints;
 use crate::api::{self, AppState, Mode};
+use crate::apps::{AppContext, Apps, DEFAULT_APP, OfficialAccount};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
+use crate::bootstrap::{Backend, loopback, wechat_clients};
 use crate::channels::{OfficialAccountChannel, SubscribeChannel, TemplateChannel};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Secret};
+use crate::config::apps::AccountSettings;
+use crate::config::{Config, Secret, TokenMode};
 use crate::domain::ExpiryPolicy;
 use crate::idempotency::Idempotency;
-use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
-use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
+use crate::ledger::LedgerSettings;
+use crate::ledger::grants::GrantSettings;
 use crate::push::crypto::AesKey;
 use crate::push::receipts::Receipts;
-use crate::push::verify::PushSettings;
+use crate::push::verify::{PushEndpoints, PushSettings};
 use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender};
 use crate::sim::{self, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN, SimConfig, Simulator};
-use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
+use crate::store::SharedStore;
 use crate::templates::{self, Templates};
 use crate::wechat::{TokenError, TokenManager, WechatClient};
-
-/// Bound of every Redis command.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
-    usage: Arc<UsageRecorder>,
-    /// The mini-program's access token, kept fresh in the background (the
-    /// official account's is fetched and refreshed when it is used).
-    tokens: Arc<TokenManager>,
+    /// Every app, for the background tasks: report counter flushes and
+    /// access token refreshes.
+    apps: Vec<Arc<AppContext>>,
     flush_every: Duration,
     generated_admin_key: Option<Secret>,
+}
+
+/// One app as the configuration names it: its WeChat accounts (each with
+/// its token endpoint) and push settings.
+struct AppSpec {
+    name: String,
+    miniprogram: (WechatClient, TokenMode),
+    official_account: Option<(WechatClient, TokenMode)>,
+    push: PushEndpoints,
+}
+
+/// What every app is built with.
+struct Shared<'a> {
+    config: &'a Config,
+    backend: &'a Backend,
+    /// One access token per WeChat appid, whichever app names it.
+    tokens: Arc<dyn SharedStore>,
+    ledger: LedgerSettings,
+    grants: GrantSettings,
+    policy: SendPolicy,
 }
 
 impl Application {
@@ -58,31 +77,44 @@ impl Application {
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let settings = LedgerSettings {
-            max_credentials_per_user: config.max_credentials_per_user,
-            expiry: ExpiryPolicy::new(
-                chrono::Duration::seconds(config.credential_safety_margin_secs as i64),
-                chrono::Duration::seconds(config.credential_expiry_granularity_secs as i64),
-            ),
+        let sandbox = config.sandbox_mode();
+        let backend = Backend::open(&config)?;
+        let policy = SendPolicy {
+            call_timeout: Duration::from_millis(config.wechat_timeout_ms.max(100)),
+            budget: Duration::from_millis(config.send_budget_ms.max(100)),
+            lease: Duration::from_secs(config.send_lease_secs.max(1)),
+            ..SendPolicy::default()
         };
-
-        let grant_settings = GrantSettings {
-            max_per_template: config.max_grants_per_template,
-            retention: Duration::from_secs(config.subscribe_retention_days.saturating_mul(86_400)),
+        if policy.lease <= policy.budget {
+            bail!("SEND_LEASE_SECS must exceed the send time bound SEND_BUDGET_MS");
+        }
+        let shared = Shared {
+            config: &config,
+            backend: &backend,
+            tokens: backend.deployment(),
+            ledger: LedgerSettings {
+                max_credentials_per_user: config.max_credentials_per_user,
+                expiry: ExpiryPolicy::new(
+                    chrono::Duration::seconds(config.credential_safety_margin_secs as i64),
+                    chrono::Duration::seconds(config.credential_expiry_granularity_secs as i64),
+                ),
+            },
+            grants: GrantSettings {
+                max_per_template: config.max_grants_per_template,
+                retention: Duration::from_secs(config.subscribe_retention_days.saturating_mul(86_400)),
+            },
+            policy,
         };
-        let Stores {
-            ledger,
-            grants,
-            shared,
-            usage: counters,
-            name: store,
-        } = open_stores(&config, settings, grant_settings)?;
-        if let Err(err) = ledger.ping().await {
+        let apps: Vec<AppContext> = app_specs(&config, addr)?
+            .into_iter()
+            .map(|spec| build_app(spec, &shared))
+            .collect();
+        let apps = Apps::new(apps).map_err(anyhow::Error::msg)?;
+        if let Some(app) = apps.iter().next()
+            && let Err(err) = app.ledger.ping().await
+        {
             tracing::error!(error = %err, "the ledger store is unreachable; serving 503 until it answers");
         }
-
-        let sandbox = config.wechat_appid.is_none();
-        let (wechat, official_account) = wechat_clients(&config, addr)?;
 
         let session_secret = match (&config.session_secret, sandbox) {
             (Some(secret), _) => secret.clone(),
@@ -95,6 +127,9 @@ impl Application {
             Some(raw) => ApiKeys::parse(raw)?,
             None => ApiKeys::default(),
         };
+        if let Some((key, app)) = api_keys.apps_named().find(|(_, app)| apps.get(app).is_none()) {
+            bail!("API_KEYS: key {key} names app {app}, which is not configured");
+        }
         let mut generated_admin_key = None;
         if api_keys.is_empty() {
             if sandbox {
@@ -105,77 +140,22 @@ impl Application {
                 tracing::warn!("API_KEYS is not set: backend routes will answer 401");
             }
         }
-        let auth = Arc::new(Authenticator {
+        let auth = web::Data::new(Arc::new(Authenticator {
             sessions: SessionSigner::new(
                 session_secret,
                 chrono::Duration::seconds(config.session_ttl_secs as i64),
             ),
             api_keys,
             clock: clock.clone(),
-        });
-
-        let usage = Arc::new(UsageRecorder::new(counters, config.report_utc_offset));
-        let tokens = Arc::new(TokenManager::new(
-            wechat.clone(),
-            shared.clone(),
-            config.wechat_token_mode,
-        ));
-        let official_account = official_account.map(|client| templates::App {
-            tokens: Arc::new(TokenManager::new(
-                client.clone(),
-                shared.clone(),
-                config.wechat_token_mode,
-            )),
-            client,
-        });
-        let templates = Arc::new(Templates::new(
-            templates::App {
-                client: wechat.clone(),
-                tokens: tokens.clone(),
-            },
-            official_account.clone(),
-            shared.clone(),
-            Duration::from_secs(config.template_cache_secs.max(1)),
-        ));
-        let policy = SendPolicy {
-            call_timeout: Duration::from_millis(config.wechat_timeout_ms.max(100)),
-            budget: Duration::from_millis(config.send_budget_ms.max(100)),
-            lease: Duration::from_secs(config.send_lease_secs.max(1)),
-            ..SendPolicy::default()
-        };
-        if policy.lease <= policy.budget {
-            bail!("SEND_LEASE_SECS must exceed the send time bound SEND_BUDGET_MS");
-        }
-        let sender = Sender::new(tokens.clone(), usage.clone(), policy);
-        let template = TemplateChannel::new(ledger.clone(), wechat.clone(), usage.clone());
-        let subscribe = SubscribeChannel::new(grants.clone(), wechat.clone(), usage.clone());
-        let oa_appid = official_account.as_ref().map(|oa| oa.client.appid().to_owned());
-        let official_account = official_account.map(|oa| api::send::OfficialAccount {
-            sender: Sender::new(oa.tokens, usage.clone(), policy),
-            channel: OfficialAccountChannel::new(oa.client),
-        });
-        let push = push_endpoints(&config, wechat.appid(), oa_appid.as_deref())?;
-        // A running send holds its key a little past its own time bound.
-        let idempotency = Idempotency::new(shared.clone(), policy.budget + policy.lease);
+        }));
+        let every_app: Vec<Arc<AppContext>> = apps.iter().cloned().collect();
         let state = web::Data::new(AppState {
-            ledger,
-            grants,
-            wechat,
-            usage: usage.clone(),
-            shared: shared.clone(),
-            sender,
-            tokens: tokens.clone(),
-            templates,
-            official_account,
-            receipts: Receipts::new(shared.clone()),
-            push,
-            template,
-            subscribe,
-            grant_source: config.subscribe_grants_from,
-            idempotency,
-            mode: Mode { store, sandbox },
+            apps,
+            mode: Mode {
+                store: backend.name(),
+                sandbox,
+            },
         });
-        let auth = web::Data::new(auth);
         // Sandbox: WeChat pushes to this service, in safe mode, as a
         // console with push URLs set would.
         let simulator = sandbox.then(|| {
@@ -218,8 +198,7 @@ impl Application {
         Ok(Self {
             addr,
             server,
-            usage,
-            tokens,
+            apps: every_app,
             flush_every: Duration::from_secs(config.usage_flush_secs.max(1)),
             generated_admin_key,
         })
@@ -240,168 +219,191 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (actix stops accepting, lets requests in
     /// flight finish), then writes the last report counters. Background:
-    /// the report counter flush and the access token refresher.
+    /// every app's report counter flush and access token refreshers.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let flusher = tokio::spawn(self.usage.clone().flush_periodically(self.flush_every));
-        let refresher = tokio::spawn(refresh_tokens(self.tokens.clone()));
+        let mut background = Vec::new();
+        for app in &self.apps {
+            background.push(tokio::spawn(
+                app.usage.clone().flush_periodically(self.flush_every),
+            ));
+            for tokens in app.token_managers() {
+                background.push(tokio::spawn(refresh_tokens(tokens.clone())));
+            }
+        }
         let result = self.server.await;
-        flusher.abort();
-        refresher.abort();
-        if let Err(err) = self.usage.flush().await {
-            tracing::error!(error = %err, "report counters could not be written at shutdown");
+        for task in background {
+            task.abort();
+        }
+        for app in &self.apps {
+            if let Err(err) = app.usage.flush().await {
+                tracing::error!(app = %app.name, error = %err, "report counters could not be written at shutdown");
+            }
         }
         result
     }
 }
 
-/// The WeChat apps the configuration names: the mini-program, and the
-/// official account when configured. Without `WECHAT_APPID`, sandbox mode:
-/// both are the simulator's, served under `/sandbox/wechat` at `addr`.
-pub fn wechat_clients(
-    config: &Config,
-    addr: SocketAddr,
-) -> anyhow::Result<(WechatClient, Option<WechatClient>)> {
-    let timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
-    let client =
-        |base: &str, appid: &str, secret: &Secret| WechatClient::new(base, appid, secret.clone(), timeout);
-    if config.wechat_appid.is_none() {
-        let sim = SimConfig::default();
-        let base = format!("http://{}/sandbox/wechat", loopback(addr));
-        tracing::warn!(
-            "SANDBOX MODE: WECHAT_APPID is not set; WeChat is the built-in simulator at {base}. No real message is sent."
-        );
-        let mini_program = client(&base, &sim.appid, &Secret::new(sim.secret.clone()))?;
-        let official_account = client(&base, &sim.oa_appid, &Secret::new(sim.oa_secret.clone()))?;
-        return Ok((mini_program, Some(official_account)));
+/// The apps the configuration names: those of `APPS_FILE`, or the one
+/// today's variables define, `default`.
+fn app_specs(config: &Config, addr: SocketAddr) -> anyhow::Result<Vec<AppSpec>> {
+    if let Some(apps) = config.apps().map_err(anyhow::Error::msg)? {
+        let timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
+        let account = |account: &AccountSettings| -> anyhow::Result<(WechatClient, TokenMode)> {
+            let client = WechatClient::new(
+                &config.wechat_api_base,
+                &account.appid,
+                account.secret.clone(),
+                timeout,
+            )?;
+            Ok((client, account.token_mode))
+        };
+        return apps
+            .iter()
+            .map(|app| {
+                let push = |account: &AccountSettings| -> anyhow::Result<Option<PushSettings>> {
+                    push_settings(&account.push_token, &account.push_aes_keys, &account.appid)
+                        .map_err(|e| anyhow::anyhow!("APPS_FILE: app {}: {e}", app.name))
+                };
+                Ok(AppSpec {
+                    name: app.name.clone(),
+                    miniprogram: account(&app.miniprogram)?,
+                    official_account: app.official_account.as_ref().map(account).transpose()?,
+                    push: PushEndpoints {
+                        miniprogram: push(&app.miniprogram)?,
+                        official_account: match &app.official_account {
+                            Some(oa) => push(oa)?,
+                            None => None,
+                        },
+                    },
+                })
+            })
+            .collect();
     }
-    let base = &config.wechat_api_base;
-    let mini_program = match (&config.wechat_appid, &config.wechat_secret) {
-        (Some(appid), Some(secret)) => client(base, appid, secret)?,
-        _ => bail!("WECHAT_APPID is set but WECHAT_SECRET is not"),
-    };
-    let official_account = match (&config.wechat_oa_appid, &config.wechat_oa_secret) {
-        (Some(appid), Some(secret)) => Some(client(base, appid, secret)?),
-        (Some(_), None) => bail!("WECHAT_OA_APPID is set but WECHAT_OA_SECRET is not"),
-        (None, _) => None,
-    };
-    Ok((mini_program, official_account))
+    let (miniprogram, official_account) = wechat_clients(config, addr)?;
+    let push = push_endpoints(
+        config,
+        miniprogram.appid(),
+        official_account.as_ref().map(WechatClient::appid),
+    )?;
+    let mode = config.wechat_token_mode;
+    Ok(vec![AppSpec {
+        name: DEFAULT_APP.to_owned(),
+        miniprogram: (miniprogram, mode),
+        official_account: official_account.map(|client| (client, mode)),
+        push,
+    }])
 }
 
-/// The push endpoints' settings: the configured tokens and keys, or in
+/// One app's context: its stores under its key prefix, its token control
+/// (tokens shared per appid across the deployment), channels and records.
+fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
+    let config = shared.config;
+    let stores = shared.backend.app(&spec.name, shared.ledger, shared.grants);
+    let usage = Arc::new(UsageRecorder::new(stores.usage, config.report_utc_offset));
+    let token_manager = |client: &WechatClient, mode: TokenMode| {
+        Arc::new(TokenManager::new(client.clone(), shared.tokens.clone(), mode))
+    };
+    let (wechat, mode) = spec.miniprogram;
+    let tokens = token_manager(&wechat, mode);
+    let official_account = spec.official_account.map(|(client, mode)| templates::App {
+        tokens: token_manager(&client, mode),
+        client,
+    });
+    let templates = Arc::new(Templates::new(
+        templates::App {
+            client: wechat.clone(),
+            tokens: tokens.clone(),
+        },
+        official_account.clone(),
+        stores.shared.clone(),
+        Duration::from_secs(config.template_cache_secs.max(1)),
+    ));
+    let policy = shared.policy;
+    AppContext {
+        sender: Sender::new(tokens.clone(), usage.clone(), policy),
+        template: TemplateChannel::new(stores.ledger.clone(), wechat.clone(), usage.clone()),
+        subscribe: SubscribeChannel::new(stores.grants.clone(), wechat.clone(), usage.clone()),
+        official_account: official_account.map(|oa| OfficialAccount {
+            sender: Sender::new(oa.tokens.clone(), usage.clone(), policy),
+            channel: OfficialAccountChannel::new(oa.client),
+            tokens: oa.tokens,
+        }),
+        // A running send holds its key a little past its own time bound.
+        idempotency: Idempotency::new(stores.shared.clone(), policy.budget + policy.lease),
+        receipts: Receipts::new(stores.shared.clone()),
+        name: spec.name,
+        ledger: stores.ledger,
+        grants: stores.grants,
+        wechat,
+        usage,
+        shared: stores.shared,
+        tokens,
+        templates,
+        push: spec.push,
+        grant_source: config.subscribe_grants_from,
+    }
+}
+
+/// The default app's push endpoints: the configured tokens and keys, or in
 /// sandbox mode the fixed ones the built-in simulator pushes with.
 fn push_endpoints(config: &Config, appid: &str, oa_appid: Option<&str>) -> anyhow::Result<PushEndpoints> {
-    let key = |raw: &Option<Secret>, name: &str| -> anyhow::Result<Option<AesKey>> {
-        raw.as_ref()
-            .map(|k| AesKey::parse(k.expose()).map_err(|e| anyhow::anyhow!("{name}: {e}")))
-            .transpose()
-    };
-    let settings = |token: &Option<Secret>, keys: Vec<AesKey>, appid: &str| {
-        token.as_ref().map(|t| PushSettings {
-            token: t.expose().to_owned(),
-            keys,
-            appid: appid.to_owned(),
-        })
-    };
-    if config.wechat_appid.is_none() {
-        let sandbox = |appid: &str| PushSettings {
-            token: SANDBOX_PUSH_TOKEN.to_owned(),
-            keys: vec![AesKey::parse(SANDBOX_PUSH_AES_KEY).expect("the sandbox key is valid")],
-            appid: appid.to_owned(),
+    if config.sandbox_mode() {
+        let sandbox = |appid: &str| {
+            push_settings(
+                &Some(Secret::new(SANDBOX_PUSH_TOKEN)),
+                &[Secret::new(SANDBOX_PUSH_AES_KEY)],
+                appid,
+            )
         };
         return Ok(PushEndpoints {
-            miniprogram: Some(sandbox(appid)),
-            official_account: oa_appid.map(sandbox),
+            miniprogram: sandbox(appid).map_err(anyhow::Error::msg)?,
+            official_account: oa_appid
+                .map(sandbox)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .flatten(),
         });
     }
-    let mp_keys = [
-        key(&config.wechat_push_aes_key, "WECHAT_PUSH_AES_KEY")?,
-        key(
-            &config.wechat_push_aes_key_previous,
-            "WECHAT_PUSH_AES_KEY_PREVIOUS",
-        )?,
-    ];
-    let oa_keys = key(&config.wechat_oa_push_aes_key, "WECHAT_OA_PUSH_AES_KEY")?;
     if config.wechat_oa_push_token.is_some() && oa_appid.is_none() {
         bail!("WECHAT_OA_PUSH_TOKEN is set but the official account is not (WECHAT_OA_APPID)");
     }
+    let mp_keys: Vec<Secret> = [&config.wechat_push_aes_key, &config.wechat_push_aes_key_previous]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let oa_keys: Vec<Secret> = config.wechat_oa_push_aes_key.iter().cloned().collect();
     Ok(PushEndpoints {
-        miniprogram: settings(
-            &config.wechat_push_token,
-            mp_keys.into_iter().flatten().collect(),
-            appid,
-        ),
-        official_account: oa_appid
-            .and_then(|oa| settings(&config.wechat_oa_push_token, oa_keys.into_iter().collect(), oa)),
+        miniprogram: push_settings(&config.wechat_push_token, &mp_keys, appid)
+            .map_err(|e| anyhow::anyhow!("WECHAT_PUSH_AES_KEY: {e}"))?,
+        official_account: match oa_appid {
+            Some(oa) => push_settings(&config.wechat_oa_push_token, &oa_keys, oa)
+                .map_err(|e| anyhow::anyhow!("WECHAT_OA_PUSH_AES_KEY: {e}"))?,
+            None => None,
+        },
     })
 }
 
-/// Where the service keeps its state.
-pub struct Stores {
-    pub ledger: Arc<dyn Ledger>,
-    /// Subscribe grants, in the same store as the credentials.
-    pub grants: Arc<dyn GrantLedger>,
-    pub shared: Arc<dyn SharedStore>,
-    /// Report counters.
-    pub usage: Arc<dyn UsageStore>,
-    /// `memory`, `redis` or `redis-cluster`.
-    pub name: &'static str,
+/// An account's push endpoint: its token and EncodingAESKeys (newest
+/// first), or `None` without a token.
+fn push_settings(
+    token: &Option<Secret>,
+    keys: &[Secret],
+    appid: &str,
+) -> Result<Option<PushSettings>, String> {
+    let Some(token) = token else { return Ok(None) };
+    let keys = keys
+        .iter()
+        .map(|k| AesKey::parse(k.expose()).map_err(|e| format!("EncodingAESKey: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(PushSettings {
+        token: token.expose().to_owned(),
+        keys,
+        appid: appid.to_owned(),
+    }))
 }
 
-/// The ledger and shared store the configuration names: Redis (single or
-/// cluster, one connection for both) or the embedded ones.
-pub fn open_stores(
-    config: &Config,
-    settings: LedgerSettings,
-    grant_settings: GrantSettings,
-) -> anyhow::Result<Stores> {
-    let redis_target = match (&config.redis_url, &config.redis_cluster_nodes[..]) {
-        (Some(_), [_, ..]) => bail!("set REDIS_URL or REDIS_CLUSTER_NODES, not both"),
-        (Some(url), []) => Some((RedisTarget::Single(url.clone()), "redis")),
-        (None, [_, ..]) => Some((
-            RedisTarget::Cluster(config.redis_cluster_nodes.clone()),
-            "redis-cluster",
-        )),
-        (None, []) => None,
-    };
-    let stores = match redis_target {
-        Some((target, name)) => {
-            let redis = RedisConnection::new(target, REDIS_TIMEOUT);
-            let prefix = &config.redis_key_prefix;
-            let (replicas, wait) = (
-                config.redis_wait_replicas,
-                Duration::from_millis(config.redis_wait_timeout_ms.max(1)),
-            );
-            let store = Arc::new(RedisStore::new(redis.clone(), prefix).with_replicas(replicas, wait));
-            Stores {
-                ledger: Arc::new(MeteredLedger::new(
-                    RedisLedger::on(redis.clone(), prefix, settings).with_replicas(replicas, wait),
-                )),
-                grants: Arc::new(
-                    RedisGrants::on(redis, prefix, grant_settings).with_replicas(replicas, wait),
-                ),
-                shared: store.clone(),
-                usage: store,
-                name,
-            }
-        }
-        None => {
-            tracing::warn!(
-                "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
-            );
-            let store = Arc::new(MemoryStore::default());
-            Stores {
-                ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(settings))),
-                grants: Arc::new(MemoryGrants::new(grant_settings)),
-                shared: store.clone(),
-                usage: store,
-                name: "memory",
-            }
-        }
-    };
-    Ok(stores)
-}
-
-/// Keeps the shared access token fresh ahead of its expiry, so sends rarely
+/// Keeps one shared access token fresh ahead of its expiry, so sends rarely
 /// wait for a fetch (the lock in the token manager keeps it to one
 /// instance at a time).
 async fn refresh_tokens(tokens: Arc<TokenManager>) {
@@ -415,17 +417,4 @@ async fn refresh_tokens(tokens: Arc<TokenManager>) {
             Err(err) => tracing::warn!(error = %err, "access token refresh failed; will retry"),
         }
     }
-}
-
-/// An address the service can call itself on: 0.0.0.0 becomes 127.0.0.1.
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    let mut addr = addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            [127, 0, 0, 1].into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    addr
 }

@@ -38,6 +38,8 @@ pub mod code {
     pub const INVALID_DATA: &str = "invalid_data";
     pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
     pub const NOT_CONFIGURED: &str = "not_configured";
+    /// A route names an app the deployment does not have.
+    pub const UNKNOWN_APP: &str = "unknown_app";
     pub const NOT_FOLLOWING: &str = "not_following";
     /// The push endpoints: a missing or wrong signature, a stale
     /// timestamp, a foreign appid.

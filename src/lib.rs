@@ -11,7 +11,9 @@
 
 pub mod api;
 pub mod app;
+pub mod apps;
 pub mod auth;
+pub mod bootstrap;
 pub mod channels;
 pub mod clock;
 pub mod config;

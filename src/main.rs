@@ -8,9 +8,10 @@ use std::net::TcpListener;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use formid_ledger::api::report_days;
-use formid_ledger::app::{Application, open_stores};
+use formid_ledger::app::Application;
+use formid_ledger::bootstrap::Backend;
 use formid_ledger::config::{Config, LogFormat};
-use formid_ledger::domain::ChannelKind;
+use formid_ledger::domain::{ChannelKind, DEFAULT_APP};
 use formid_ledger::sim::{self, PushTargets, SimConfig, Simulator};
 use formid_ledger::telemetry;
 use formid_ledger::templates::cli::{self, Action};
@@ -207,7 +208,9 @@ async fn report(config: Config, from: Option<String>, to: Option<String>, json: 
              or ask the running service: GET /v1/reports/usage"
         );
     }
-    let counters = open_stores(&config, Default::default(), Default::default())?.usage;
+    let counters = Backend::open(&config)?
+        .app(DEFAULT_APP, Default::default(), Default::default())
+        .usage;
     let now = chrono::Utc::now();
     let offset = config.report_utc_offset;
     let today = now.with_timezone(&offset).date_naive();

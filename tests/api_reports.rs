@@ -262,7 +262,7 @@ async fn the_api_document_covers_every_route() {
     assert_eq!(status, 200);
     assert_eq!(served["openapi"], "3.1.0");
     for (method, path) in &mounted {
-        let path = path.replace("{openid}", "oDoc");
+        let path = path.replace("{openid}", "oDoc").replace("{app}", "default");
         let (status, body) = app.call(method, &path, Some(REPORT_KEY), None).await;
         assert!(status != 404 && status != 405, "{method} {path}: {status} {body}");
     }

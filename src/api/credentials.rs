@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::extract::App;
 use crate::auth::Caller;
 use crate::domain::{CredentialId, CredentialKind, IdRejection, RejectReason};
 use crate::error::{ApiError, ErrorBody, code};
@@ -126,17 +126,13 @@ fn parse_items(body: IngestBody) -> Result<Vec<Parsed>, ApiError> {
         (status = 503, body = ErrorBody, description = "store_unavailable"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn ingest(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: web::Json<IngestBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn ingest(app: App, caller: Caller, body: web::Json<IngestBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let openid = caller.collecting_for(body.openid.as_deref())?;
     let parsed = parse_items(body)?;
 
     let batch: Vec<NewCredential> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let outcome = state.ledger.add(&openid, &batch).await?;
+    let outcome = app.ledger.add(&openid, &batch).await?;
     let now = Utc::now();
 
     let mut statuses = outcome.items.iter();
@@ -160,7 +156,7 @@ pub async fn ingest(
         rejected.push(Rejected { index, reason });
     }
 
-    let usage = &state.usage;
+    let usage = &app.usage;
     usage.ledger_events(now, &outcome.events);
     usage.count(now, Counter::Duplicates, duplicates);
     for r in &rejected {

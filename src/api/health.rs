@@ -35,6 +35,10 @@ pub struct Readiness {
     /// ...and what it means.
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+    /// With `wechat_credentials_refused`: the app whose credentials WeChat
+    /// refuses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<String>,
 }
 
 impl Readiness {
@@ -46,6 +50,7 @@ impl Readiness {
             code: Some(code),
             wechat_errcode: None,
             message: None,
+            app: None,
         }
     }
 }
@@ -69,7 +74,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "configured"
     };
     let store = state.mode.store;
-    if let Err(err) = state.ledger.ping().await {
+    // Every app's data is in the one store: any app's ledger answers for it.
+    let ping = match state.apps.iter().next() {
+        Some(app) => app.ledger.ping().await,
+        None => Ok(()),
+    };
+    if let Err(err) = ping {
         tracing::warn!(error = %err, "not ready: store unreachable");
         return HttpResponse::ServiceUnavailable().json(Readiness::unavailable(
             store,
@@ -77,11 +87,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             code::STORE_UNAVAILABLE,
         ));
     }
-    if let Some(refusal) = state.tokens.refusal() {
+    let refused = state.apps.iter().find_map(|app| {
+        app.token_managers()
+            .find_map(|tokens| tokens.refusal())
+            .map(|refusal| (app.name.clone(), refusal))
+    });
+    if let Some((app, refusal)) = refused {
         let mut readiness = Readiness::unavailable(store, wechat, code::WECHAT_CREDENTIALS_REFUSED);
         readiness.wechat_errcode = Some(refusal.errcode);
         readiness.message = Some(format!(
-            "WeChat refuses the app credentials (errcode {}: {}); asked again in {} s",
+            "WeChat refuses the credentials of app {app} (errcode {}: {}); asked again in {} s",
             refusal.errcode,
             refusal_cause(refusal.errcode),
             refusal
@@ -89,6 +104,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .saturating_duration_since(Instant::now())
                 .as_secs()
         ));
+        readiness.app = Some(app);
         return HttpResponse::ServiceUnavailable().json(readiness);
     }
     HttpResponse::Ok().json(Readiness {
@@ -98,6 +114,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         code: None,
         wechat_errcode: None,
         message: None,
+        app: None,
     })
 }
 

@@ -6,8 +6,10 @@
 //! [`routes`] is the one list of what is mounted; `openapi` documents
 //! each entry and a test holds the two equal.
 
+mod apps;
 mod credentials;
 mod dashboard;
+pub mod extract;
 mod health;
 pub mod middleware;
 mod once;
@@ -22,23 +24,12 @@ mod templates;
 mod users;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Route, web};
 
-use crate::channels::{SubscribeChannel, TemplateChannel};
-use crate::config::GrantSource;
+use crate::apps::Apps;
 use crate::error::{self, ApiError};
-use crate::idempotency::Idempotency;
-use crate::ledger::Ledger;
-use crate::ledger::grants::GrantLedger;
-use crate::push::receipts::Receipts;
-use crate::report::UsageRecorder;
-use crate::send::Sender;
-use crate::store::SharedStore;
-use crate::templates::Templates;
-use crate::wechat::{TokenManager, WechatClient};
 
 pub use reports::report_days;
 
@@ -53,34 +44,32 @@ pub struct Mode {
 }
 
 pub struct AppState {
-    pub ledger: Arc<dyn Ledger>,
-    pub grants: Arc<dyn GrantLedger>,
-    pub wechat: WechatClient,
-    pub usage: Arc<UsageRecorder>,
-    pub shared: Arc<dyn SharedStore>,
-    pub sender: Sender,
-    /// The access token control (its state is part of readiness).
-    pub tokens: Arc<TokenManager>,
-    /// Template libraries and the cached account lists sends consult.
-    pub templates: Arc<Templates>,
-    /// The official account's send pipeline, when configured.
-    pub official_account: Option<send::OfficialAccount>,
-    /// Delivery status by msgid, from WeChat's receipt pushes.
-    pub receipts: Receipts,
-    /// The push endpoints' settings.
-    pub push: push::PushEndpoints,
-    /// The formId / prepay_id channel of the send pipeline.
-    pub template: TemplateChannel,
-    /// The subscribe grant channel.
-    pub subscribe: SubscribeChannel,
-    /// Where subscribe grants come from.
-    pub grant_source: GrantSource,
-    pub idempotency: Idempotency,
+    /// The deployment's apps; handlers get theirs through [`extract::App`].
+    pub apps: Apps,
     pub mode: Mode,
 }
 
-/// Every route of the service: method, path, handler.
-pub fn routes() -> Vec<(Method, &'static str, Route)> {
+/// Where a named app's routes live: `/v1/apps/{app}` + the bare route's
+/// path after `/v1`.
+pub const APP_SCOPE: &str = "/v1/apps/{app}";
+
+/// Every route of the service: method, path, handler. Each `/v1` route of
+/// an app is there twice: bare (acting on the default app) and under
+/// [`APP_SCOPE`].
+pub fn routes() -> Vec<(Method, String, Route)> {
+    let mut routes: Vec<(Method, String, Route)> = bare_routes()
+        .into_iter()
+        .map(|(method, path, route)| (method, path.to_owned(), route))
+        .collect();
+    routes.extend(bare_routes().into_iter().filter_map(|(method, path, route)| {
+        let rest = path.strip_prefix("/v1/").filter(|_| path != "/v1/apps")?;
+        Some((method, format!("{APP_SCOPE}/{rest}"), route))
+    }));
+    routes.push((Method::GET, "/v1/apps".to_owned(), web::get().to(apps::list)));
+    routes
+}
+
+fn bare_routes() -> Vec<(Method, &'static str, Route)> {
     vec![
         (Method::GET, "/healthz", web::get().to(health::healthz)),
         (Method::GET, "/readyz", web::get().to(health::readyz)),
@@ -166,39 +155,54 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .app_data(web::QueryConfig::default().error_handler(error::query_error))
     .app_data(web::PayloadConfig::default().limit(BODY_LIMIT));
-    let mut by_path: BTreeMap<&str, Vec<Route>> = BTreeMap::new();
+    let mut by_path: BTreeMap<String, Vec<Route>> = BTreeMap::new();
     for (_, path, route) in routes() {
         by_path.entry(path).or_default().push(route);
     }
     for (path, routes) in by_path {
         let resource = routes
             .into_iter()
-            .fold(web::resource(path), |r, route| r.route(route));
+            .fold(web::resource(path.as_str()), |r, route| r.route(route));
         cfg.service(resource.default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::method_not_allowed())
         })));
     }
     cfg.service(openapi::explorer_assets());
     // WeChat's pushes: signed, not API-key protected, bodies of any type.
-    cfg.service(
-        web::resource("/wechat/push/miniprogram")
-            .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
-            .route(web::get().to(push::miniprogram_check))
-            .route(web::post().to(push::miniprogram))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(ApiError::method_not_allowed())
-            })),
-    );
-    cfg.service(
-        web::resource("/wechat/push/official-account")
-            .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
-            .route(web::get().to(push::official_account_check))
-            .route(web::post().to(push::official_account))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(ApiError::method_not_allowed())
-            })),
-    );
+    // Today's paths act on the default app.
+    for path in ["/wechat/push/miniprogram", "/wechat/push/{app}/miniprogram"] {
+        cfg.service(push_resource(path, push::miniprogram_check, push::miniprogram));
+    }
+    for path in [
+        "/wechat/push/official-account",
+        "/wechat/push/{app}/official-account",
+    ] {
+        cfg.service(push_resource(
+            path,
+            push::official_account_check,
+            push::official_account,
+        ));
+    }
     cfg.service(dashboard::assets());
+}
+
+/// A push endpoint: the console's URL check (GET) and the pushes (POST).
+fn push_resource<C, P, CArgs, PArgs>(path: &str, check: C, push: P) -> actix_web::Resource
+where
+    C: actix_web::Handler<CArgs>,
+    CArgs: actix_web::FromRequest + 'static,
+    C::Output: actix_web::Responder + 'static,
+    P: actix_web::Handler<PArgs>,
+    PArgs: actix_web::FromRequest + 'static,
+    P::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
+        .route(web::get().to(check))
+        .route(web::post().to(push))
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::method_not_allowed())
+        }))
 }
 
 /// Unknown routes: a JSON 404.

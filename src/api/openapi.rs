@@ -3,12 +3,14 @@
 //! UI, bundled in the binary) at `/docs`.
 
 use actix_web::HttpResponse;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    credentials, dashboard, health, receipts, reports, send, sessions, subscriptions, templates, users,
+    APP_SCOPE, apps, credentials, dashboard, health, receipts, reports, send, sessions, subscriptions,
+    templates, users,
 };
 use crate::error::ErrorBody;
 
@@ -25,6 +27,7 @@ use crate::error::ErrorBody;
         reports::summary, reports::usage,
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
         send::official_account, receipts::official_account_status, receipts::subscribe_status,
+        apps::list,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -60,9 +63,49 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document as served.
+/// The document as served: every `/v1` path of an app also under
+/// `/v1/apps/{app}`, with its `app` parameter.
 pub fn document_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        let scoped: Vec<(String, Value)> = paths
+            .iter()
+            .filter(|(path, _)| path.as_str() != "/v1/apps")
+            .filter_map(|(path, item)| {
+                let rest = path.strip_prefix("/v1/")?;
+                Some((format!("{APP_SCOPE}/{rest}"), in_app(item.clone())))
+            })
+            .collect();
+        paths.extend(scoped);
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
+}
+
+/// A path item's operations as they are under `/v1/apps/{app}`.
+fn in_app(mut item: Value) -> Value {
+    let app = json!({
+        "name": "app", "in": "path", "required": true,
+        "description": "The app to act on (GET /v1/apps lists them)",
+        "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"},
+    });
+    for operation in item.as_object_mut().into_iter().flat_map(|ops| ops.values_mut()) {
+        let Some(operation) = operation.as_object_mut() else {
+            continue;
+        };
+        if let Some(Value::String(id)) = operation.get_mut("operationId") {
+            id.push_str("_in_app");
+        }
+        let parameters = operation.entry("parameters").or_insert_with(|| json!([]));
+        if let Some(parameters) = parameters.as_array_mut() {
+            parameters.insert(0, app.clone());
+        }
+        if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+            responses.entry("404").or_insert_with(|| {
+                json!({"description": "unknown_app", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+            });
+        }
+    }
+    item
 }
 
 /// This document.

@@ -16,8 +16,9 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
+use super::extract::App;
 use super::subscriptions::{Answer, apply_answers};
+use crate::apps::AppContext;
 use crate::config::GrantSource;
 use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, code};
@@ -48,10 +49,10 @@ impl Endpoint {
         }
     }
 
-    fn settings(self, state: &AppState) -> Result<&PushSettings, ApiError> {
+    fn settings(self, app: &AppContext) -> Result<&PushSettings, ApiError> {
         let settings = match self {
-            Endpoint::MiniProgram => state.push.miniprogram.as_ref(),
-            Endpoint::OfficialAccount => state.push.official_account.as_ref(),
+            Endpoint::MiniProgram => app.push.miniprogram.as_ref(),
+            Endpoint::OfficialAccount => app.push.official_account.as_ref(),
         };
         settings.ok_or_else(|| {
             ApiError::new(
@@ -61,13 +62,6 @@ impl Endpoint {
             )
         })
     }
-}
-
-/// The push settings of both endpoints; `None` answers 404.
-#[derive(Debug, Clone, Default)]
-pub struct PushEndpoints {
-    pub miniprogram: Option<PushSettings>,
-    pub official_account: Option<PushSettings>,
 }
 
 fn refused(err: Refused) -> ApiError {
@@ -83,39 +77,36 @@ fn success() -> HttpResponse {
         .body("success")
 }
 
-pub async fn miniprogram_check(
-    state: web::Data<AppState>,
-    query: web::Query<PushQuery>,
-) -> Result<HttpResponse, ApiError> {
-    check(&state, Endpoint::MiniProgram, &query)
+pub async fn miniprogram_check(app: App, query: web::Query<PushQuery>) -> Result<HttpResponse, ApiError> {
+    check(&app, Endpoint::MiniProgram, &query)
 }
 
 pub async fn official_account_check(
-    state: web::Data<AppState>,
+    app: App,
     query: web::Query<PushQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    check(&state, Endpoint::OfficialAccount, &query)
+    check(&app, Endpoint::OfficialAccount, &query)
 }
 
 pub async fn miniprogram(
-    state: web::Data<AppState>,
+    app: App,
     query: web::Query<PushQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    receive(&state, Endpoint::MiniProgram, &query, &body).await
+    receive(&app, Endpoint::MiniProgram, &query, &body).await
 }
 
 pub async fn official_account(
-    state: web::Data<AppState>,
+    app: App,
     query: web::Query<PushQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    receive(&state, Endpoint::OfficialAccount, &query, &body).await
+    receive(&app, Endpoint::OfficialAccount, &query, &body).await
 }
 
 /// The console's URL check: `echostr` back, as text.
-fn check(state: &AppState, endpoint: Endpoint, query: &PushQuery) -> Result<HttpResponse, ApiError> {
-    let settings = endpoint.settings(state)?;
+fn check(app: &AppContext, endpoint: Endpoint, query: &PushQuery) -> Result<HttpResponse, ApiError> {
+    let settings = endpoint.settings(app)?;
     let echo = verify::echo(settings, query, Utc::now().timestamp()).map_err(refused)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -124,12 +115,12 @@ fn check(state: &AppState, endpoint: Endpoint, query: &PushQuery) -> Result<Http
 
 #[tracing::instrument(skip_all, fields(endpoint = endpoint.as_str()))]
 async fn receive(
-    state: &AppState,
+    app: &AppContext,
     endpoint: Endpoint,
     query: &PushQuery,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let settings = endpoint.settings(state)?;
+    let settings = endpoint.settings(app)?;
     let body = std::str::from_utf8(body).map_err(|_| ApiError::invalid_request("the body is not UTF-8"))?;
     let opened = verify::open(settings, query, body, Utc::now().timestamp()).map_err(|err| {
         tracing::warn!(error = %err, "push refused");
@@ -141,20 +132,20 @@ async fn receive(
         event::parse(&opened.message, opened.format).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let digest = hex::encode(Sha256::digest(opened.message.as_bytes()));
     if query.encrypt_type.as_deref() != Some("aes") {
-        signed_url_once(state, endpoint, query, &digest).await?;
+        signed_url_once(app, endpoint, query, &digest).await?;
     }
     // WeChat retries a push it got no `success` for: the first to arrive
     // claims it, in the shared store, whichever instance takes it.
     let claim = format!("push:{}:{digest}", endpoint.as_str());
-    if !state.shared.try_lock(&claim, "applied", REMEMBER).await? {
+    if !app.shared.try_lock(&claim, "applied", REMEMBER).await? {
         tracing::info!(event = ?push.event, "a repeated push, applied before");
         metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => event_label(&push), "result" => "repeated")
             .increment(1);
         return Ok(success());
     }
-    if let Err(err) = apply(state, endpoint, &push).await {
+    if let Err(err) = apply(app, endpoint, &push).await {
         // Not applied: let WeChat's retry try again.
-        let _ = state.shared.unlock(&claim, "applied").await;
+        let _ = app.shared.unlock(&claim, "applied").await;
         return Err(err);
     }
     Ok(success())
@@ -165,7 +156,7 @@ async fn receive(
 /// body again is WeChat's retry (applied once below); another body under
 /// the same URL is a forgery, refused like a bad signature.
 async fn signed_url_once(
-    state: &AppState,
+    app: &AppContext,
     endpoint: Endpoint,
     query: &PushQuery,
     digest: &str,
@@ -176,8 +167,8 @@ async fn signed_url_once(
     );
     let url = hex::encode(Sha256::digest(format!("{timestamp}\n{nonce}").as_bytes()));
     let name = format!("push-url:{}:{url}", endpoint.as_str());
-    if state.shared.put_cached_if_absent(&name, digest, REMEMBER).await?
-        || state.shared.get_cached(&name).await?.as_deref() == Some(digest)
+    if app.shared.put_cached_if_absent(&name, digest, REMEMBER).await?
+        || app.shared.get_cached(&name).await?.as_deref() == Some(digest)
     {
         return Ok(());
     }
@@ -202,7 +193,7 @@ fn event_label(push: &Push) -> &'static str {
 }
 
 /// What a verified push does.
-async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), ApiError> {
+async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), ApiError> {
     let label = event_label(push);
     let now = Utc::now();
     let openid = || {
@@ -211,7 +202,7 @@ async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), 
     };
     let acted = match (&push.kind, endpoint) {
         (PushKind::SubscribePopup(choices), Endpoint::MiniProgram)
-            if state.grant_source == GrantSource::Push =>
+            if app.grant_source == GrantSource::Push =>
         {
             let answers = choices
                 .iter()
@@ -221,7 +212,7 @@ async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), 
                         .map(|t| (t, Answer::parse(&c.status), c.status.clone()))
                 })
                 .collect::<Vec<_>>();
-            let (granted, _) = apply_answers(state, &openid()?, &answers).await?;
+            let (granted, _) = apply_answers(app, &openid()?, &answers).await?;
             tracing::info!(granted = granted.len(), "popup answers applied");
             true
         }
@@ -231,8 +222,8 @@ async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), 
                 let Ok(template) = TemplateId::parse(&choice.template_id) else {
                     continue;
                 };
-                let events = state.grants.burn_grants(&openid, &template).await?;
-                state.usage.grant_events(now, &events);
+                let events = app.grants.burn_grants(&openid, &template).await?;
+                app.usage.grant_events(now, &events);
             }
             true
         }
@@ -240,7 +231,7 @@ async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), 
             for result in results {
                 let status = Status::of_subscribe(result.error_code);
                 record(
-                    state,
+                    app,
                     Messages::Subscribe,
                     &result.msg_id,
                     status,
@@ -252,7 +243,7 @@ async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), 
         }
         (PushKind::TemplateSendJobFinish { msg_id, status }, Endpoint::OfficialAccount) => {
             record(
-                state,
+                app,
                 Messages::OfficialAccount,
                 msg_id,
                 Status::of_job(status),
@@ -271,22 +262,20 @@ async fn apply(state: &AppState, endpoint: Endpoint, push: &Push) -> Result<(), 
 
 /// A delivery receipt: the message's status, and the day's count of it.
 async fn record(
-    state: &AppState,
+    app: &AppContext,
     messages: Messages,
     msgid: &str,
     status: Status,
     detail: &str,
 ) -> Result<(), ApiError> {
-    let before = state
+    let before = app
         .receipts
         .finished(messages, msgid, status, detail, Utc::now())
         .await?;
     // Counted once a message, whatever WeChat sends again.
     if before.is_none_or(|b| b == Status::Accepted) {
         let channel = messages.channel();
-        state
-            .usage
-            .count(Utc::now(), Counter::Delivery(channel, status), 1);
+        app.usage.count(Utc::now(), Counter::Delivery(channel, status), 1);
         metrics::counter!(DELIVERIES, "channel" => channel.as_str(), "status" => status.as_str())
             .increment(1);
     }

@@ -5,17 +5,18 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
-use super::AppState;
+use super::extract::{App, MsgidParam};
+use crate::apps::AppContext;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorBody, code};
 use crate::push::receipts::{Messages, Receipt};
 
-async fn status_of(state: &AppState, messages: Messages, msgid: &str) -> Result<HttpResponse, ApiError> {
+async fn status_of(app: &AppContext, messages: Messages, msgid: &str) -> Result<HttpResponse, ApiError> {
     let valid = !msgid.is_empty() && msgid.len() <= 32 && msgid.bytes().all(|b| b.is_ascii_digit());
     if !valid {
         return Err(ApiError::invalid_request("msgid is WeChat's decimal message id"));
     }
-    match state.receipts.get(messages, msgid).await? {
+    match app.receipts.get(messages, msgid).await? {
         Some(receipt) => Ok(HttpResponse::Ok().json(receipt)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -35,12 +36,12 @@ async fn status_of(state: &AppState, messages: Messages, msgid: &str) -> Result<
         (status = 404, body = ErrorBody, description = "not_found (unknown, or older than 7 days)"),
     ))]
 pub async fn official_account_status(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
-    msgid: web::Path<String>,
+    msgid: web::Path<MsgidParam>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    status_of(&state, Messages::OfficialAccount, &msgid).await
+    status_of(&app, Messages::OfficialAccount, &msgid.msgid).await
 }
 
 /// The delivery status of a subscribe message.
@@ -53,10 +54,10 @@ pub async fn official_account_status(
         (status = 404, body = ErrorBody, description = "not_found (unknown, or older than 7 days)"),
     ))]
 pub async fn subscribe_status(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
-    msgid: web::Path<String>,
+    msgid: web::Path<MsgidParam>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    status_of(&state, Messages::Subscribe, &msgid).await
+    status_of(&app, Messages::Subscribe, &msgid.msgid).await
 }

@@ -8,7 +8,7 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
+use super::extract::App;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorBody};
 use crate::report::{self, MAX_REPORT_DAYS, Summary, UsageRow};
@@ -68,17 +68,17 @@ pub fn report_days(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn usage(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     let now = Utc::now();
-    let offset = state.usage.offset();
+    let offset = app.usage.offset();
     let today = now.with_timezone(&offset).date_naive();
     let days = report_days(query.from.as_deref(), query.to.as_deref(), today)?;
-    state.usage.flush().await?;
-    let rows = report::usage_rows(state.usage.store(), &days, now, offset).await?;
+    app.usage.flush().await?;
+    let rows = report::usage_rows(app.usage.store(), &days, now, offset).await?;
     Ok(HttpResponse::Ok().json(UsageReport { days: rows }))
 }
 
@@ -91,10 +91,10 @@ pub async fn usage(
         (status = 503, body = ErrorBody, description = "store_unavailable"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn summary(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn summary(app: App, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    state.usage.flush().await?;
-    let summary = report::live_summary(state.usage.store(), Utc::now(), state.usage.offset()).await?;
+    app.usage.flush().await?;
+    let summary = report::live_summary(app.usage.store(), Utc::now(), app.usage.offset()).await?;
     Ok(HttpResponse::Ok().json(summary))
 }
 

@@ -9,13 +9,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde_json::Value;
 
-use super::AppState;
+use super::extract::App;
 use super::once::{Attempt, read_send, run_once};
 use super::templates::known_template;
+use crate::apps::AppContext;
 use crate::auth::{Caller, Scope};
 use crate::channels::{
-    Accepted, ChannelRoute, MessageBody, OfficialAccountChannel, OfficialAccountMessageBody, Sent,
-    SubscribeMessageBody, SubscribeSent, answer,
+    Accepted, ChannelRoute, MessageBody, OfficialAccountMessageBody, Sent, SubscribeMessageBody,
+    SubscribeSent, answer,
 };
 use crate::domain::{ChannelKind, Outcome};
 use crate::error::{ApiError, ErrorBody, code};
@@ -23,9 +24,10 @@ use crate::metrics::SENDS;
 use crate::send::{SendResult, Sender};
 
 /// Counts how a send ended, in the report and the metrics.
-fn count(state: &AppState, channel: ChannelKind, outcome: Outcome) {
-    state.usage.send(Utc::now(), channel, outcome);
-    metrics::counter!(SENDS, "channel" => channel.as_str(), "outcome" => outcome.as_str()).increment(1);
+fn count(app: &AppContext, channel: ChannelKind, outcome: Outcome) {
+    app.usage.send(Utc::now(), channel, outcome);
+    metrics::counter!(SENDS, "app" => app.name.clone(), "channel" => channel.as_str(), "outcome" => outcome.as_str())
+        .increment(1);
 }
 
 /// The outcome a refusal before anything was spent counts as.
@@ -49,7 +51,7 @@ fn idempotency_slot(backend: &str, channel: ChannelKind) -> String {
 
 /// Sends a message on channel `C` through `sender`.
 async fn send_on<C: ChannelRoute>(
-    state: &AppState,
+    app: &AppContext,
     sender: &Sender,
     channel: &C,
     caller: Caller,
@@ -60,17 +62,17 @@ async fn send_on<C: ChannelRoute>(
     let (keyed, body) = read_send::<C::Body>(&req, body)?;
     let message = C::parse(body)?;
     if let Err(err) = C::check(&message) {
-        count(state, C::KIND, Outcome::InvalidData);
+        count(app, C::KIND, Outcome::InvalidData);
         return Err(err);
     }
     let slot = idempotency_slot(&backend, C::KIND);
-    run_once(&state.idempotency, &slot, keyed, async |attempt| {
+    run_once(&app.idempotency, &slot, keyed, async |attempt| {
         let result = match attempt {
             Attempt::Fresh(journal) => {
                 let (template, keys) = C::template(&message);
-                if let Err(err) = known_template(state, C::KIND, template.as_str(), keys).await {
+                if let Err(err) = known_template(app, C::KIND, template.as_str(), keys).await {
                     if let Some(outcome) = refused(&err) {
-                        count(state, C::KIND, outcome);
+                        count(app, C::KIND, outcome);
                     }
                     return Err(err);
                 }
@@ -90,7 +92,7 @@ async fn send_on<C: ChannelRoute>(
                 msgid: Some(msgid), ..
             },
         ) = (C::RECEIPTS, &result)
-            && let Err(err) = state
+            && let Err(err) = app
                 .receipts
                 .accepted(messages, &msgid.to_string(), Utc::now())
                 .await
@@ -98,7 +100,7 @@ async fn send_on<C: ChannelRoute>(
             tracing::warn!(error = %err, "could not record the message as accepted");
         }
         let (status, body, outcome, record) = answer::<C>(&result);
-        count(state, C::KIND, outcome);
+        count(app, C::KIND, outcome);
         tracing::info!(
             channel = C::KIND.as_str(),
             outcome = outcome.as_str(),
@@ -127,21 +129,12 @@ async fn send_on<C: ChannelRoute>(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn template(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.get_ref();
-    send_on(
-        state,
-        &state.sender,
-        &state.template,
-        caller,
-        req,
-        body.into_inner(),
-    )
-    .await
+    send_on(&app, &app.sender, &app.template, caller, req, body.into_inner()).await
 }
 
 /// Send a subscribe message to a user, spending one of their grants of its template.
@@ -162,21 +155,12 @@ pub async fn template(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn subscribe(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.get_ref();
-    send_on(
-        state,
-        &state.sender,
-        &state.subscribe,
-        caller,
-        req,
-        body.into_inner(),
-    )
-    .await
+    send_on(&app, &app.sender, &app.subscribe, caller, req, body.into_inner()).await
 }
 
 /// Send an official-account template message to a follower.
@@ -198,21 +182,14 @@ pub async fn subscribe(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn official_account(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Send)?;
-    let state = state.get_ref();
-    let oa = state.official_account.as_ref().ok_or_else(not_configured)?;
-    send_on(state, &oa.sender, &oa.channel, caller, req, body.into_inner()).await
-}
-
-/// The official account's send pipeline: its own token control.
-pub struct OfficialAccount {
-    pub sender: Sender,
-    pub channel: OfficialAccountChannel,
+    let oa = app.official_account.as_ref().ok_or_else(not_configured)?;
+    send_on(&app, &oa.sender, &oa.channel, caller, req, body.into_inner()).await
 }
 
 fn not_configured() -> ApiError {

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::extract::App;
 use crate::auth::Authenticator;
 use crate::error::{ApiError, ErrorBody, code};
 use crate::wechat::LoginError;
@@ -40,7 +40,7 @@ pub struct Session {
 ))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
-    state: web::Data<AppState>,
+    app: App,
     auth: web::Data<Arc<Authenticator>>,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -48,26 +48,24 @@ pub async fn create(
     if !crate::domain::is_identifier(code, 128) {
         return Err(invalid_code());
     }
-    let session = state
-        .wechat
-        .code_to_session(code)
-        .await
-        .map_err(|err| match err {
-            LoginError::InvalidCode => invalid_code(),
-            LoginError::RateLimited => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                code::RATE_LIMITED,
-                "WeChat rate-limits logins; retry later",
-            ),
-            LoginError::Blocked => ApiError::new(
-                StatusCode::FORBIDDEN,
-                code::USER_BLOCKED,
-                "WeChat has blocked this user",
-            ),
-            LoginError::Unavailable(why) => ApiError::wechat_unavailable(format!("login failed: {why}")),
-        })?;
+    let session = app.wechat.code_to_session(code).await.map_err(|err| match err {
+        LoginError::InvalidCode => invalid_code(),
+        LoginError::RateLimited => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            code::RATE_LIMITED,
+            "WeChat rate-limits logins; retry later",
+        ),
+        LoginError::Blocked => ApiError::new(
+            StatusCode::FORBIDDEN,
+            code::USER_BLOCKED,
+            "WeChat has blocked this user",
+        ),
+        LoginError::Unavailable(why) => ApiError::wechat_unavailable(format!("login failed: {why}")),
+    })?;
     Ok(HttpResponse::Created().json(Session {
-        token: auth.sessions.issue(&session.openid, auth.clock.now()),
+        token: auth
+            .sessions
+            .issue(&app.name, app.wechat.appid(), &session.openid, auth.clock.now()),
         openid: session.openid.as_str().to_owned(),
         expires_in: auth.sessions.ttl().num_seconds(),
     }))

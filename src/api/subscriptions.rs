@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::extract::App;
+use crate::apps::AppContext;
 use crate::auth::Caller;
 use crate::config::GrantSource;
 use crate::domain::{OpenId, TemplateId};
@@ -138,7 +139,7 @@ fn parse_results(results: &Value) -> Result<Vec<(TemplateId, Answer, String)>, A
 /// answers that granted nothing. Shared by `POST /v1/subscriptions` and the
 /// popup push.
 pub(super) async fn apply_answers(
-    state: &AppState,
+    app: &AppContext,
     openid: &OpenId,
     results: &[(TemplateId, Answer, String)],
 ) -> Result<(BTreeMap<String, u32>, Vec<Ignored>), ApiError> {
@@ -150,14 +151,14 @@ pub(super) async fn apply_answers(
     let outcome = if accepted.is_empty() {
         None
     } else {
-        Some(state.grants.add_grants(openid, &accepted).await?)
+        Some(app.grants.add_grants(openid, &accepted).await?)
     };
     let now = Utc::now();
     let mut ignored = Vec::new();
     for (template, answer, raw) in results {
         metrics::counter!(SUBSCRIBE_RESULTS, "result" => answer.label()).increment(1);
         if let Some(counter) = answer.counter() {
-            state.usage.count(now, counter, 1);
+            app.usage.count(now, counter, 1);
         }
         if *answer != Answer::Accept {
             ignored.push(Ignored {
@@ -168,7 +169,7 @@ pub(super) async fn apply_answers(
     }
     let mut granted = BTreeMap::new();
     if let Some(outcome) = outcome {
-        state.usage.grant_events(now, &outcome.events);
+        app.usage.grant_events(now, &outcome.events);
         for ((template, _), held) in accepted.iter().zip(&outcome.held) {
             granted.insert(template.as_str().to_owned(), *held);
         }
@@ -189,21 +190,21 @@ pub(super) async fn apply_answers(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn record(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     body: web::Json<SubscriptionsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let openid = caller.collecting_for(body.openid.as_deref())?;
     let results = parse_results(&body.results)?;
-    if state.grant_source == GrantSource::Push {
+    if app.grant_source == GrantSource::Push {
         return Ok(HttpResponse::Ok().json(SubscriptionsResponse {
             granted: BTreeMap::new(),
             ignored: Vec::new(),
             source: "push",
         }));
     }
-    let (granted, ignored) = apply_answers(&state, &openid, &results).await?;
+    let (granted, ignored) = apply_answers(&app, &openid, &results).await?;
     tracing::info!(openid = %openid.as_str(), granted = granted.len(), ignored = ignored.len(), "subscriptions recorded");
     Ok(HttpResponse::Ok().json(SubscriptionsResponse {
         granted,

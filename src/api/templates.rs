@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
+use super::extract::{App, IdParam, TemplateIdParam};
+use crate::apps::AppContext;
 use crate::auth::{Caller, Scope};
 use crate::domain::ChannelKind;
 use crate::domain::TemplateId;
@@ -49,12 +50,12 @@ impl From<TemplateError> for ApiError {
 /// list does not hold, or (subscribe) whose `data` names a key the template
 /// lacks. A list that cannot be had checks nothing.
 pub(super) async fn known_template<'k>(
-    state: &AppState,
+    app: &AppContext,
     channel: ChannelKind,
     template_id: &str,
     data_keys: impl IntoIterator<Item = &'k str>,
 ) -> Result<(), ApiError> {
-    match state.templates.check(channel, template_id, data_keys).await {
+    match app.templates.check(channel, template_id, data_keys).await {
         Check::Known | Check::Unchecked => Ok(()),
         Check::UnknownTemplate => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,13 +110,13 @@ pub struct TemplateList {
         (status = 503, body = ErrorBody, description = "wechat_unavailable"),
     ))]
 pub async fn list(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     let channel = channel(&query.channel)?;
-    let templates = state.templates.list(channel).await?;
+    let templates = app.templates.list(channel).await?;
     Ok(HttpResponse::Ok().json(TemplateList { channel, templates }))
 }
 
@@ -148,7 +149,7 @@ pub struct LibraryQuery {
         (status = 503, body = ErrorBody, description = "wechat_unavailable"),
     ))]
 pub async fn library(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
     query: web::Query<LibraryQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -181,7 +182,7 @@ pub async fn library(
         }
         ChannelKind::OfficialAccount => return Err(no_library()),
     };
-    let page = state
+    let page = app
         .templates
         .library(channel, start, count, q.categories.as_deref())
         .await?;
@@ -226,9 +227,9 @@ fn library_id(raw: &str) -> Result<&str, ApiError> {
         (status = 503, body = ErrorBody, description = "wechat_unavailable"),
     ))]
 pub async fn library_entry(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
-    id: web::Path<String>,
+    id: web::Path<IdParam>,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
@@ -236,7 +237,7 @@ pub async fn library_entry(
     if channel == ChannelKind::OfficialAccount {
         return Err(no_library());
     }
-    let entry = state.templates.library_entry(channel, library_id(&id)?).await?;
+    let entry = app.templates.library_entry(channel, library_id(&id.id)?).await?;
     Ok(HttpResponse::Ok().json(entry))
 }
 
@@ -273,11 +274,7 @@ pub struct Added {
         (status = 422, body = ErrorBody, description = "wechat_rejected (e.g. the account's limit of 25 / 50 templates)"),
         (status = 503, body = ErrorBody, description = "wechat_unavailable"),
     ))]
-pub async fn add(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: web::Json<NewTemplate>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn add(app: App, caller: Caller, body: web::Json<NewTemplate>) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let body = body.into_inner();
     let channel = channel(&body.channel)?;
@@ -305,7 +302,7 @@ pub async fn add(
             "scene must be at most {MAX_SCENE} printable characters"
         )));
     }
-    let template_id = state
+    let template_id = app
         .templates
         .add(channel, library_id, &body.keyword_ids, &scene)
         .await?;
@@ -329,16 +326,16 @@ pub async fn add(
         (status = 503, body = ErrorBody, description = "wechat_unavailable"),
     ))]
 pub async fn delete(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
-    template_id: web::Path<String>,
+    template_id: web::Path<TemplateIdParam>,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let channel = channel(&query.channel)?;
-    let template_id = TemplateId::parse(&template_id)
+    let template_id = TemplateId::parse(&template_id.template_id)
         .map_err(|e| ApiError::invalid_request(format!("template_id: {e}")))?;
-    state.templates.delete(channel, template_id.as_str()).await?;
+    app.templates.delete(channel, template_id.as_str()).await?;
     tracing::info!(%channel, template_id = template_id.as_str(), "template deleted");
     Ok(HttpResponse::Ok()
         .json(json!({"channel": channel, "template_id": template_id.as_str(), "deleted": true})))

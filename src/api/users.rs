@@ -8,7 +8,7 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::extract::{App, OpenidParam};
 use crate::auth::{Caller, Scope};
 use crate::domain::{CredentialKind, OpenId};
 use crate::error::{ApiError, ErrorBody};
@@ -46,14 +46,15 @@ pub struct UserCredentials {
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn credentials(
-    state: web::Data<AppState>,
+    app: App,
     caller: Caller,
-    path: web::Path<String>,
+    path: web::Path<OpenidParam>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    let openid = OpenId::parse(&path).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
-    let holdings = state.ledger.inspect(&openid).await?;
-    let grants = state.grants.grants(&openid).await?;
+    let openid =
+        OpenId::parse(&path.openid).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
+    let holdings = app.ledger.inspect(&openid).await?;
+    let grants = app.grants.grants(&openid).await?;
     Ok(HttpResponse::Ok().json(UserCredentials {
         openid: openid.as_str().to_owned(),
         available_sends: holdings.available_sends(),

@@ -1,5 +1,6 @@
-//! Backend API keys from `API_KEYS` (`name:secret:scope+scope,...`). Keys
-//! are kept as SHA-256 digests and compared in constant time against every
+//! Backend API keys from `API_KEYS` (`name:secret:scope+scope[:apps],...`,
+//! apps `shop+news` or `*`, every app when left out). Keys are kept as
+//! SHA-256 digests and compared in constant time against every
 //! configured key, so neither timing nor memory dumps give a secret away.
 
 use sha2::{Digest, Sha256};
@@ -36,10 +37,42 @@ impl Scope {
     }
 }
 
+/// The apps a key may act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppScope {
+    All,
+    Only(Vec<String>),
+}
+
+impl AppScope {
+    pub fn allows(&self, app: &str) -> bool {
+        match self {
+            AppScope::All => true,
+            AppScope::Only(apps) => apps.iter().any(|a| a == app),
+        }
+    }
+
+    fn parse(raw: Option<&str>, at: usize) -> Result<Self, InvalidApiKeys> {
+        match raw {
+            None | Some("*") => Ok(AppScope::All),
+            Some(list) => list
+                .split('+')
+                .map(|app| {
+                    crate::domain::is_app_name(app)
+                        .then(|| app.to_owned())
+                        .ok_or_else(|| InvalidApiKeys::App(at, app.to_owned()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(AppScope::Only),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiKey {
     pub name: String,
     pub scopes: Vec<Scope>,
+    pub apps: AppScope,
     digest: [u8; 32],
 }
 
@@ -50,12 +83,14 @@ pub struct ApiKeys {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidApiKeys {
-    #[error("API_KEYS entry {0}: expected name:secret:scope+scope")]
+    #[error("API_KEYS entry {0}: expected name:secret:scope+scope[:app+app]")]
     Shape(usize),
+    #[error("API_KEYS entry {0}: {1:?} is not an app name ([a-z0-9-], 1 to 32) or *")]
+    App(usize, String),
     #[error("API_KEYS entry {0}: name must be 1-64 characters of A-Z a-z 0-9 _ -")]
     Name(usize),
     #[error(
-        "API_KEYS entry {0}: secret must be at least {MIN_SECRET_LEN} characters and not start with 'st1.'"
+        "API_KEYS entry {0}: secret must be at least {MIN_SECRET_LEN} characters and not look like a session token (st1. or st2.)"
     )]
     Secret(usize),
     #[error("API_KEYS entry {0}: unknown scope {1:?} (collect, send, report, admin)")]
@@ -79,15 +114,16 @@ impl ApiKeys {
             .enumerate()
         {
             let at = n + 1;
-            let mut parts = entry.splitn(3, ':');
+            let mut parts = entry.splitn(4, ':');
             let (Some(name), Some(secret), Some(scopes)) = (parts.next(), parts.next(), parts.next()) else {
                 return Err(InvalidApiKeys::Shape(at));
             };
+            let apps = AppScope::parse(parts.next(), at)?;
             if !crate::domain::is_identifier(name, 64) {
                 return Err(InvalidApiKeys::Name(at));
             }
             if secret.len() < MIN_SECRET_LEN
-                || secret.starts_with("st1.")
+                || super::SessionToken::looks_like(secret)
                 || secret.contains(char::is_whitespace)
             {
                 return Err(InvalidApiKeys::Secret(at));
@@ -102,6 +138,7 @@ impl ApiKeys {
             keys.push(ApiKey {
                 name: name.to_owned(),
                 scopes,
+                apps,
                 digest: digest(secret),
             });
         }
@@ -112,9 +149,18 @@ impl ApiKeys {
         self.keys.push(ApiKey {
             name: name.to_owned(),
             scopes,
+            apps: AppScope::All,
             digest: digest(secret.expose()),
         });
         self
+    }
+
+    /// Every app some key names (each must be configured).
+    pub fn apps_named(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.keys.iter().flat_map(|key| match &key.apps {
+            AppScope::All => Vec::new(),
+            AppScope::Only(apps) => apps.iter().map(|a| (key.name.as_str(), a.as_str())).collect(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +195,23 @@ mod tests {
         assert_eq!(orders.scopes, [Scope::Collect, Scope::Send]);
         assert_eq!(keys.find("fedcba9876543210").unwrap().scopes, [Scope::Admin]);
         assert!(keys.find("0123456789abcdeF").is_none());
+        assert_eq!(orders.apps, AppScope::All);
+    }
+
+    #[test]
+    fn a_fourth_field_names_the_apps_a_key_may_act_on() {
+        let keys = ApiKeys::parse(&Secret::new(
+            "shop:0123456789abcdef:send:shop+news,all:fedcba9876543210:report:*",
+        ))
+        .unwrap();
+        let shop = keys.find("0123456789abcdef").unwrap();
+        assert!(shop.apps.allows("shop") && shop.apps.allows("news"));
+        assert!(!shop.apps.allows("default"));
+        assert!(keys.find("fedcba9876543210").unwrap().apps.allows("anything"));
+        assert_eq!(
+            ApiKeys::parse(&Secret::new("a:0123456789abcdef:send:Shop")).unwrap_err(),
+            InvalidApiKeys::App(1, "Shop".into())
+        );
     }
 
     #[test]

@@ -9,9 +9,9 @@ mod session;
 use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 
-pub use api_keys::{ApiKeys, InvalidApiKeys, Scope};
+pub use api_keys::{ApiKeys, AppScope, InvalidApiKeys, Scope};
 pub use session::{SessionSigner, SessionToken};
 
 use crate::clock::Clock;
@@ -28,24 +28,35 @@ pub struct Authenticator {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// A mini-program user, as proven by a session token.
-    User(OpenId),
+    /// A mini-program user, as proven by a session token of `app`, whose
+    /// mini-program was `appid` when the token was issued.
+    User {
+        openid: OpenId,
+        app: String,
+        appid: String,
+    },
     /// A backend service, by the name of its API key.
-    Backend { name: String, scopes: Vec<Scope> },
+    Backend {
+        name: String,
+        scopes: Vec<Scope>,
+        apps: AppScope,
+    },
 }
 
 impl Caller {
     /// A backend caller holding `scope` (admin holds every scope).
     pub fn require(&self, scope: Scope) -> Result<&str, ApiError> {
         match self {
-            Caller::Backend { name, scopes } if scopes.contains(&scope) || scopes.contains(&Scope::Admin) => {
+            Caller::Backend { name, scopes, .. }
+                if scopes.contains(&scope) || scopes.contains(&Scope::Admin) =>
+            {
                 Ok(name)
             }
             Caller::Backend { .. } => Err(ApiError::forbidden(format!(
                 "this API key lacks the '{}' scope",
                 scope.as_str()
             ))),
-            Caller::User(_) => Err(ApiError::forbidden(format!(
+            Caller::User { .. } => Err(ApiError::forbidden(format!(
                 "this route needs an API key with the '{}' scope",
                 scope.as_str()
             ))),
@@ -58,8 +69,8 @@ impl Caller {
     /// not name another), or the one a backend with `collect` names.
     pub fn collecting_for(&self, named: Option<&str>) -> Result<OpenId, ApiError> {
         match (self, named) {
-            (Caller::User(openid), None) => Ok(openid.clone()),
-            (Caller::User(_), Some(_)) => Err(ApiError::forbidden(
+            (Caller::User { openid, .. }, None) => Ok(openid.clone()),
+            (Caller::User { .. }, Some(_)) => Err(ApiError::forbidden(
                 "a user token collects for its own openid; leave 'openid' out",
             )),
             (Caller::Backend { .. }, named) => {
@@ -72,12 +83,52 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Whether this caller may act on the app named `app`, whose
+    /// mini-program is `appid`: a key that does not name the app is 403; a
+    /// session token of another app (or another WeChat account: a sandbox's
+    /// token on a real instance) is 401.
+    pub fn may_act_on(&self, app: &str, appid: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Backend { apps, .. } if apps.allows(app) => Ok(()),
+            Caller::Backend { .. } => Err(ApiError::forbidden(format!("this API key is not for app {app}"))),
+            Caller::User {
+                app: issued_by,
+                appid: issued_for,
+                ..
+            } if issued_by == app && issued_for == appid => Ok(()),
+            Caller::User { .. } => Err(ApiError::unauthorized(
+                "this session token was issued for another app; log in to this one",
+            )),
+        }
+    }
+
+    /// Whether a key may see the app (`GET /v1/apps`).
+    pub fn may_see(&self, app: &str) -> bool {
+        match self {
+            Caller::Backend { apps, .. } => apps.allows(app),
+            Caller::User { app: own, .. } => own == app,
+        }
+    }
+
+    /// The caller of `req`, authenticated once per request (kept in its
+    /// extensions for every extractor after the first).
+    pub fn of(req: &HttpRequest) -> Result<Caller, ApiError> {
+        if let Some(caller) = req.extensions().get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let caller = authenticate(req)?;
+        req.extensions_mut().insert(caller.clone());
+        Ok(caller)
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        ready(Caller::of(req))
     }
 }
 
@@ -101,7 +152,11 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
             .sessions
             .verify(bearer, auth.clock.now())
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        return Ok(Caller::User(token.openid));
+        return Ok(Caller::User {
+            openid: token.openid,
+            app: token.app,
+            appid: token.appid,
+        });
     }
     let key = auth
         .api_keys
@@ -110,5 +165,6 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     Ok(Caller::Backend {
         name: key.name.clone(),
         scopes: key.scopes.clone(),
+        apps: key.apps.clone(),
     })
 }

@@ -64,6 +64,11 @@ impl OfficialAccountChannel {
     pub fn new(wechat: WechatClient) -> Self {
         Self { wechat }
     }
+
+    /// The official account's appid.
+    pub fn appid(&self) -> &str {
+        self.wechat.appid()
+    }
 }
 
 #[async_trait]

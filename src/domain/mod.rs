@@ -6,6 +6,7 @@
 //!
 //! Nothing here does I/O or knows about HTTP or Redis.
 
+mod app;
 mod channel;
 mod credential;
 mod expiry;
@@ -14,6 +15,7 @@ pub mod subscribe_data;
 mod target;
 mod template;
 
+pub use app::{DEFAULT_APP, is_app_name};
 pub use channel::{ChannelKind, Outcome};
 pub use credential::{CredentialId, CredentialKind, IdRejection, RejectReason};
 pub use expiry::{CREDENTIAL_VALIDITY, ExpiryPolicy};

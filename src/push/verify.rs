@@ -30,6 +30,14 @@ pub struct PushQuery {
     pub msg_signature: Option<String>,
 }
 
+/// An app's push endpoints: each one's settings, or `None` when no token
+/// is configured for it (it answers 404).
+#[derive(Debug, Clone, Default)]
+pub struct PushEndpoints {
+    pub miniprogram: Option<PushSettings>,
+    pub official_account: Option<PushSettings>,
+}
+
 /// Why a push was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {

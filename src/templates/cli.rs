@@ -12,9 +12,10 @@ use serde_json::json;
 use unicode_width::UnicodeWidthStr;
 
 use super::{AccountTemplate, App, LibraryEntry, LibraryPage, Templates};
-use crate::app::{open_stores, wechat_clients};
+use crate::bootstrap::{Backend, wechat_clients};
 use crate::config::Config;
 use crate::domain::ChannelKind;
+use crate::domain::DEFAULT_APP;
 use crate::wechat::TokenManager;
 
 /// What `templates` is asked to do.
@@ -48,12 +49,13 @@ pub async fn run(
         .listen
         .parse()
         .with_context(|| format!("LISTEN {} is not an address", config.listen))?;
-    let stores = open_stores(config, Default::default(), Default::default())?;
+    let backend = Backend::open(config)?;
+    let stores = backend.app(DEFAULT_APP, Default::default(), Default::default());
     let (mini_program, official_account) = wechat_clients(config, addr)?;
     let app = |client| App {
         tokens: Arc::new(TokenManager::new(
             Clone::clone(&client),
-            stores.shared.clone(),
+            backend.deployment(),
             config.wechat_token_mode,
         )),
         client,

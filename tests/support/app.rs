@@ -44,14 +44,14 @@ pub fn start_sim(config: formid_ledger::sim::SimConfig) -> SimClient {
     SimClient { base, http: client() }
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .unwrap()
 }
 
-async fn call(
+pub async fn call(
     http: &reqwest::Client,
     method: &str,
     url: String,
@@ -165,7 +165,7 @@ impl TestApp {
             config.redis_key_prefix = super::unique_prefix("app");
         }
         adjust(&mut config);
-        let sandbox = config.wechat_appid.is_none();
+        let sandbox = config.sandbox_mode();
         // A test's sandbox on its own Redis is meant.
         config.sandbox = sandbox;
         let wechat_base = config.wechat_api_base.clone();

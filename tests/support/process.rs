@@ -33,6 +33,11 @@ impl ServiceProcess {
         let binary = env!("CARGO_BIN_EXE_formid-ledger");
         // libfaketime preloaded into the binary itself: the `faketime`
         // wrapper forks, and killing it would leave the service running.
+        // Without an apps file, the simulator's mini-program is the one app.
+        let apps_file = env.iter().any(|(name, _)| *name == "APPS_FILE");
+        let single_app = [("WECHAT_APPID", "wxsandbox"), ("WECHAT_SECRET", "sandbox-secret")]
+            .into_iter()
+            .filter(|_| !apps_file);
         let mut command = Command::new(binary);
         command.env_clear();
         if let Some(offset) = skew {
@@ -46,8 +51,6 @@ impl ServiceProcess {
             .env("LISTEN", format!("127.0.0.1:{port}"))
             .env("REDIS_URL", redis.url())
             .env("REDIS_KEY_PREFIX", prefix)
-            .env("WECHAT_APPID", "wxsandbox")
-            .env("WECHAT_SECRET", "sandbox-secret")
             .env("WECHAT_API_BASE", format!("{}/sandbox/wechat", sim.base))
             .env("SESSION_SECRET", "test-session-secret-0123456789")
             .env(
@@ -56,6 +59,7 @@ impl ServiceProcess {
             )
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
+            .envs(single_app)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,5 +1,5 @@
 // The example mini-program and the client against a real formid-ledger
-// (sandbox mode, started here from $FORMID_LEDGER_BIN): real login codes,
+// (sandbox mode, started here from $FORMID_LEDGER_BIN or the newest build): real login codes,
 // real formIds and grants from the simulator, results read back through
 // the API with an admin key.
 
@@ -155,7 +155,7 @@ test('a token the service refuses: one new login, then the post goes through', a
     ],
   );
   assert.equal(wx.posts('/v1/credentials')[0].header.Authorization, 'Bearer st1.garbage.0.forged');
-  assert.match(storage.get('formid-ledger:session').token, /^st1\./);
+  assert.match(storage.get('formid-ledger:session').token, /^st2\./);
   assert.notEqual(storage.get('formid-ledger:session').token, 'st1.garbage.0.forged');
   assert.equal((await userCredentials(openid)).available_sends, 2);
   assert.deepEqual(errors, []);

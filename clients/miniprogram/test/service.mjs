@@ -1,10 +1,45 @@
-// Starts a real formid-ledger (the binary at $FORMID_LEDGER_BIN) in sandbox
-// mode on a free port, with an admin API key, for the integration tests.
+// Starts a real formid-ledger in sandbox mode on a free port, with an admin
+// API key, for the integration tests: the binary at $FORMID_LEDGER_BIN, or
+// else the newest one cargo built for this checkout (debug or release).
 
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The service binary: $FORMID_LEDGER_BIN, or the newest build in the
+ * checkout's target directory (wherever CARGO_TARGET_DIR puts it). */
+export function serviceBinary() {
+  const fromEnv = process.env.FORMID_LEDGER_BIN;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) throw new Error(`FORMID_LEDGER_BIN=${fromEnv}: no such file`);
+    return fromEnv;
+  }
+  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+  let targetDir = path.join(repo, 'target');
+  try {
+    const metadata = execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], {
+      cwd: repo,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    targetDir = JSON.parse(metadata).target_directory;
+  } catch {
+    // No cargo on PATH: the default target directory.
+  }
+  const built = ['debug', 'release']
+    .map((profile) => path.join(targetDir, profile, 'formid-ledger'))
+    .filter((bin) => existsSync(bin))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  if (built.length === 0) {
+    throw new Error(
+      `no formid-ledger binary under ${targetDir}: build it (cargo build) or set FORMID_LEDGER_BIN`,
+    );
+  }
+  return built[0];
+}
 
 /** A port nothing listens on right now. */
 export function freePort() {
@@ -22,14 +57,7 @@ export function freePort() {
 /** `keys`: more `name:secret:scopes` entries for API_KEYS, beside the
  * generated admin key. */
 export async function startService({ keys = [] } = {}) {
-  const bin = process.env.FORMID_LEDGER_BIN;
-  if (!bin) {
-    throw new Error(
-      'FORMID_LEDGER_BIN is not set: build the service (cargo build --release) and run ' +
-        'FORMID_LEDGER_BIN=target/release/formid-ledger node --test clients/miniprogram/test/',
-    );
-  }
-  if (!existsSync(bin)) throw new Error(`FORMID_LEDGER_BIN=${bin}: no such file`);
+  const bin = serviceBinary();
   const port = await freePort();
   const adminKey = 'client-test-' + randomBytes(16).toString('hex');
   const baseUrl = `http://127.0.0.1:${port}`;

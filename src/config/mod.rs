@@ -3,7 +3,10 @@
 //! settings mean together (which store, sandbox or real WeChat) is decided
 //! in [`crate::app`], not here.
 
+pub mod apps;
+
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::FixedOffset;
@@ -36,7 +39,8 @@ impl FromStr for Secret {
 }
 
 /// Which WeChat endpoint issues access tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TokenMode {
     /// `GET /cgi-bin/token`: every fetch rotates the token.
     Token,
@@ -87,7 +91,13 @@ pub struct Config {
     #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 500)]
     pub redis_wait_timeout_ms: u64,
 
-    /// Mini-program appid. Unset: sandbox mode with the built-in simulator.
+    /// The apps of this deployment (TOML; docs in README). Unset: the
+    /// `WECHAT_*` variables define one app, `default`.
+    #[arg(long, env = "APPS_FILE")]
+    pub apps_file: Option<PathBuf>,
+
+    /// Mini-program appid. Unset (and no `APPS_FILE`): sandbox mode with
+    /// the built-in simulator.
     #[arg(long, env = "WECHAT_APPID")]
     pub wechat_appid: Option<String>,
 
@@ -208,6 +218,7 @@ impl Default for Config {
             redis_key_prefix: "fl".into(),
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 500,
+            apps_file: None,
             wechat_appid: None,
             sandbox: false,
             wechat_secret: None,
@@ -248,9 +259,39 @@ pub const MIN_SECRET_BYTES: usize = 16;
 const PLACEHOLDER: &str = "replace-with";
 
 impl Config {
+    /// Sandbox mode: no WeChat app is configured, so the built-in simulator
+    /// stands in for WeChat.
+    pub fn sandbox_mode(&self) -> bool {
+        self.wechat_appid.is_none() && self.apps_file.is_none()
+    }
+
+    /// The apps `APPS_FILE` names, their secrets read from the environment;
+    /// `None` without an apps file.
+    pub fn apps(&self) -> Result<Option<Vec<apps::AppSettings>>, String> {
+        let Some(path) = &self.apps_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("APPS_FILE {}: {e}", path.display()))?;
+        apps::parse(&text, |var| std::env::var(var).ok(), self.wechat_token_mode).map(Some)
+    }
+
     /// Refuses settings that would be unsafe or could make a request fail:
     /// the message names the setting and how to fix it.
     pub fn validate(&self) -> Result<(), String> {
+        if self.apps_file.is_some() {
+            let single = [
+                ("WECHAT_APPID", self.wechat_appid.is_some()),
+                ("WECHAT_OA_APPID", self.wechat_oa_appid.is_some()),
+                ("WECHAT_PUSH_TOKEN", self.wechat_push_token.is_some()),
+                ("WECHAT_OA_PUSH_TOKEN", self.wechat_oa_push_token.is_some()),
+            ];
+            if let Some((name, _)) = single.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{name} is set beside APPS_FILE: with an apps file every app is configured there \
+                     (a default app too: name one \"default\"); unset {name}"
+                ));
+            }
+        }
         let secrets = [
             ("SESSION_SECRET", &self.session_secret),
             ("WECHAT_PUSH_TOKEN", &self.wechat_push_token),
@@ -325,7 +366,7 @@ impl Config {
             }
         }
         let redis = self.redis_url.is_some() || !self.redis_cluster_nodes.is_empty();
-        if self.wechat_appid.is_none() && redis && !self.sandbox {
+        if self.sandbox_mode() && redis && !self.sandbox {
             return Err(
                 "WECHAT_APPID is not set, so WeChat would be the built-in simulator, but a Redis is \
                  configured: real users' credentials would be spent on it. Set WECHAT_APPID and \

@@ -1,0 +1,185 @@
+//! What the service and its commands open from the configuration: the
+//! store (Redis, Redis Cluster or the embedded one) with each app's ledgers
+//! and records in it, and the WeChat clients of the default app. Nothing
+//! here serves requests; `app` (the server) and the CLIs build on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::apps::key_prefix;
+use crate::config::{Config, Secret};
+use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
+use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
+use crate::sim::SimConfig;
+use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
+use crate::wechat::WechatClient;
+
+/// Bound of every Redis command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One app's state in the store.
+pub struct Stores {
+    pub ledger: Arc<dyn Ledger>,
+    /// Subscribe grants, in the same store as the credentials.
+    pub grants: Arc<dyn GrantLedger>,
+    /// The app's records: idempotency, receipts, caches, push de-duplication.
+    pub shared: Arc<dyn SharedStore>,
+    /// The app's report counters.
+    pub usage: Arc<dyn UsageStore>,
+}
+
+/// The store the configuration names, from which each app's [`Stores`]
+/// are opened (one connection for all of them).
+pub enum Backend {
+    Redis {
+        redis: RedisConnection,
+        prefix: String,
+        replicas: u32,
+        wait: Duration,
+        name: &'static str,
+    },
+    Memory {
+        /// The deployment's own records (access tokens and their locks).
+        deployment: Arc<MemoryStore>,
+    },
+}
+
+impl Backend {
+    /// Redis (single or cluster) or the embedded store.
+    pub fn open(config: &Config) -> anyhow::Result<Self> {
+        let target = match (&config.redis_url, &config.redis_cluster_nodes[..]) {
+            (Some(_), [_, ..]) => bail!("set REDIS_URL or REDIS_CLUSTER_NODES, not both"),
+            (Some(url), []) => Some((RedisTarget::Single(url.clone()), "redis")),
+            (None, [_, ..]) => Some((
+                RedisTarget::Cluster(config.redis_cluster_nodes.clone()),
+                "redis-cluster",
+            )),
+            (None, []) => None,
+        };
+        Ok(match target {
+            Some((target, name)) => Backend::Redis {
+                redis: RedisConnection::new(target, REDIS_TIMEOUT),
+                prefix: config.redis_key_prefix.clone(),
+                replicas: config.redis_wait_replicas,
+                wait: Duration::from_millis(config.redis_wait_timeout_ms.max(1)),
+                name,
+            },
+            None => {
+                tracing::warn!(
+                    "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
+                );
+                Backend::Memory {
+                    deployment: Arc::new(MemoryStore::default()),
+                }
+            }
+        })
+    }
+
+    /// `memory`, `redis` or `redis-cluster`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Redis { name, .. } => name,
+            Backend::Memory { .. } => "memory",
+        }
+    }
+
+    /// Where the deployment keeps what its apps share: one access token per
+    /// WeChat appid (two apps naming the same appid share it) and its lock.
+    pub fn deployment(&self) -> Arc<dyn SharedStore> {
+        match self {
+            Backend::Redis {
+                redis,
+                prefix,
+                replicas,
+                wait,
+                ..
+            } => Arc::new(RedisStore::new(redis.clone(), prefix).with_replicas(*replicas, *wait)),
+            Backend::Memory { deployment } => deployment.clone(),
+        }
+    }
+
+    /// The stores of the app named `app`: on Redis under its key prefix
+    /// (`default` keeps the deployment's), in memory its own.
+    pub fn app(&self, app: &str, ledger: LedgerSettings, grants: GrantSettings) -> Stores {
+        match self {
+            Backend::Redis {
+                redis,
+                prefix,
+                replicas,
+                wait,
+                ..
+            } => {
+                let prefix = key_prefix(prefix, app);
+                let store = Arc::new(RedisStore::new(redis.clone(), &prefix).with_replicas(*replicas, *wait));
+                Stores {
+                    ledger: Arc::new(MeteredLedger::new(
+                        RedisLedger::on(redis.clone(), &prefix, ledger).with_replicas(*replicas, *wait),
+                    )),
+                    grants: Arc::new(
+                        RedisGrants::on(redis.clone(), &prefix, grants).with_replicas(*replicas, *wait),
+                    ),
+                    shared: store.clone(),
+                    usage: store,
+                }
+            }
+            Backend::Memory { .. } => {
+                let store = Arc::new(MemoryStore::default());
+                Stores {
+                    ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(ledger))),
+                    grants: Arc::new(MemoryGrants::new(grants)),
+                    shared: store.clone(),
+                    usage: store,
+                }
+            }
+        }
+    }
+}
+
+/// The default app's WeChat apps: the mini-program, and the official
+/// account when configured. Without `WECHAT_APPID`, sandbox mode: both are
+/// the simulator's, served under `/sandbox/wechat` at `addr`.
+pub fn wechat_clients(
+    config: &Config,
+    addr: SocketAddr,
+) -> anyhow::Result<(WechatClient, Option<WechatClient>)> {
+    let timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
+    let client =
+        |base: &str, appid: &str, secret: &Secret| WechatClient::new(base, appid, secret.clone(), timeout);
+    if config.sandbox_mode() {
+        let sim = SimConfig::default();
+        let base = format!("http://{}/sandbox/wechat", loopback(addr));
+        tracing::warn!(
+            "SANDBOX MODE: WECHAT_APPID is not set; WeChat is the built-in simulator at {base}. No real message is sent."
+        );
+        let mini_program = client(&base, &sim.appid, &Secret::new(sim.secret.clone()))?;
+        let official_account = client(&base, &sim.oa_appid, &Secret::new(sim.oa_secret.clone()))?;
+        return Ok((mini_program, Some(official_account)));
+    }
+    let base = &config.wechat_api_base;
+    let mini_program = match (&config.wechat_appid, &config.wechat_secret) {
+        (Some(appid), Some(secret)) => client(base, appid, secret)?,
+        _ => bail!("WECHAT_APPID is set but WECHAT_SECRET is not"),
+    };
+    let official_account = match (&config.wechat_oa_appid, &config.wechat_oa_secret) {
+        (Some(appid), Some(secret)) => Some(client(base, appid, secret)?),
+        (Some(_), None) => bail!("WECHAT_OA_APPID is set but WECHAT_OA_SECRET is not"),
+        (None, _) => None,
+    };
+    Ok((mini_program, official_account))
+}
+
+/// An address the service can call itself on: 0.0.0.0 becomes 127.0.0.1.
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}

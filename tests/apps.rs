@@ -1,0 +1,210 @@
+//! Several WeChat apps in one deployment, tried as a user would: a real
+//! service process with an apps file, on a real Redis, over the simulator.
+//! Each app keeps its own ledger, keys and sessions; the bare routes act on
+//! `default`, whose data keeps the key layout every earlier version wrote.
+
+mod support;
+
+use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
+use formid_ledger::ledger::{Ledger, LedgerSettings, NewCredential, RedisLedger};
+use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
+use formid_ledger::store::RedisTarget;
+use serde_json::{Value, json};
+use support::app::{ADMIN_KEY, call, client, start_sim};
+use support::process::ServiceProcess;
+use support::{RedisServer, unique_prefix};
+
+const SHOP_KEY: &str = "shop-key-0123456789abcdef";
+
+const APPS: &str = r#"
+[[apps]]
+name = "default"
+[apps.miniprogram]
+appid = "wxsandbox"
+secret_env = "DEFAULT_SECRET"
+[apps.official_account]
+appid = "wxsandboxoa"
+secret_env = "DEFAULT_OA_SECRET"
+
+[[apps]]
+name = "shop"
+[apps.miniprogram]
+appid = "wxsandbox"
+secret_env = "SHOP_SECRET"
+"#;
+
+fn message(touser: &str) -> Value {
+    json!({"touser": touser, "template_id": BUILTIN_TEMPLATES[0], "data": {"keyword1": {"value": "v"}}})
+}
+
+#[tokio::test]
+async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("apps");
+    let sim = start_sim(SimConfig::default());
+
+    // Written before the upgrade, in the layout every earlier version used.
+    let before = RedisLedger::new(
+        RedisTarget::Single(redis.url()),
+        &prefix,
+        LedgerSettings::default(),
+    );
+    let old_ids = sim.form_ids("oTwin", 2, None).await;
+    let batch: Vec<NewCredential> = old_ids
+        .iter()
+        .map(|id| NewCredential {
+            kind: CredentialKind::Form,
+            id: CredentialId::parse(id).unwrap(),
+            collected_at: None,
+        })
+        .collect();
+    let openid = OpenId::parse("oTwin").unwrap();
+    before.add(&openid, &batch).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apps.toml");
+    std::fs::write(&file, APPS).unwrap();
+    let keys = format!("admin:{ADMIN_KEY}:admin,shop:{SHOP_KEY}:collect+send+report:shop");
+    let service = ServiceProcess::start(
+        &redis,
+        &prefix,
+        &sim,
+        &[
+            ("APPS_FILE", file.to_str().unwrap()),
+            ("DEFAULT_SECRET", "sandbox-secret"),
+            ("DEFAULT_OA_SECRET", "sandbox-oa-secret"),
+            ("SHOP_SECRET", "sandbox-secret"),
+            ("API_KEYS", &keys),
+        ],
+    )
+    .await;
+    let http = client();
+    let at = |path: &str| format!("{}{path}", service.base);
+    let available =
+        async |path: &str, key: &str| -> (u16, Value) { call(&http, "GET", at(path), Some(key), None).await };
+
+    // The apps, as each key may see them.
+    let (status, listed) = available("/v1/apps", ADMIN_KEY).await;
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&str> = listed["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "shop"]);
+    assert_eq!(
+        listed["apps"][0]["channels"],
+        json!(["template", "subscribe", "official_account"])
+    );
+    assert_eq!(listed["apps"][1]["channels"], json!(["template", "subscribe"]));
+    let (_, seen) = available("/v1/apps", SHOP_KEY).await;
+    assert_eq!(seen["apps"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["apps"][0]["name"], "shop");
+
+    // The data written before the upgrade is default's, on the bare routes
+    // and under its name.
+    let (_, held) = available("/v1/users/oTwin/credentials", ADMIN_KEY).await;
+    assert_eq!(held["available_sends"], 2, "{held}");
+    let (_, held) = available("/v1/apps/default/users/oTwin/credentials", ADMIN_KEY).await;
+    assert_eq!(held["available_sends"], 2, "{held}");
+
+    // The same openid in the shop app: a ledger of its own.
+    let shop_ids = sim.form_ids("oTwin", 1, None).await;
+    let body = json!({"openid": "oTwin", "form_ids": shop_ids});
+    let (status, stored) = call(
+        &http,
+        "POST",
+        at("/v1/apps/shop/credentials"),
+        Some(SHOP_KEY),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((status, &stored["accepted"]), (200, &json!(1)), "{stored}");
+    let (_, held) = available("/v1/apps/shop/users/oTwin/credentials", SHOP_KEY).await;
+    assert_eq!(held["available_sends"], 1, "{held}");
+    let (_, held) = available("/v1/users/oTwin/credentials", ADMIN_KEY).await;
+    assert_eq!(
+        held["available_sends"], 2,
+        "the default app's ledger is untouched"
+    );
+
+    // A key scoped to shop is refused on default, bare or named.
+    for path in ["/v1/credentials", "/v1/apps/default/credentials"] {
+        let (status, refused) = call(&http, "POST", at(path), Some(SHOP_KEY), Some(body.clone())).await;
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
+    }
+    let (status, unknown) = available("/v1/apps/nope/users/oTwin/credentials", ADMIN_KEY).await;
+    assert_eq!((status, unknown["code"].as_str()), (404, Some("unknown_app")));
+
+    // A session of the shop app is good there only.
+    let code = sim.login_code("oTwin").await;
+    let (status, session) = call(
+        &http,
+        "POST",
+        at("/v1/apps/shop/sessions"),
+        None,
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["token"].as_str().unwrap().to_owned();
+    let more = json!({"form_ids": sim.form_ids("oTwin", 1, None).await});
+    let (status, _) = call(
+        &http,
+        "POST",
+        at("/v1/credentials"),
+        Some(&token),
+        Some(more.clone()),
+    )
+    .await;
+    assert_eq!(status, 401, "a shop session on the default app");
+    let (status, stored) = call(
+        &http,
+        "POST",
+        at("/v1/apps/shop/credentials"),
+        Some(&token),
+        Some(more),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["available_sends"], 2);
+
+    // Sends spend from the app they name.
+    let (status, sent) = call(
+        &http,
+        "POST",
+        at("/v1/apps/shop/messages"),
+        Some(SHOP_KEY),
+        Some(message("oTwin")),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let (status, sent) = call(
+        &http,
+        "POST",
+        at("/v1/messages"),
+        Some(ADMIN_KEY),
+        Some(message("oTwin")),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let (_, held) = available("/v1/apps/shop/users/oTwin/credentials", SHOP_KEY).await;
+    assert_eq!(held["available_sends"], 1);
+    let (_, held) = available("/v1/users/oTwin/credentials", ADMIN_KEY).await;
+    assert_eq!(held["available_sends"], 1);
+    assert_eq!(sim.inbox("oTwin").await.len(), 2);
+
+    // Default's book is where it always was; shop's carries the app's name.
+    let mut redis_client = redis.client();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*oTwin*"))
+        .query(&mut redis_client)
+        .unwrap();
+    assert!(keys.contains(&format!("{prefix}:{{oTwin}}")), "{keys:?}");
+    assert!(keys.contains(&format!("{prefix}:shop:{{oTwin}}")), "{keys:?}");
+}
