@@ -64,6 +64,13 @@ enum Command {
         /// Safe mode: the EncodingAESKey to encrypt pushes with.
         #[arg(long)]
         push_aes_key: Option<String>,
+        /// Another mini-program, APPID:SECRET (repeatable), beside the
+        /// built-in wxsandbox; control routes name it with "appid".
+        #[arg(long = "app", value_parser = app_credentials)]
+        apps: Vec<(String, String)>,
+        /// Another official account, APPID:SECRET (repeatable).
+        #[arg(long = "official-account", value_parser = app_credentials)]
+        official_accounts: Vec<(String, String)>,
     },
     /// Print the usage report from the store named by REDIS_URL /
     /// REDIS_CLUSTER_NODES.
@@ -139,6 +146,8 @@ async fn main() -> anyhow::Result<()> {
             push_official_account,
             push_token,
             push_aes_key,
+            apps,
+            official_accounts,
         } => {
             if let Some(key) = &push_aes_key {
                 formid_ledger::push::crypto::AesKey::parse(key).context("--push-aes-key")?;
@@ -159,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
                 token_overlap_secs: token_overlap,
                 daily_limit,
                 push,
+                more_miniprograms: apps,
+                more_official_accounts: official_accounts,
                 ..SimConfig::default()
             };
             let listener =
@@ -199,6 +210,19 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `APPID:SECRET` of a simulated app.
+fn app_credentials(raw: &str) -> Result<(String, String), String> {
+    let (appid, secret) = raw
+        .split_once(':')
+        .ok_or_else(|| format!("{raw:?} is not APPID:SECRET"))?;
+    if !formid_ledger::domain::is_identifier(appid, 64) || secret.is_empty() {
+        return Err(format!(
+            "{raw:?}: the appid is [A-Za-z0-9_-] and the secret is not empty"
+        ));
+    }
+    Ok((appid.to_owned(), secret.to_owned()))
 }
 
 async fn report(config: Config, from: Option<String>, to: Option<String>, json: bool) -> anyhow::Result<()> {

@@ -29,9 +29,12 @@ secret_env = "DEFAULT_OA_SECRET"
 [[apps]]
 name = "shop"
 [apps.miniprogram]
-appid = "wxsandbox"
+appid = "wxshop"
 secret_env = "SHOP_SECRET"
 "#;
+
+/// The shop's mini-program in the simulator, beside the built-in one.
+const SHOP_APPID: &str = "wxshop";
 
 fn message(touser: &str) -> Value {
     json!({"touser": touser, "template_id": BUILTIN_TEMPLATES[0], "data": {"keyword1": {"value": "v"}}})
@@ -41,7 +44,10 @@ fn message(touser: &str) -> Value {
 async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     let redis = RedisServer::start();
     let prefix = unique_prefix("apps");
-    let sim = start_sim(SimConfig::default());
+    let sim = start_sim(SimConfig {
+        more_miniprograms: vec![(SHOP_APPID.into(), "shop-secret".into())],
+        ..SimConfig::default()
+    });
 
     // Written before the upgrade, in the layout every earlier version used.
     let before = RedisLedger::new(
@@ -73,7 +79,7 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
             ("APPS_FILE", file.to_str().unwrap()),
             ("DEFAULT_SECRET", "sandbox-secret"),
             ("DEFAULT_OA_SECRET", "sandbox-oa-secret"),
-            ("SHOP_SECRET", "sandbox-secret"),
+            ("SHOP_SECRET", "shop-secret"),
             ("API_KEYS", &keys),
         ],
     )
@@ -109,8 +115,19 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     let (_, held) = available("/v1/apps/default/users/oTwin/credentials", ADMIN_KEY).await;
     assert_eq!(held["available_sends"], 2, "{held}");
 
-    // The same openid in the shop app: a ledger of its own.
-    let shop_ids = sim.form_ids("oTwin", 1, None).await;
+    // The same openid in the shop app (its formIds are the shop
+    // mini-program's): a ledger of its own.
+    let shop_form_ids = async |count: u32| -> Value {
+        let (status, issued) = sim
+            .post(
+                "/sandbox/form-ids",
+                json!({"openid": "oTwin", "count": count, "appid": SHOP_APPID}),
+            )
+            .await;
+        assert_eq!(status, 200, "{issued}");
+        issued["form_ids"].clone()
+    };
+    let shop_ids = shop_form_ids(1).await;
     let body = json!({"openid": "oTwin", "form_ids": shop_ids});
     let (status, stored) = call(
         &http,
@@ -142,7 +159,13 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     assert_eq!((status, unknown["code"].as_str()), (404, Some("unknown_app")));
 
     // A session of the shop app is good there only.
-    let code = sim.login_code("oTwin").await;
+    let (_, code) = sim
+        .post(
+            "/sandbox/login-codes",
+            json!({"openid": "oTwin", "appid": SHOP_APPID}),
+        )
+        .await;
+    let code = code["code"].as_str().unwrap().to_owned();
     let (status, session) = call(
         &http,
         "POST",
@@ -153,7 +176,7 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     .await;
     assert_eq!(status, 201, "{session}");
     let token = session["token"].as_str().unwrap().to_owned();
-    let more = json!({"form_ids": sim.form_ids("oTwin", 1, None).await});
+    let more = json!({"form_ids": shop_form_ids(1).await});
     let (status, _) = call(
         &http,
         "POST",
@@ -197,7 +220,20 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     assert_eq!(held["available_sends"], 1);
     let (_, held) = available("/v1/users/oTwin/credentials", ADMIN_KEY).await;
     assert_eq!(held["available_sends"], 1);
-    assert_eq!(sim.inbox("oTwin").await.len(), 2);
+    // Each app's message is in its own mini-program's inbox, and each
+    // mini-program's token was fetched once (the default app's official
+    // account's too, by the same account of the simulator).
+    assert_eq!(sim.inbox("oTwin").await.len(), 1);
+    let (_, shop_inbox) = sim.get(&format!("/sandbox/inbox/oTwin?appid={SHOP_APPID}")).await;
+    assert_eq!(
+        shop_inbox["messages"].as_array().unwrap().len(),
+        1,
+        "{shop_inbox}"
+    );
+    let (_, stats) = sim.get(&format!("/sandbox/stats?appid={SHOP_APPID}")).await;
+    assert_eq!(stats["token_fetches"], 1, "{stats}");
+    let stats = sim.stats().await;
+    assert_eq!(stats["token_fetches"], 2, "{stats}");
 
     // Default's book is where it always was; shop's carries the app's name.
     let mut redis_client = redis.client();

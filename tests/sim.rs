@@ -1131,3 +1131,75 @@ async fn template_management_follows_wechat_rules_and_limits() {
     let (_, stats) = sim.get("/stats").await;
     assert_eq!(stats["template_lists"], 1);
 }
+
+/// Several simulated mini-programs: each keeps its own tokens, credentials,
+/// inboxes, stats and faults; control routes name one by `appid` (in the
+/// body, or the query of a GET) and act on the first without it.
+#[tokio::test]
+async fn each_simulated_app_keeps_its_own_tokens_inboxes_stats_and_faults() {
+    let sim = Sim::start(SimConfig {
+        more_miniprograms: vec![("wxother".into(), "other-secret".into())],
+        ..SimConfig::default()
+    })
+    .await;
+    let other_token = sim
+        .wx_get("/wechat/cgi-bin/token?grant_type=client_credential&appid=wxother&secret=other-secret")
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stable = sim
+        .wx_post(
+            "/wechat/cgi-bin/stable_token",
+            json!({"grant_type": "client_credential", "appid": "wxother", "secret": "other-secret"}),
+        )
+        .await;
+    assert!(stable["access_token"].is_string(), "{stable}");
+    let wrong = sim
+        .wx_get("/wechat/cgi-bin/token?grant_type=client_credential&appid=wxother&secret=sandbox-secret")
+        .await;
+    assert_eq!(wrong["errcode"], 40125, "another app's secret: {wrong}");
+    let own_token = sim.token().await;
+
+    // A formId of one app is not the other's.
+    let (_, issued) = sim
+        .post(
+            "/form-ids",
+            json!({"openid": "oBoth", "count": 1, "appid": "wxother"}),
+        )
+        .await;
+    let other_form = issued["form_ids"][0].as_str().unwrap().to_owned();
+    let message = |form_id: &str| json!({"touser": "oBoth", "template_id": BUILTIN_TEMPLATES[0], "form_id": form_id, "data": {}});
+    assert_eq!(sim.send(&own_token, message(&other_form)).await["errcode"], 41028);
+    assert_eq!(sim.send(&other_token, message(&other_form)).await["errcode"], 0);
+    let (_, inbox) = sim.get("/inbox/oBoth?appid=wxother").await;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
+    let (_, inbox) = sim.get("/inbox/oBoth").await;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 0, "{inbox}");
+
+    // A fault for one app leaves the other's calls alone.
+    let (status, _) = sim
+        .post("/faults", json!({"errcode": -1, "count": 5, "appid": "wxother"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let own_form = sim.form_id("oBoth").await;
+    assert_eq!(sim.send(&own_token, message(&own_form)).await["errcode"], 0);
+    let (_, issued) = sim
+        .post(
+            "/form-ids",
+            json!({"openid": "oBoth", "count": 1, "appid": "wxother"}),
+        )
+        .await;
+    let other_form = issued["form_ids"][0].as_str().unwrap().to_owned();
+    assert_eq!(sim.send(&other_token, message(&other_form)).await["errcode"], -1);
+
+    let (_, stats) = sim.get("/stats?appid=wxother").await;
+    assert_eq!(stats["token_fetches"], 2, "{stats}");
+    let (status, unknown) = sim
+        .post(
+            "/form-ids",
+            json!({"openid": "o", "count": 1, "appid": "wxnobody"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
+}

@@ -57,6 +57,48 @@ pub struct SimConfig {
     pub daily_limit: u64,
     /// Pushes to the service; none when unset.
     pub push: Option<PushTargets>,
+    /// More mini-programs, each an account of its own (`--app APPID:SECRET`).
+    pub more_miniprograms: Vec<(String, String)>,
+    /// More official accounts, each an account of its own
+    /// (`--official-account APPID:SECRET`).
+    pub more_official_accounts: Vec<(String, String)>,
+}
+
+impl SimConfig {
+    /// One configuration per simulated account: this one's own pair first,
+    /// then one per further mini-program (its official account unusable:
+    /// a secret nobody knows) and one per further official account (its
+    /// mini-program likewise).
+    pub fn accounts(&self) -> Vec<SimConfig> {
+        let unknowable = || format!("{:032x}", rand::random::<u128>());
+        let single = SimConfig {
+            more_miniprograms: Vec::new(),
+            more_official_accounts: Vec::new(),
+            ..self.clone()
+        };
+        let mut accounts = vec![single.clone()];
+        for (appid, secret) in &self.more_miniprograms {
+            accounts.push(SimConfig {
+                appid: appid.clone(),
+                secret: secret.clone(),
+                oa_appid: format!("{appid}-oa"),
+                oa_secret: unknowable(),
+                push: None,
+                ..single.clone()
+            });
+        }
+        for (appid, secret) in &self.more_official_accounts {
+            accounts.push(SimConfig {
+                appid: format!("{appid}-mp"),
+                secret: unknowable(),
+                oa_appid: appid.clone(),
+                oa_secret: secret.clone(),
+                push: None,
+                ..single.clone()
+            });
+        }
+        accounts
+    }
 }
 
 impl Default for SimConfig {
@@ -70,6 +112,8 @@ impl Default for SimConfig {
             token_overlap_secs: 300,
             daily_limit: 1_000_000,
             push: None,
+            more_miniprograms: Vec::new(),
+            more_official_accounts: Vec::new(),
         }
     }
 }

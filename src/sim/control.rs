@@ -4,14 +4,17 @@
 //! Input is parsed here, once (unknown fields rejected), and every refusal,
 //! actix's own extractor errors included, becomes a `{"code","message"}` 4xx.
 
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::errors::ControlError;
 use super::fault::FaultRequest;
-use super::handle::Simulator;
+use super::handle::{Account, NamedAppid};
 use super::subscribe::RESULTS;
 use crate::domain::{OpenId, TemplateId};
 
@@ -47,24 +50,53 @@ struct OpenIdRequest {
 }
 
 /// The user follows the official account.
-async fn follow(
-    sim: web::Data<Simulator>,
-    body: web::Json<OpenIdRequest>,
-) -> Result<HttpResponse, ControlError> {
+async fn follow(account: Account, body: web::Json<OpenIdRequest>) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
-    sim.lock().follow(&openid);
+    account.lock().follow(&openid);
     Ok(HttpResponse::Ok().json(json!({"openid": openid.as_str(), "following": true})))
 }
 
 /// The user (a follower) refuses the account's messages: they are accepted,
 /// then fail with `failed:user block`.
-async fn block(
-    sim: web::Data<Simulator>,
-    body: web::Json<OpenIdRequest>,
-) -> Result<HttpResponse, ControlError> {
+async fn block(account: Account, body: web::Json<OpenIdRequest>) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
-    sim.lock().block(&openid);
+    account.lock().block(&openid);
     Ok(HttpResponse::Ok().json(json!({"openid": openid.as_str(), "blocking": true})))
+}
+
+/// Most bytes a control request's body may have.
+const MAX_CONTROL_BODY: usize = 64 * 1024;
+
+/// Middleware on the control routes: a JSON body's optional `"appid"` names
+/// the simulated app the request is for. It is taken out of the body (the
+/// routes' bodies refuse unknown fields) and kept for [`Account`].
+pub async fn named_app(
+    mut req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.method() != actix_web::http::Method::POST || req.path().starts_with("/sandbox/wechat") {
+        return next.call(req).await;
+    }
+    let Ok(body) = req.extract::<web::Bytes>().await else {
+        return next.call(req).await;
+    };
+    let mut body = body;
+    if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(&body)
+        && let Some(appid) = fields.remove("appid")
+    {
+        let Some(appid) = appid.as_str() else {
+            let err = ControlError::invalid("appid must be a string");
+            return Ok(req.into_response(err.error_response()));
+        };
+        req.extensions_mut().insert(NamedAppid(appid.to_owned()));
+        body = serde_json::to_vec(&fields).unwrap_or_default().into();
+    }
+    if body.len() > MAX_CONTROL_BODY {
+        let err = ControlError::invalid("the body is too large");
+        return Ok(req.into_response(err.error_response()));
+    }
+    req.set_payload(actix_web::dev::Payload::from(body));
+    next.call(req).await
 }
 
 fn resource(path: &str) -> actix_web::Resource {
@@ -120,11 +152,11 @@ struct LoginCodeRequest {
 
 #[tracing::instrument(skip_all)]
 async fn login_code(
-    sim: web::Data<Simulator>,
+    account: Account,
     body: web::Json<LoginCodeRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
-    let code = sim.lock().issue_login_code(openid, sim.now());
+    let code = account.lock().issue_login_code(openid, account.now());
     Ok(HttpResponse::Ok().json(json!({ "code": code })))
 }
 
@@ -137,19 +169,16 @@ struct FormIdsRequest {
 }
 
 #[tracing::instrument(skip_all)]
-async fn form_ids(
-    sim: web::Data<Simulator>,
-    body: web::Json<FormIdsRequest>,
-) -> Result<HttpResponse, ControlError> {
+async fn form_ids(account: Account, body: web::Json<FormIdsRequest>) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
     if !(1..=MAX_FORM_IDS).contains(&body.count) {
         return Err(ControlError::invalid(format!(
             "count must be 1 to {MAX_FORM_IDS}"
         )));
     }
-    let now = sim.now();
+    let now = account.now();
     let issued_at = parse_issued_at(body.issued_at.as_deref(), now)?;
-    let ids = sim.lock().issue_form_ids(&openid, body.count, issued_at, now);
+    let ids = account.lock().issue_form_ids(&openid, body.count, issued_at, now);
     Ok(HttpResponse::Ok().json(json!({ "form_ids": ids })))
 }
 
@@ -161,49 +190,43 @@ struct PaymentRequest {
 }
 
 #[tracing::instrument(skip_all)]
-async fn payment(
-    sim: web::Data<Simulator>,
-    body: web::Json<PaymentRequest>,
-) -> Result<HttpResponse, ControlError> {
+async fn payment(account: Account, body: web::Json<PaymentRequest>) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
-    let now = sim.now();
+    let now = account.now();
     let issued_at = parse_issued_at(body.issued_at.as_deref(), now)?;
-    let prepay_id = sim.lock().issue_prepay_id(&openid, issued_at, now);
+    let prepay_id = account.lock().issue_prepay_id(&openid, issued_at, now);
     Ok(HttpResponse::Ok().json(json!({ "prepay_id": prepay_id })))
 }
 
 #[tracing::instrument(skip_all)]
-async fn inbox(sim: web::Data<Simulator>, path: web::Path<String>) -> Result<HttpResponse, ControlError> {
+async fn inbox(account: Account, path: web::Path<String>) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&path)?;
-    let messages = sim.lock().inbox(&openid);
+    let messages = account.lock().inbox(&openid);
     Ok(HttpResponse::Ok().json(json!({ "openid": openid.as_str(), "messages": messages })))
 }
 
-async fn active_fault(sim: web::Data<Simulator>) -> HttpResponse {
-    let fault = sim.lock().fault();
+async fn active_fault(account: Account) -> HttpResponse {
+    let fault = account.lock().fault();
     HttpResponse::Ok().json(json!({ "active": fault }))
 }
 
 #[tracing::instrument(skip_all)]
-async fn set_fault(
-    sim: web::Data<Simulator>,
-    body: web::Json<FaultRequest>,
-) -> Result<HttpResponse, ControlError> {
+async fn set_fault(account: Account, body: web::Json<FaultRequest>) -> Result<HttpResponse, ControlError> {
     let fault = body.into_inner().into_fault()?;
-    sim.lock().set_fault(fault);
+    account.lock().set_fault(fault);
     Ok(HttpResponse::Ok().json(json!({ "active": fault })))
 }
 
-async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
-    let mut stats = json!(sim.lock().stats());
-    if let Some(pusher) = sim.pusher() {
+async fn stats(account: Account) -> HttpResponse {
+    let mut stats = json!(account.lock().stats());
+    if let Some(pusher) = account.pusher() {
         stats["pushes"] = pusher.stats();
     }
     HttpResponse::Ok().json(stats)
 }
 
-async fn templates(sim: web::Data<Simulator>) -> HttpResponse {
-    let templates = sim.lock().templates();
+async fn templates(account: Account) -> HttpResponse {
+    let templates = account.lock().templates();
     HttpResponse::Ok().json(json!({ "templates": templates }))
 }
 
@@ -215,7 +238,7 @@ struct TemplateRequest {
 
 #[tracing::instrument(skip_all)]
 async fn register_template(
-    sim: web::Data<Simulator>,
+    account: Account,
     body: web::Json<TemplateRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let id = body.into_inner().template_id;
@@ -224,7 +247,7 @@ async fn register_template(
             crate::domain::InvalidTemplateId.to_string(),
         ));
     }
-    sim.lock().register_template(id.clone());
+    account.lock().register_template(id.clone());
     Ok(HttpResponse::Ok().json(json!({ "template_id": id })))
 }
 
@@ -244,7 +267,7 @@ struct SubscribeRequest {
 /// object the mini-program would get.
 #[tracing::instrument(skip_all)]
 async fn subscribe(
-    sim: web::Data<Simulator>,
+    account: Account,
     body: web::Json<SubscribeRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let SubscribeRequest { openid, results } = body.into_inner();
@@ -263,11 +286,11 @@ async fn subscribe(
             )));
         }
     }
-    let answer = sim
+    let answer = account
         .lock()
         .request_subscription(&openid, &results)
         .map_err(ControlError::invalid)?;
-    if let Some(pusher) = sim.pusher() {
+    if let Some(pusher) = account.pusher() {
         let list: Vec<_> = answer
             .iter()
             .filter(|(template, _)| template.as_str() != "errMsg")
@@ -294,7 +317,7 @@ struct ChangeRequest {
 /// ("accept") in the mini-program's settings.
 #[tracing::instrument(skip_all)]
 async fn change_subscription(
-    sim: web::Data<Simulator>,
+    account: Account,
     body: web::Json<ChangeRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
@@ -304,10 +327,11 @@ async fn change_subscription(
         "reject" => false,
         _ => return Err(ControlError::invalid("status must be accept or reject")),
     };
-    sim.lock()
+    account
+        .lock()
         .change_subscription(&openid, template.as_str(), on)
         .map_err(ControlError::invalid)?;
-    if let Some(pusher) = sim.pusher() {
+    if let Some(pusher) = account.pusher() {
         let list = json!([{"TemplateId": template.as_str(), "SubscribeStatusString": body.status}]);
         pusher.miniprogram_event(
             openid.as_str(),
@@ -331,7 +355,7 @@ struct SubscribeTemplateRequest {
 
 #[tracing::instrument(skip_all)]
 async fn register_subscribe_template(
-    sim: web::Data<Simulator>,
+    account: Account,
     body: web::Json<SubscribeTemplateRequest>,
 ) -> Result<HttpResponse, ControlError> {
     let SubscribeTemplateRequest {
@@ -348,7 +372,8 @@ async fn register_subscribe_template(
             "keywords: 1 to 20 keys of the form <type><digits>, e.g. thing1",
         ));
     }
-    sim.lock()
+    account
+        .lock()
         .add_subscribe_template(template.as_str().to_owned(), keywords.clone());
     Ok(HttpResponse::Ok().json(json!({ "template_id": template.as_str(), "keywords": keywords })))
 }

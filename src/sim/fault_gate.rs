@@ -31,9 +31,11 @@ pub async fn gate(
         .iter()
         .any(|p| req.path().ends_with(p));
     let is_template_admin = !is_send && TEMPLATE_ADMIN.iter().any(|p| req.path().contains(p));
+    // Faults are the account's the call is for (by appid or access token).
     let fault = req
         .app_data::<web::Data<Simulator>>()
-        .and_then(|sim| sim.lock().take_fault(is_send, is_template_admin));
+        .and_then(|sim| sim.of_request(req.request()).ok())
+        .and_then(|account| account.lock().take_fault(is_send, is_template_admin));
     let Some(fault) = fault else {
         return next.call(req).await;
     };

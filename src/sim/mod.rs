@@ -142,7 +142,7 @@ mod wechat;
 
 use std::net::TcpListener;
 
-use actix_web::{App, HttpServer, Scope, web};
+use actix_web::{App, HttpServer, web};
 
 pub use config::{
     BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN,
@@ -156,8 +156,9 @@ pub use subscribe::BUILTIN_SUBSCRIBE_TEMPLATES;
 impl Simulator {
     /// All routes, under `/sandbox`. The `drop` fault only closes the
     /// connection cleanly if the server also registers [`on_connect`].
-    pub fn scope(&self) -> Scope {
+    pub fn scope(&self) -> impl actix_web::dev::HttpServiceFactory + 'static {
         web::scope("/sandbox")
+            .wrap(actix_web::middleware::from_fn(control::named_app))
             .app_data(web::Data::new(self.clone()))
             .app_data(control::json_config())
             .app_data(control::query_config())

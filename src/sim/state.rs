@@ -240,6 +240,12 @@ impl State {
         checked
     }
 
+    /// Whether this account issued `token` (to its mini-program or its
+    /// official account).
+    pub(super) fn owns_token(&self, token: &str) -> bool {
+        self.tokens.issued(token) || self.oa_tokens.issued(token)
+    }
+
     /// A mini-program call's `access_token`: present and current.
     pub(super) fn check_token(&self, access_token: Option<&str>, now: DateTime<Utc>) -> Result<(), WxError> {
         present(access_token).and_then(|t| self.tokens.check(t, now))

@@ -103,6 +103,11 @@ impl Tokens {
         })
     }
 
+    /// Whether this issued `token` (live or not).
+    pub fn issued(&self, token: &str) -> bool {
+        self.known.contains_key(token)
+    }
+
     pub fn check(&self, token: &str, now: DateTime<Utc>) -> Result<(), WxError> {
         let token = self.known.get(token).ok_or(WxError::InvalidToken)?;
         let (dies_at, reason) = token.death();

@@ -15,7 +15,7 @@ use super::config::{OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::control::{method_not_allowed, not_found};
 use super::errors::{WxError, wx_answer};
 use super::fault_gate;
-use super::handle::Simulator;
+use super::handle::{Account, Simulator};
 use super::state::AppAuth;
 use super::template_admin::{
     LibraryId, OfficialAccountAdd, Paging, SubscribeAdd, SubscribeDel, TemplateAdd,
@@ -70,9 +70,9 @@ async fn read_body(payload: web::Payload) -> Option<web::Bytes> {
 }
 
 #[tracing::instrument(skip_all)]
-async fn token(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn token(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
-    answer(sim.lock().fetch_token(auth(&params), sim.now()))
+    answer(account.lock().fetch_token(auth(&params), account.now()))
 }
 
 #[derive(Deserialize)]
@@ -95,24 +95,38 @@ async fn stable_token(sim: web::Data<Simulator>, payload: web::Payload) -> HttpR
         appid: body.appid.as_deref(),
         secret: body.secret.as_deref(),
     };
-    answer(sim.lock().fetch_stable_token(auth, body.force_refresh, sim.now()))
+    // The appid is in the body here: the account it names, or the first
+    // (which refuses a foreign appid).
+    let account = body
+        .appid
+        .as_deref()
+        .and_then(|appid| sim.by_appid(appid))
+        .unwrap_or_else(|| sim.first());
+    let issued = account
+        .lock()
+        .fetch_stable_token(auth, body.force_refresh, account.now());
+    answer(issued)
 }
 
 #[tracing::instrument(skip_all)]
-async fn code_to_session(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn code_to_session(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
     let js_code = params.get("js_code").map(String::as_str);
-    answer(sim.lock().code_to_session(auth(&params), js_code, sim.now()))
+    answer(
+        account
+            .lock()
+            .code_to_session(auth(&params), js_code, account.now()),
+    )
 }
 
 #[tracing::instrument(skip_all)]
-async fn send(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+async fn send(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let params = query(&req);
     let body = read_body(payload).await;
-    let result = sim.lock().send(
+    let result = account.lock().send(
         params.get("access_token").map(String::as_str),
         body.as_deref(),
-        sim.now(),
+        account.now(),
     );
     match result {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok" })),
@@ -121,13 +135,13 @@ async fn send(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload
 }
 
 #[tracing::instrument(skip_all)]
-async fn send_subscribe(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+async fn send_subscribe(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let params = query(&req);
     let body = read_body(payload).await;
-    let result = sim.lock().send_subscribe(
+    let result = account.lock().send_subscribe(
         params.get("access_token").map(String::as_str),
         body.as_deref(),
-        sim.now(),
+        account.now(),
     );
     match result {
         Ok(msgid) => {
@@ -136,7 +150,7 @@ async fn send_subscribe(sim: web::Data<Simulator>, req: HttpRequest, payload: we
                 .as_deref()
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or_default();
-            if let (Some(pusher), Some(touser)) = (sim.pusher(), sent["touser"].as_str()) {
+            if let (Some(pusher), Some(touser)) = (account.pusher(), sent["touser"].as_str()) {
                 let receipt = serde_json::json!({"List": {
                     "TemplateId": sent["template_id"], "MsgID": msgid.to_string(),
                     "ErrorCode": 0, "ErrorStatus": "success",
@@ -152,19 +166,15 @@ async fn send_subscribe(sim: web::Data<Simulator>, req: HttpRequest, payload: we
 /// The official account's template message; its `TEMPLATESENDJOBFINISH`
 /// follows in a push.
 #[tracing::instrument(skip_all)]
-async fn send_official_account(
-    sim: web::Data<Simulator>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
+async fn send_official_account(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let params = query(&req);
     let body = read_body(payload).await;
-    let result = sim
+    let result = account
         .lock()
-        .send_official_account(access_token(&params), body.as_deref(), sim.now());
+        .send_official_account(access_token(&params), body.as_deref(), account.now());
     match result {
         Ok(taken) => {
-            if let Some(pusher) = sim.pusher() {
+            if let Some(pusher) = account.pusher() {
                 pusher.job_finished(&taken.touser, taken.msgid, taken.status);
             }
             HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": taken.msgid }))
@@ -224,10 +234,14 @@ fn number(params: &HashMap<String, String>, name: &str) -> Option<u64> {
 
 macro_rules! body_route {
     ($name:ident, $body:ty, $method:ident) => {
-        async fn $name(sim: web::Data<Simulator>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+        async fn $name(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
             let params = query(&req);
             let body: Result<$body, WxError> = json_body(payload).await;
-            managed(body.and_then(|body| sim.lock().$method(access_token(&params), body, sim.now())))
+            managed(body.and_then(|body| {
+                account
+                    .lock()
+                    .$method(access_token(&params), body, account.now())
+            }))
         }
     };
 }
@@ -242,36 +256,46 @@ body_route!(subscribe_del, SubscribeDel, subscribe_del);
 body_route!(oa_add, OfficialAccountAdd, oa_add);
 body_route!(oa_del, TemplateIdBody, oa_del);
 
-async fn subscribe_categories(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn subscribe_categories(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
-    managed(sim.lock().subscribe_categories(access_token(&params), sim.now()))
+    managed(
+        account
+            .lock()
+            .subscribe_categories(access_token(&params), account.now()),
+    )
 }
 
-async fn subscribe_titles(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn subscribe_titles(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
     let (start, limit) = (number(&params, "start"), number(&params, "limit"));
     let ids = params.get("ids").map(String::as_str);
     managed(
-        sim.lock()
-            .subscribe_titles(access_token(&params), ids, start, limit, sim.now()),
+        account
+            .lock()
+            .subscribe_titles(access_token(&params), ids, start, limit, account.now()),
     )
 }
 
-async fn subscribe_keywords(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn subscribe_keywords(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
     let tid = params.get("tid").map(String::as_str);
     managed(
-        sim.lock()
-            .subscribe_keywords(access_token(&params), tid, sim.now()),
+        account
+            .lock()
+            .subscribe_keywords(access_token(&params), tid, account.now()),
     )
 }
 
-async fn subscribe_list(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn subscribe_list(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
-    managed(sim.lock().subscribe_list(access_token(&params), sim.now()))
+    managed(
+        account
+            .lock()
+            .subscribe_list(access_token(&params), account.now()),
+    )
 }
 
-async fn oa_templates(sim: web::Data<Simulator>, req: HttpRequest) -> HttpResponse {
+async fn oa_templates(account: Account, req: HttpRequest) -> HttpResponse {
     let params = query(&req);
-    managed(sim.lock().oa_templates(access_token(&params), sim.now()))
+    managed(account.lock().oa_templates(access_token(&params), account.now()))
 }
