@@ -279,7 +279,7 @@ fn app_specs(config: &Config, addr: SocketAddr) -> anyhow::Result<Vec<AppSpec>> 
             })
             .collect();
     }
-    let (miniprogram, official_account) = wechat_clients(config, addr)?;
+    let (miniprogram, official_account) = wechat_clients(config, addr, DEFAULT_APP)?;
     let push = push_endpoints(
         config,
         miniprogram.appid(),

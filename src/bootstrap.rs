@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::apps::key_prefix;
+use crate::config::apps::{AccountSettings, AppSettings};
 use crate::config::{Config, Secret};
 use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
 use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
@@ -138,16 +139,41 @@ impl Backend {
     }
 }
 
-/// The default app's WeChat apps: the mini-program, and the official
-/// account when configured. Without `WECHAT_APPID`, sandbox mode: both are
-/// the simulator's, served under `/sandbox/wechat` at `addr`.
+/// The app named `app`: its settings from `APPS_FILE`, or `None` for the
+/// `default` app today's variables define; an error if there is no such app.
+pub fn find_app(config: &Config, app: &str) -> anyhow::Result<Option<AppSettings>> {
+    match config.apps().map_err(anyhow::Error::msg)? {
+        Some(apps) => {
+            let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
+            match apps.into_iter().find(|a| a.name == app) {
+                Some(found) => Ok(Some(found)),
+                None => bail!("APPS_FILE has no app named {app} (it has {})", names.join(", ")),
+            }
+        }
+        None if app == crate::domain::DEFAULT_APP => Ok(None),
+        None => bail!("only the app default is configured (no APPS_FILE)"),
+    }
+}
+
+/// The WeChat accounts of the app named `app`: its mini-program, and its
+/// official account when configured; from `APPS_FILE`, or else from the
+/// `WECHAT_*` variables (the app `default`). Without either, sandbox mode:
+/// both are the simulator's, served under `/sandbox/wechat` at `addr`.
 pub fn wechat_clients(
     config: &Config,
     addr: SocketAddr,
+    app: &str,
 ) -> anyhow::Result<(WechatClient, Option<WechatClient>)> {
     let timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
     let client =
         |base: &str, appid: &str, secret: &Secret| WechatClient::new(base, appid, secret.clone(), timeout);
+    if let Some(found) = find_app(config, app)? {
+        let base = &config.wechat_api_base;
+        let account = |a: &AccountSettings| client(base, &a.appid, &a.secret);
+        let official_account = found.official_account.as_ref().map(account).transpose()?;
+        return Ok((account(&found.miniprogram)?, official_account));
+    }
+
     if config.sandbox_mode() {
         let sim = SimConfig::default();
         let base = format!("http://{}/sandbox/wechat", loopback(addr));

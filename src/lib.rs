@@ -3,11 +3,14 @@
 //! messages.
 //!
 //! Layout: `domain` (value types), `ledger` (the store of credentials),
+//! `store` (tokens, idempotency records, caches, report counters),
 //! `wechat` (the WeChat client), `send` (the send pipeline), `channels`
 //! (what each kind of message spends and answers), `templates`
-//! (template libraries and the cached account lists), `sim` (the WeChat
-//! simulator), `auth`, `api` (HTTP handlers), `report` (usage counters),
-//! `app` (wiring).
+//! (template libraries and the cached account lists), `push` (WeChat's
+//! pushes), `report` (usage counters), `apps` (one context per app of the
+//! deployment), `bootstrap` (stores and clients from the configuration),
+//! `sim` (the WeChat simulator), `auth`, `api` (HTTP handlers), `app`
+//! (wiring, imported by the binary only).
 
 pub mod api;
 pub mod app;

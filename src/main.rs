@@ -84,6 +84,9 @@ enum Command {
         /// Print the JSON of GET /v1/reports/usage instead of a table.
         #[arg(long)]
         json: bool,
+        /// The app whose report it is.
+        #[arg(long, default_value = DEFAULT_APP)]
+        app: String,
     },
     /// Manage the account's templates (the same configuration as `serve`;
     /// in sandbox mode, the simulator of the sandbox serving at LISTEN).
@@ -94,6 +97,9 @@ enum Command {
         /// Print the API's JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
+        /// The app whose templates they are.
+        #[arg(long, global = true, default_value = DEFAULT_APP)]
+        app: String,
         #[command(subcommand)]
         action: TemplatesAction,
     },
@@ -178,10 +184,11 @@ async fn main() -> anyhow::Result<()> {
             sim::serve(listener, Simulator::new(config))?.await?;
             Ok(())
         }
-        Command::Report { from, to, json } => report(cli.config, from, to, json).await,
+        Command::Report { from, to, json, app } => report(cli.config, &app, from, to, json).await,
         Command::Templates {
             channel,
             json,
+            app,
             action,
         } => {
             let channel = ChannelKind::parse(&channel)
@@ -200,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 TemplatesAction::Delete { template_id } => Action::Delete { template_id },
             };
-            let output = cli::run(&cli.config, channel, action, json).await?;
+            let output = cli::run(&cli.config, &app, channel, action, json).await?;
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
             Ok(())
@@ -225,15 +232,22 @@ fn app_credentials(raw: &str) -> Result<(String, String), String> {
     Ok((appid.to_owned(), secret.to_owned()))
 }
 
-async fn report(config: Config, from: Option<String>, to: Option<String>, json: bool) -> anyhow::Result<()> {
+async fn report(
+    config: Config,
+    app: &str,
+    from: Option<String>,
+    to: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
         anyhow::bail!(
             "the embedded ledger lives inside the serving process: set REDIS_URL (or REDIS_CLUSTER_NODES), \
              or ask the running service: GET /v1/reports/usage"
         );
     }
+    formid_ledger::bootstrap::find_app(&config, app)?;
     let counters = Backend::open(&config)?
-        .app(DEFAULT_APP, Default::default(), Default::default())
+        .app(app, Default::default(), Default::default())
         .usage;
     let now = chrono::Utc::now();
     let offset = config.report_utc_offset;

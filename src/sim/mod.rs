@@ -130,6 +130,7 @@ mod control;
 mod errors;
 mod fault;
 mod fault_gate;
+mod followers;
 mod handle;
 mod library;
 mod official_account;

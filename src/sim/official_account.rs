@@ -1,9 +1,8 @@
-//! The simulated official account (docs/simulator.md): its followers, the users who
-//! block its messages, and `cgi-bin/message/template/send` under its own
-//! token, checked in WeChat's order. Whether a message reached its follower
-//! is told later, in a `TEMPLATESENDJOBFINISH` push (`pusher`).
-
-use std::collections::HashSet;
+//! The simulated official account (docs/simulator.md):
+//! `cgi-bin/message/template/send` under its own token, checked in WeChat's
+//! order against its followers and the users who block it (`followers`).
+//! Whether a message reached its follower is told later, in a
+//! `TEMPLATESENDJOBFINISH` push (`pusher`).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -12,14 +11,6 @@ use serde_json::{Map, Value};
 use super::errors::WxError;
 use super::library::Channel;
 use super::state::{Message, State};
-
-/// The official account's users.
-#[derive(Debug, Default)]
-pub struct Followers {
-    following: HashSet<String>,
-    blocking: HashSet<String>,
-    next_msgid: u64,
-}
 
 /// A message WeChat took: its id, and what its receipt will say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,19 +27,6 @@ struct SendBody {
     template_id: String,
     url: Option<String>,
     data: Option<Map<String, Value>>,
-}
-
-impl Followers {
-    pub fn follow(&mut self, openid: &str) {
-        self.following.insert(openid.to_owned());
-    }
-
-    /// The user blocks the account's messages (and follows it: a blocked
-    /// message is still accepted, then fails).
-    pub fn block(&mut self, openid: &str) {
-        self.following.insert(openid.to_owned());
-        self.blocking.insert(openid.to_owned());
-    }
 }
 
 impl State {

@@ -15,7 +15,6 @@ use super::{AccountTemplate, App, LibraryEntry, LibraryPage, Templates};
 use crate::bootstrap::{Backend, wechat_clients};
 use crate::config::Config;
 use crate::domain::ChannelKind;
-use crate::domain::DEFAULT_APP;
 use crate::wechat::TokenManager;
 
 /// What `templates` is asked to do.
@@ -41,6 +40,7 @@ pub enum Action {
 /// Runs `action` on `channel`; the text to print.
 pub async fn run(
     config: &Config,
+    app: &str,
     channel: ChannelKind,
     action: Action,
     json: bool,
@@ -50,8 +50,8 @@ pub async fn run(
         .parse()
         .with_context(|| format!("LISTEN {} is not an address", config.listen))?;
     let backend = Backend::open(config)?;
-    let stores = backend.app(DEFAULT_APP, Default::default(), Default::default());
-    let (mini_program, official_account) = wechat_clients(config, addr)?;
+    let stores = backend.app(app, Default::default(), Default::default());
+    let (mini_program, official_account) = wechat_clients(config, addr, app)?;
     let app = |client| App {
         tokens: Arc::new(TokenManager::new(
             Clone::clone(&client),
