@@ -18,6 +18,7 @@ pub mod apps;
 pub mod auth;
 pub mod bootstrap;
 pub mod channels;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -7,14 +7,12 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use formid_ledger::api::report_days;
 use formid_ledger::app::Application;
-use formid_ledger::bootstrap::Backend;
+use formid_ledger::cli::templates::{self as cli, Action};
 use formid_ledger::config::{Config, LogFormat};
 use formid_ledger::domain::{ChannelKind, DEFAULT_APP};
 use formid_ledger::sim::{self, PushTargets, SimConfig, Simulator};
 use formid_ledger::telemetry;
-use formid_ledger::templates::cli::{self, Action};
 
 /// glibc malloc was 7 % of the CPU under send load (many small, short-lived
 /// allocations across threads); mimalloc serves them from per-thread pages.
@@ -184,7 +182,13 @@ async fn main() -> anyhow::Result<()> {
             sim::serve(listener, Simulator::new(config))?.await?;
             Ok(())
         }
-        Command::Report { from, to, json, app } => report(cli.config, &app, from, to, json).await,
+        Command::Report { from, to, json, app } => {
+            let output =
+                formid_ledger::cli::report::run(&cli.config, &app, from.as_deref(), to.as_deref(), json)
+                    .await?;
+            print!("{output}");
+            Ok(())
+        }
         Command::Templates {
             channel,
             json,
@@ -230,39 +234,6 @@ fn app_credentials(raw: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((appid.to_owned(), secret.to_owned()))
-}
-
-async fn report(
-    config: Config,
-    app: &str,
-    from: Option<String>,
-    to: Option<String>,
-    json: bool,
-) -> anyhow::Result<()> {
-    if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
-        anyhow::bail!(
-            "the embedded ledger lives inside the serving process: set REDIS_URL (or REDIS_CLUSTER_NODES), \
-             or ask the running service: GET /v1/reports/usage"
-        );
-    }
-    formid_ledger::bootstrap::find_app(&config, app)?;
-    let counters = Backend::open(&config)?
-        .app(app, Default::default(), Default::default())
-        .usage;
-    let now = chrono::Utc::now();
-    let offset = config.report_utc_offset;
-    let today = now.with_timezone(&offset).date_naive();
-    let days = report_days(from.as_deref(), to.as_deref(), today).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rows = formid_ledger::report::usage_rows(counters.as_ref(), &days, now, offset).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "days": rows }))?
-        );
-    } else {
-        print!("{}", formid_ledger::report::table::render(&rows));
-    }
-    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

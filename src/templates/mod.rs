@@ -5,7 +5,6 @@
 //! spent. The cache never blocks a send: when a list cannot be had, the
 //! send goes ahead and WeChat judges.
 
-pub mod cli;
 mod shapes;
 
 use std::collections::HashMap;

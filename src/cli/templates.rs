@@ -11,10 +11,10 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use unicode_width::UnicodeWidthStr;
 
-use super::{AccountTemplate, App, LibraryEntry, LibraryPage, Templates};
 use crate::bootstrap::{Backend, wechat_clients};
 use crate::config::Config;
 use crate::domain::ChannelKind;
+use crate::templates::{AccountTemplate, App, LibraryEntry, LibraryPage, Templates};
 use crate::wechat::TokenManager;
 
 /// What `templates` is asked to do.
