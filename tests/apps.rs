@@ -244,3 +244,58 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     assert!(keys.contains(&format!("{prefix}:{{oTwin}}")), "{keys:?}");
     assert!(keys.contains(&format!("{prefix}:shop:{{oTwin}}")), "{keys:?}");
 }
+
+/// Each app's pushes come to its own endpoints, verified with its own push
+/// token; the bare paths are the default app's.
+#[tokio::test]
+async fn each_app_takes_its_pushes_at_its_own_endpoints_with_its_own_token() {
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig {
+        more_miniprograms: vec![(SHOP_APPID.into(), "shop-secret".into())],
+        ..SimConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apps.toml");
+    let apps = APPS.replace(
+        "secret_env = \"SHOP_SECRET\"",
+        "secret_env = \"SHOP_SECRET\"\npush_token_env = \"SHOP_PUSH_TOKEN\"",
+    );
+    std::fs::write(&file, apps).unwrap();
+    let shop_token = "shop-push-token-0123";
+    let service = ServiceProcess::start(
+        &redis,
+        &unique_prefix("pushes"),
+        &sim,
+        &[
+            ("APPS_FILE", file.to_str().unwrap()),
+            ("DEFAULT_SECRET", "sandbox-secret"),
+            ("DEFAULT_OA_SECRET", "sandbox-oa-secret"),
+            ("SHOP_SECRET", "shop-secret"),
+            ("SHOP_PUSH_TOKEN", shop_token),
+        ],
+    )
+    .await;
+    let http = client();
+    let check = async |path: &str, token: &str| -> (u16, String) {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = formid_ledger::push::crypto::signature(token, &ts, "7");
+        let url = format!(
+            "{}{path}?signature={signature}&timestamp={ts}&nonce=7&echostr=hello",
+            service.base
+        );
+        let response = http.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(
+        check("/wechat/push/shop/miniprogram", shop_token).await,
+        (200, "hello".into())
+    );
+    let (status, _) = check("/wechat/push/shop/miniprogram", "another-token-0123").await;
+    assert_eq!(status, 401, "another app's token");
+    let (status, body) = check("/wechat/push/miniprogram", shop_token).await;
+    assert_eq!(status, 404, "the default app has no push token: {body}");
+    assert!(body.contains("not_configured"), "{body}");
+    let (status, body) = check("/wechat/push/nope/miniprogram", shop_token).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown_app"), "{body}");
+}
