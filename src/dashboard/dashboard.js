@@ -96,6 +96,8 @@
     range: $('range'),
     updated: $('updated'),
     forget: $('forget-key'),
+    appPicker: $('app-picker'),
+    appSelect: $('app-select'),
   };
 
   const state = {
@@ -106,6 +108,7 @@
     charts: new Map(), // name -> chart record
     lastOk: null,
     last: null, // last {usage, summary} rendered, to redraw on theme change
+    app: null, // the app whose reports are shown (GET /v1/apps lists them)
   };
 
   // ---------------------------------------------------------------- helpers
@@ -391,16 +394,37 @@
     return body;
   }
 
+  // Where the shown app's reports are: /v1/apps/{app}/..., or the bare
+  // routes (the default app) before the apps are known.
+  function reports(path) {
+    return (state.app ? '/v1/apps/' + encodeURIComponent(state.app) : '/v1') + '/reports/' + path;
+  }
+
+  // The apps this key may see, in the picker (shown when there are several).
+  async function loadApps(key) {
+    const body = await getJSON('/v1/apps', key);
+    const names = (Array.isArray(body.apps) ? body.apps : [])
+      .map((a) => (isObj(a) && typeof a.name === 'string' ? a.name : null))
+      .filter((n) => n !== null);
+    if (!names.includes(state.app)) state.app = names.includes('default') ? 'default' : names[0] || null;
+    const shown = Array.from(ui.appSelect.options).map((o) => o.value);
+    if (shown.join('\n') !== names.join('\n')) {
+      ui.appSelect.replaceChildren(...names.map((n) => el('option', { value: n }, n)));
+    }
+    ui.appSelect.value = state.app || '';
+    ui.appPicker.hidden = names.length < 2;
+  }
+
   async function loadUsage(key) {
     let to = null;
-    const probe = await getJSON('/v1/reports/usage', key);
+    const probe = await getJSON(reports('usage'), key);
     if (Array.isArray(probe.days) && probe.days.length && isObj(probe.days[probe.days.length - 1])) {
       const d = probe.days[probe.days.length - 1].date;
       if (isDate(d)) to = d;
     }
     if (!to) to = todayAtOffset(DEFAULT_OFFSET_MINUTES);
     const from = addDays(to, -(DAYS - 1));
-    const body = await getJSON('/v1/reports/usage?from=' + from + '&to=' + to, key);
+    const body = await getJSON(reports('usage?from=' + from + '&to=' + to), key);
     if (!Array.isArray(body.days)) throw new ApiError(200, 'bad_response', 'the usage report has no "days" list');
     // Exactly DAYS rows, from..to; a day the service left out counts zero.
     const byDate = new Map();
@@ -445,7 +469,9 @@
     const key = state.key;
     if (!key) return;
     try {
-      const [summary, usage] = await Promise.all([getJSON('/v1/reports/summary', key), loadUsage(key)]);
+      await loadApps(key);
+      if (gen !== state.gen) return;
+      const [summary, usage] = await Promise.all([getJSON(reports('summary'), key), loadUsage(key)]);
       if (gen !== state.gen) return;
       ui.content.hidden = false; // before drawing: the charts take the width they get
       await render(usage, summary);
@@ -1035,6 +1061,17 @@
       });
     });
     ui.forget.addEventListener('click', () => guard(forgetKey));
+    ui.appSelect.addEventListener('change', () =>
+      guard(() => {
+        state.app = ui.appSelect.value || null;
+        state.gen += 1; // answers for the app shown before are dropped
+        state.lastOk = null;
+        clearData();
+        showStatus('Loading the reports of ' + (state.app || 'the default app') + '…', false);
+        setState('loading');
+        refresh();
+      }),
+    );
     window.addEventListener('hashchange', () =>
       guard(() => {
         const key = takeKeyFromFragment();

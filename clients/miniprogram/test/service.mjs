@@ -54,22 +54,12 @@ export function freePort() {
   });
 }
 
-/** `keys`: more `name:secret:scopes` entries for API_KEYS, beside the
- * generated admin key. */
-export async function startService({ keys = [] } = {}) {
+/** Spawns the binary with `args` and exactly `env` (plus PATH), and waits
+ * until `healthPath` answers 200 at `baseUrl`. */
+async function spawnHealthy(args, env, baseUrl, healthPath) {
   const bin = serviceBinary();
-  const port = await freePort();
-  const adminKey = 'client-test-' + randomBytes(16).toString('hex');
-  const baseUrl = `http://127.0.0.1:${port}`;
-  // Only what the test means: no WECHAT_* or REDIS_* from this shell, so
-  // the service runs the embedded ledger in sandbox mode.
-  const child = spawn(bin, [], {
-    env: {
-      PATH: process.env.PATH,
-      LISTEN: `127.0.0.1:${port}`,
-      API_KEYS: [`test:${adminKey}:admin`, ...keys].join(','),
-      RUST_LOG: 'warn',
-    },
+  const child = spawn(bin, args, {
+    env: { PATH: process.env.PATH, RUST_LOG: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -87,7 +77,7 @@ export async function startService({ keys = [] } = {}) {
         `${bin} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${output}`,
       );
     }
-    const status = await fetch(`${baseUrl}/healthz`).then(
+    const status = await fetch(baseUrl + healthPath).then(
       (r) => r.status,
       () => 0,
     );
@@ -98,6 +88,51 @@ export async function startService({ keys = [] } = {}) {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+  async function stop() {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await exited;
+  }
+  return { stop, output: () => output };
+}
+
+/** POSTs `body` to `url`; resolves the parsed answer (throws on non-2xx). */
+async function post(url, body) {
+  const res = await fetch(url, { method: 'POST', body: JSON.stringify(body) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`POST ${url}: HTTP ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** The WeChat simulator alone (`formid-ledger sim`), with more
+ * mini-programs: `apps` as `APPID:SECRET`. */
+export async function startSimulator({ apps = [] } = {}) {
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const args = ['sim', '--listen', `127.0.0.1:${port}`, ...apps.flatMap((a) => ['--app', a])];
+  const process_ = await spawnHealthy(args, {}, baseUrl, '/sandbox/stats');
+  return { baseUrl, control: (path, body) => post(baseUrl + path, body), ...process_ };
+}
+
+/** `keys`: more `name:secret:scopes` entries for API_KEYS, beside the
+ * generated admin key. Without `env`, the service runs the embedded ledger
+ * in sandbox mode; `env` adds settings (an apps file, a simulator to call),
+ * and `simulator` is where `sandbox()` then posts. */
+export async function startService({ keys = [], env = {}, simulator = null } = {}) {
+  const port = await freePort();
+  const adminKey = 'client-test-' + randomBytes(16).toString('hex');
+  const baseUrl = `http://127.0.0.1:${port}`;
+  // Only what the test means: no WECHAT_* or REDIS_* from this shell.
+  const process_ = await spawnHealthy(
+    [],
+    {
+      LISTEN: `127.0.0.1:${port}`,
+      API_KEYS: [`test:${adminKey}:admin`, ...keys].join(','),
+      ...env,
+    },
+    baseUrl,
+    '/healthz',
+  );
 
   /** A call with the admin key; resolves the parsed body (throws on non-2xx). */
   async function admin(path, { method = 'GET', body } = {}) {
@@ -111,19 +146,8 @@ export async function startService({ keys = [] } = {}) {
     return JSON.parse(text);
   }
 
-  /** A simulator control route. */
-  async function sandbox(path, body) {
-    const res = await fetch(baseUrl + path, { method: 'POST', body: JSON.stringify(body) });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`POST ${path}: HTTP ${res.status} ${text}`);
-    return JSON.parse(text);
-  }
+  /** A simulator control route: the service's own in sandbox mode. */
+  const sandbox = (path, body) => post((simulator ? simulator.baseUrl : baseUrl) + path, body);
 
-  async function stop() {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    await exited;
-  }
-
-  return { baseUrl, adminKey, admin, sandbox, stop, output: () => output };
+  return { baseUrl, adminKey, admin, sandbox, ...process_ };
 }
