@@ -62,6 +62,8 @@ struct Shared<'a> {
     ledger: LedgerSettings,
     grants: GrantSettings,
     policy: SendPolicy,
+    /// What decisions by time read.
+    clock: Arc<dyn Clock>,
 }
 
 impl Application {
@@ -104,6 +106,7 @@ impl Application {
                 retention: Duration::from_secs(config.subscribe_retention_days.saturating_mul(86_400)),
             },
             policy,
+            clock: clock.clone(),
         };
         let apps: Vec<AppContext> = app_specs(&config, addr)?
             .into_iter()
@@ -301,7 +304,12 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
     let stores = shared.backend.app(&spec.name, shared.ledger, shared.grants);
     let usage = Arc::new(UsageRecorder::new(stores.usage, config.report_utc_offset));
     let token_manager = |client: &WechatClient, mode: TokenMode| {
-        Arc::new(TokenManager::new(client.clone(), shared.tokens.clone(), mode))
+        Arc::new(TokenManager::with_clock(
+            client.clone(),
+            shared.tokens.clone(),
+            mode,
+            shared.clock.clone(),
+        ))
     };
     let (wechat, mode) = spec.miniprogram;
     let tokens = token_manager(&wechat, mode);

@@ -1,12 +1,15 @@
 //! access_token central control across instances sharing one Redis: each
 //! manager below has its own connection, as separate service instances
-//! would, and the simulator counts every token WeChat hands out.
+//! would, and the simulator counts every token WeChat hands out. Time is a
+//! `ManualClock` the test moves: nothing waits for a token to come due.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::TimeDelta;
+use formid_ledger::clock::ManualClock;
 use formid_ledger::config::{Secret, TokenMode};
 use formid_ledger::sim::SimConfig;
 use formid_ledger::store::{RedisConnection, RedisStore, RedisTarget};
@@ -14,7 +17,13 @@ use formid_ledger::wechat::{TokenManager, WechatClient};
 use support::RedisServer;
 use support::app::{SimClient, start_sim};
 
-fn fleet(redis: &RedisServer, sim: &SimClient, prefix: &str, n: usize) -> Vec<Arc<TokenManager>> {
+fn fleet(
+    redis: &RedisServer,
+    sim: &SimClient,
+    prefix: &str,
+    n: usize,
+    clock: &Arc<ManualClock>,
+) -> Vec<Arc<TokenManager>> {
     (0..n)
         .map(|_| {
             let client = WechatClient::new(
@@ -25,10 +34,11 @@ fn fleet(redis: &RedisServer, sim: &SimClient, prefix: &str, n: usize) -> Vec<Ar
             )
             .unwrap();
             let redis = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
-            Arc::new(TokenManager::new(
+            Arc::new(TokenManager::with_clock(
                 client,
                 Arc::new(RedisStore::new(redis, prefix)),
                 TokenMode::Token,
+                clock.clone(),
             ))
         })
         .collect()
@@ -42,7 +52,8 @@ async fn fetches(sim: &SimClient) -> u64 {
 async fn a_burst_of_rejections_causes_one_fetch() {
     let redis = RedisServer::start();
     let sim = start_sim(SimConfig::default());
-    let managers = fleet(&redis, &sim, "burst", 3);
+    let clock = Arc::new(ManualClock::at_current_second());
+    let managers = fleet(&redis, &sim, "burst", 3, &clock);
     let rejected = managers[0].token().await.unwrap();
     assert_eq!(fetches(&sim).await, 1);
 
@@ -68,7 +79,7 @@ async fn a_burst_of_rejections_causes_one_fetch() {
     // A slow call that used the old token reports it late: the new token
     // must stay (compare-and-delete). Past the local reuse, the store answers.
     managers[1].invalidate(&rejected).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(TimeDelta::milliseconds(600));
     assert_eq!(managers[2].token().await.unwrap(), tokens[0]);
     assert_eq!(fetches(&sim).await, 2);
 }
@@ -82,14 +93,15 @@ async fn a_due_token_is_refreshed_once_for_the_fleet_and_never_missing_meanwhile
         token_overlap_secs: 2,
         ..SimConfig::default()
     });
-    let managers = fleet(&redis, &sim, "due", 3);
+    let clock = Arc::new(ManualClock::at_current_second());
+    let managers = fleet(&redis, &sim, "due", 3, &clock);
     let first = managers[0].token().await.unwrap();
     for manager in &managers {
         assert_eq!(manager.token().await.unwrap(), first, "shared, not fetched again");
     }
     assert_eq!(fetches(&sim).await, 1);
 
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    clock.advance(TimeDelta::milliseconds(4200));
     // Everyone asks at once: each gets a valid token, one of them fetched.
     let calls = (0..30).map(|n| {
         let manager = managers[n % 3].clone();
@@ -116,7 +128,8 @@ async fn a_due_token_is_refreshed_once_for_the_fleet_and_never_missing_meanwhile
 async fn refused_app_credentials_back_off_and_make_the_service_unready() {
     use support::app::{COLLECT_KEY, SEND_KEY, Store, TestApp};
     let sim = start_sim(SimConfig::default());
-    let app = TestApp::spawn_with(Store::Memory, |config| {
+    let clock = Arc::new(ManualClock::at_current_second());
+    let app = TestApp::spawn_on_clock(Store::Memory, clock.clone(), |config| {
         TestApp::on_simulator(&sim, config);
         config.wechat_secret = Some(Secret::new("not-the-secret"));
     })
@@ -125,8 +138,7 @@ async fn refused_app_credentials_back_off_and_make_the_service_unready() {
     let body = serde_json::json!({"openid": "oRefusedApp", "form_ids": ids});
     assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
 
-    let started = std::time::Instant::now();
-    for _ in 0..20 {
+    let send = async || {
         let message = serde_json::json!({
             "touser": "oRefusedApp",
             "template_id": formid_ledger::sim::BUILTIN_TEMPLATES[0],
@@ -138,7 +150,16 @@ async fn refused_app_credentials_back_off_and_make_the_service_unready() {
             (503, Some("wechat_unavailable")),
             "{answer}"
         );
+    };
+    for _ in 0..20 {
+        send().await;
     }
+    let refusals = async || sim.stats().await["token_refusals"].as_u64().unwrap();
+    assert_eq!(
+        refusals().await,
+        1,
+        "20 sends within the first backoff ask WeChat nothing"
+    );
     let (status, ready) = app.get("/readyz", None).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["code"], "wechat_credentials_refused");
@@ -148,15 +169,16 @@ async fn refused_app_credentials_back_off_and_make_the_service_unready() {
         "{ready}"
     );
 
-    // Start-up fetch, then 1 s, 2 s, 4 s...: by 5 s, 3 requests (4 at
-    // most, whatever the timing); retried every second or once a send, 6+.
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(started.elapsed())).await;
-    let stats = sim.stats().await;
-    let refusals = stats["token_refusals"].as_u64().unwrap();
-    assert!(
-        (2..=4).contains(&refusals),
-        "{refusals} token requests in 5 s: {stats}"
-    );
-    assert_eq!(stats["token_fetches"], 0);
+    // The start-up fetch at 0 s, then after 1 s, 2 s more, 4 s more: a
+    // second of the clock at a time, with a send each second, asks WeChat
+    // at 1 s and 3 s only (never once a second, never once a send).
+    let mut asked = Vec::new();
+    for second in 1..=6 {
+        clock.advance(TimeDelta::seconds(1));
+        send().await;
+        asked.push((second, refusals().await));
+    }
+    assert_eq!(asked, [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3)]);
+    assert_eq!(sim.stats().await["token_fetches"], 0);
     assert_eq!(app.available("oRefusedApp").await, 1, "nothing spent");
 }

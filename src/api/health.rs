@@ -6,8 +6,6 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use std::time::Instant;
-
 use super::AppState;
 use crate::error::code;
 use crate::wechat::refusal_cause;
@@ -89,20 +87,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     let refused = state.apps.iter().find_map(|app| {
         app.token_managers()
-            .find_map(|tokens| tokens.refusal())
+            .find_map(|tokens| tokens.refusal().map(|r| (r, r.retry_in(tokens.now()))))
             .map(|refusal| (app.name.clone(), refusal))
     });
-    if let Some((app, refusal)) = refused {
+    if let Some((app, (refusal, retry_in))) = refused {
         let mut readiness = Readiness::unavailable(store, wechat, code::WECHAT_CREDENTIALS_REFUSED);
         readiness.wechat_errcode = Some(refusal.errcode);
         readiness.message = Some(format!(
             "WeChat refuses the credentials of app {app} (errcode {}: {}); asked again in {} s",
             refusal.errcode,
             refusal_cause(refusal.errcode),
-            refusal
-                .retry_at
-                .saturating_duration_since(Instant::now())
-                .as_secs()
+            retry_in
         ));
         readiness.app = Some(app);
         return HttpResponse::ServiceUnavailable().json(readiness);

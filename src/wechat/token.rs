@@ -17,18 +17,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{CallError, WechatClient, errcode};
+use crate::clock::{Clock, SystemClock};
 use crate::config::TokenMode;
 use crate::metrics::{TOKEN_FETCH_FAILURES, TOKEN_FETCHES, TOKEN_INVALIDATIONS};
 use crate::store::StoreError;
 use crate::store::{SharedStore, StoredToken};
 
 /// How long a token read from the store is reused without asking again.
-const LOCAL_REUSE: Duration = Duration::from_millis(500);
+const LOCAL_REUSE: chrono::Duration = chrono::Duration::milliseconds(500);
 /// How long the refresh lock is held at most.
 const LOCK_TTL: Duration = Duration::from_secs(10);
 /// How long to wait for another instance's fetch before fetching anyway.
@@ -47,11 +48,11 @@ pub struct Refusal {
     /// Refusals in a row.
     pub count: u32,
     /// No fetch before this.
-    pub retry_at: Instant,
+    pub retry_at: DateTime<Utc>,
 }
 
 impl Refusal {
-    fn after(previous: Option<Refusal>, errcode: i64, now: Instant) -> Self {
+    fn after(previous: Option<Refusal>, errcode: i64, now: DateTime<Utc>) -> Self {
         let count = previous.map_or(1, |p| p.count.saturating_add(1));
         let wait = REFUSAL_BACKOFF
             .saturating_mul(1 << (count - 1).min(16))
@@ -59,8 +60,13 @@ impl Refusal {
         Self {
             errcode,
             count,
-            retry_at: now + wait,
+            retry_at: now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
         }
+    }
+
+    /// Seconds until the next fetch may be tried.
+    pub fn retry_in(&self, now: DateTime<Utc>) -> u64 {
+        u64::try_from((self.retry_at - now).num_seconds()).unwrap_or(0)
     }
 }
 
@@ -105,11 +111,13 @@ pub struct TokenManager {
     mode: TokenMode,
     /// This instance's name on the refresh lock.
     holder: String,
-    local: Mutex<Option<(StoredToken, Instant)>>,
+    local: Mutex<Option<(StoredToken, DateTime<Utc>)>>,
     single_flight: tokio::sync::Mutex<()>,
     /// The next stable_token fetch must rotate (the current one was refused).
     force_next: AtomicBool,
     refusal: Mutex<Option<Refusal>>,
+    /// What token lifetimes, refreshes and backoffs are judged by.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +130,17 @@ struct TokenAnswer {
 
 impl TokenManager {
     pub fn new(client: WechatClient, store: Arc<dyn SharedStore>, mode: TokenMode) -> Self {
+        Self::with_clock(client, store, mode, Arc::new(SystemClock))
+    }
+
+    /// [`Self::new`] judging time by `clock` (tests move it instead of
+    /// waiting for tokens to come due).
+    pub fn with_clock(
+        client: WechatClient,
+        store: Arc<dyn SharedStore>,
+        mode: TokenMode,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             client,
             store,
@@ -131,7 +150,13 @@ impl TokenManager {
             single_flight: tokio::sync::Mutex::new(()),
             force_next: AtomicBool::new(false),
             refusal: Mutex::new(None),
+            clock,
         }
+    }
+
+    /// Now, by this manager's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     fn lock_name(&self) -> String {
@@ -139,7 +164,7 @@ impl TokenManager {
     }
 
     fn remember(&self, token: &StoredToken) {
-        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), Instant::now()));
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), self.now()));
     }
 
     fn forget(&self) {
@@ -153,9 +178,9 @@ impl TokenManager {
 
     /// A token to call WeChat with.
     pub async fn token(&self) -> Result<String, TokenError> {
-        let now = Utc::now();
+        let now = self.now();
         if let Some((token, read_at)) = self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
-            && read_at.elapsed() < LOCAL_REUSE
+            && now - read_at < LOCAL_REUSE
             && now < token.refresh_at
         {
             return Ok(token.token);
@@ -197,7 +222,7 @@ impl TokenManager {
         let started = Instant::now();
         loop {
             if let Some(current) = self.store.get_token(self.client.appid()).await?
-                && Utc::now() < current.expires_at
+                && self.now() < current.expires_at
             {
                 self.remember(&current);
                 return Ok(current.token);
@@ -239,7 +264,7 @@ impl TokenManager {
     /// refresh cycle could cost two fetches).
     async fn fetch_under_lock(&self) -> Result<StoredToken, TokenError> {
         if let Some(latest) = self.store.get_token(self.client.appid()).await?
-            && Utc::now() < latest.refresh_at
+            && self.now() < latest.refresh_at
         {
             self.remember(&latest);
             return Ok(latest);
@@ -251,7 +276,7 @@ impl TokenManager {
     async fn fetch_and_store(&self) -> Result<StoredToken, TokenError> {
         // Refused credentials: no call before the backoff has passed.
         if let Some(refusal) = self.refusal()
-            && Instant::now() < refusal.retry_at
+            && self.now() < refusal.retry_at
         {
             return Err(TokenError::Refused(refusal.errcode));
         }
@@ -276,12 +301,13 @@ impl TokenManager {
         let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Err(TokenError::Refused(errcode)) => {
-                let next = Refusal::after(*refusal, *errcode, Instant::now());
+                let now = self.now();
+                let next = Refusal::after(*refusal, *errcode, now);
                 tracing::error!(
                     errcode,
                     cause = refusal_cause(*errcode),
                     refusals = next.count,
-                    retry_in_secs = (next.retry_at - Instant::now()).as_secs_f64().round(),
+                    retry_in_secs = next.retry_in(now),
                     "WeChat refuses the app credentials (WECHAT_APPID / WECHAT_SECRET); nothing can be sent until they are fixed"
                 );
                 *refusal = Some(next);
@@ -311,7 +337,7 @@ impl TokenManager {
                     "force_refresh": self.force_next.swap(false, Ordering::Relaxed),
                 })),
         };
-        let fetched_at = Utc::now();
+        let fetched_at = self.now();
         let answer: TokenAnswer = self.client.call(request).await?;
         match (answer.errcode, answer.access_token, answer.expires_in) {
             (errcode::OK, Some(token), Some(expires_in)) if expires_in > 0 && !token.is_empty() => {
@@ -337,12 +363,12 @@ mod tests {
 
     #[test]
     fn refusals_back_off_exponentially_up_to_a_cap() {
-        let now = Instant::now();
+        let now = Utc::now();
         let mut refusal = None;
         let mut waits = Vec::new();
         for _ in 0..12 {
             let next = Refusal::after(refusal, 40125, now);
-            waits.push((next.retry_at - now).as_secs());
+            waits.push(next.retry_in(now));
             refusal = Some(next);
         }
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
