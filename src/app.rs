@@ -30,7 +30,7 @@ use crate::push::verify::{PushEndpoints, PushSettings};
 use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender};
 use crate::sim::{self, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN, SimConfig, Simulator};
-use crate::store::SharedStore;
+use crate::store::{EvictionWatch, RedisConnection, SharedStore};
 use crate::templates::{self, Templates};
 use crate::wechat::{TokenError, TokenManager, WechatClient};
 
@@ -40,6 +40,8 @@ pub struct Application {
     /// Every app, for the background tasks: report counter flushes and
     /// access token refreshes.
     apps: Vec<Arc<AppContext>>,
+    /// The Redis to watch for an eviction policy, and what was seen.
+    store_watch: Option<(RedisConnection, Arc<EvictionWatch>)>,
     flush_every: Duration,
     generated_admin_key: Option<Secret>,
 }
@@ -152,12 +154,19 @@ impl Application {
             clock: clock.clone(),
         }));
         let every_app: Vec<Arc<AppContext>> = apps.iter().cloned().collect();
+        // An evicting Redis is named at start, and watched from then on.
+        let eviction = Arc::new(EvictionWatch::default());
+        let redis = backend.redis().cloned();
+        if let Some(redis) = &redis {
+            eviction.check(redis).await;
+        }
         let state = web::Data::new(AppState {
             apps,
             mode: Mode {
                 store: backend.name(),
                 sandbox,
             },
+            eviction: eviction.clone(),
         });
         // Sandbox: WeChat pushes to this service, in safe mode, as a
         // console with push URLs set would.
@@ -202,6 +211,7 @@ impl Application {
             addr,
             server,
             apps: every_app,
+            store_watch: redis.map(|redis| (redis, eviction)),
             flush_every: Duration::from_secs(config.usage_flush_secs.max(1)),
             generated_admin_key,
         })
@@ -225,6 +235,9 @@ impl Application {
     /// every app's report counter flush and access token refreshers.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let mut background = Vec::new();
+        if let Some((redis, eviction)) = self.store_watch.clone() {
+            background.push(tokio::spawn(watch_eviction(redis, eviction)));
+        }
         for app in &self.apps {
             background.push(tokio::spawn(
                 app.usage.clone().flush_periodically(self.flush_every),
@@ -409,6 +422,17 @@ fn push_settings(
         keys,
         appid: appid.to_owned(),
     }))
+}
+
+/// Looks at Redis's eviction policy again every so often (an operator may
+/// change it while the service runs).
+async fn watch_eviction(redis: RedisConnection, eviction: Arc<EvictionWatch>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        eviction.check(&redis).await;
+    }
 }
 
 /// Keeps one shared access token fresh ahead of its expiry, so sends rarely

@@ -79,6 +79,14 @@ impl Backend {
         })
     }
 
+    /// The Redis connection, unless the store is the embedded one.
+    pub fn redis(&self) -> Option<&RedisConnection> {
+        match self {
+            Backend::Redis { redis, .. } => Some(redis),
+            Backend::Memory { .. } => None,
+        }
+    }
+
     /// `memory`, `redis` or `redis-cluster`.
     pub fn name(&self) -> &'static str {
         match self {

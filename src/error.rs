@@ -44,6 +44,8 @@ pub mod code {
     /// The push endpoints: a missing or wrong signature, a stale
     /// timestamp, a foreign appid.
     pub const INVALID_SIGNATURE: &str = "invalid_signature";
+    /// `/readyz` only: Redis's maxmemory-policy would evict keys.
+    pub const STORE_EVICTING: &str = "store_evicting";
     /// `/readyz` only: WeChat refuses WECHAT_APPID / WECHAT_SECRET.
     pub const WECHAT_CREDENTIALS_REFUSED: &str = "wechat_credentials_refused";
 }

@@ -15,6 +15,9 @@ pub const HTTP_DURATION: &str = "formid_http_request_duration_seconds";
 pub const LEDGER_OPS: &str = "formid_ledger_operations_total";
 /// Ledger operation latency by `op`, seconds.
 pub const LEDGER_DURATION: &str = "formid_ledger_operation_duration_seconds";
+/// 1 while the Redis under the ledger has a `maxmemory-policy` other than
+/// `noeviction` (it would drop credentials when full), else 0.
+pub const STORE_EVICTING: &str = "formid_store_evicting";
 /// Store failures by `kind` (unavailable, corrupt).
 pub const STORE_ERRORS: &str = "formid_store_errors_total";
 /// How sends ended, by `channel` (template, subscribe, official_account)

@@ -5,6 +5,7 @@
 mod support;
 
 use reqwest::Method;
+use support::RedisServer;
 use support::app::{Store, TestApp};
 
 /// Invented HTTP methods once grew `/metrics` without bound (one label
@@ -59,4 +60,118 @@ async fn invented_methods_never_become_metric_labels() {
             "route label {route:?} is not a pattern"
         );
     }
+}
+
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// A Redis that would evict keys when full drops users' credentials
+/// silently: readiness names it and the gauge says so; with `noeviction`
+/// neither does.
+#[tokio::test]
+async fn a_redis_that_would_evict_keys_is_named_in_readiness_and_metrics() {
+    let redis = RedisServer::start();
+    let mut admin = redis.client();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query::<()>(&mut admin)
+        .unwrap();
+    let app = TestApp::spawn(Store::Redis(&redis)).await;
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "an evicting Redis still serves: {ready}");
+    assert_eq!(ready["warnings"][0]["code"], "store_evicting", "{ready}");
+    assert!(
+        ready["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allkeys-lru")
+    );
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(gauge(&text, "formid_store_evicting"), Some(1.0));
+
+    let safe = RedisServer::start();
+    let app = TestApp::spawn(Store::Redis(&safe)).await;
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 200);
+    assert!(ready.get("warnings").is_none(), "{ready}");
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(gauge(&text, "formid_store_evicting"), Some(0.0));
+}
+
+/// During a Redis outage an official-account send (which spends nothing of
+/// the user's, so the first thing to need the store is its access token)
+/// used to answer `wechat_unavailable`: it is the store that failed.
+#[tokio::test]
+async fn a_send_during_a_store_outage_says_the_store_failed() {
+    let mut redis = RedisServer::start();
+    let clock = std::sync::Arc::new(formid_ledger::clock::ManualClock::at_current_second());
+    let app = TestApp::spawn_on_clock(Store::Redis(&redis), clock.clone(), |_| {}).await;
+    app.sim
+        .post(
+            "/sandbox/oa/followers",
+            serde_json::json!({"openid": "oOutageFan"}),
+        )
+        .await;
+    let message = serde_json::json!({
+        "touser": "oOutageFan",
+        "template_id": formid_ledger::sim::BUILTIN_OA_TEMPLATES[0].0,
+        "data": {"first": {"value": "hello"}},
+    });
+    let (status, body) = app
+        .post(
+            "/v1/official-account/messages",
+            Some(support::app::SEND_KEY),
+            message.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    redis.kill();
+    // Past the moment the token may still be reused from memory.
+    clock.advance(chrono::TimeDelta::seconds(2));
+    let (status, body) = app
+        .post(
+            "/v1/official-account/messages",
+            Some(support::app::SEND_KEY),
+            message,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        app.sim.inbox("oOutageFan").await.len(),
+        1,
+        "nothing more was sent"
+    );
 }

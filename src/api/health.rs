@@ -37,6 +37,18 @@ pub struct Readiness {
     /// refuses.
     #[serde(skip_serializing_if = "Option::is_none")]
     app: Option<String>,
+    /// What is wrong without making the instance unready:
+    /// `store_evicting` (Redis would drop credentials when full).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Warning>,
+}
+
+/// Something an operator must fix, though the instance still serves.
+#[derive(Serialize, ToSchema)]
+pub struct Warning {
+    #[schema(example = "store_evicting")]
+    code: &'static str,
+    message: String,
 }
 
 impl Readiness {
@@ -49,6 +61,7 @@ impl Readiness {
             wechat_errcode: None,
             message: None,
             app: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -72,6 +85,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "configured"
     };
     let store = state.mode.store;
+    let warnings: Vec<Warning> = state
+        .eviction
+        .evicting()
+        .map(|policy| Warning {
+            code: code::STORE_EVICTING,
+            message: format!(
+                "Redis's maxmemory-policy is {policy}: when full it drops credentials and grants; set noeviction"
+            ),
+        })
+        .into_iter()
+        .collect();
     // Every app's data is in the one store: any app's ledger answers for it.
     let ping = match state.apps.iter().next() {
         Some(app) => app.ledger.ping().await,
@@ -110,6 +134,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         wechat_errcode: None,
         message: None,
         app: None,
+        warnings,
     })
 }
 

@@ -28,8 +28,11 @@ use std::collections::BTreeMap;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Route, web};
 
+use std::sync::Arc;
+
 use crate::apps::Apps;
 use crate::error::{self, ApiError};
+use crate::store::EvictionWatch;
 
 pub use reports::report_days;
 
@@ -47,6 +50,8 @@ pub struct AppState {
     /// The deployment's apps; handlers get theirs through [`extract::App`].
     pub apps: Apps,
     pub mode: Mode,
+    /// Whether the Redis under the ledger would evict keys (for `/readyz`).
+    pub eviction: Arc<EvictionWatch>,
 }
 
 /// Where a named app's routes live: `/v1/apps/{app}` + the bare route's

@@ -42,6 +42,10 @@ impl From<TemplateError> for ApiError {
             .with("wechat_errcode", errcode)
             .with("wechat_errmsg", errmsg),
             TemplateError::Unavailable(why) => ApiError::wechat_unavailable(why),
+            TemplateError::Store(why) => {
+                tracing::error!(error = %why, "store error");
+                ApiError::store_unavailable()
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ pub use channel::Channel;
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};
 use crate::report::UsageRecorder;
-use crate::wechat::{TokenManager, WechatAnswer};
+use crate::wechat::{TokenError, TokenManager, WechatAnswer};
 use decision::{Action, Failure, History, Recheck, Reply, Then};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl Sender {
                 self.settle(channel, message, lease, Settle::Refund).await;
                 return Err(err);
             }
-            let (how, then, answer) = self
+            let attempted = self
                 .attempt(
                     channel,
                     message,
@@ -182,6 +182,15 @@ impl Sender {
                     History::default(),
                 )
                 .await;
+            let (how, then, answer) = match attempted {
+                Ok(attempted) => attempted,
+                // The token's store is down before anything could be sent:
+                // the use goes back and the caller hears it was the store.
+                Err(err) => {
+                    self.settle(channel, message, lease, Settle::Refund).await;
+                    return Err(err);
+                }
+            };
             self.settle(channel, message, lease, how).await;
             match then {
                 Then::NextCredential => continue,
@@ -215,6 +224,8 @@ impl Sender {
             unknown: true,
             token_refreshed: false,
         };
+        // An earlier attempt's outcome is unknown, so a store outage now
+        // leaves the use held for the next try, never refunded.
         let (how, then, answer) = self
             .attempt(
                 channel,
@@ -224,7 +235,8 @@ impl Sender {
                 &mut attempts,
                 history,
             )
-            .await;
+            .await
+            .unwrap_or((Settle::Hold, Then::Fail(Failure::OutcomeUnknown), None));
         self.settle(channel, message, pending.lease, how).await;
         ending(then, how, pending.lease, pending.credential, answer, attempts)
     }
@@ -246,7 +258,9 @@ impl Sender {
     }
 
     /// Calls WeChat with one reserved credential until the decision table
-    /// says how to settle it; also returns WeChat's last answer.
+    /// says how to settle it; also returns WeChat's last answer. Errors
+    /// when the access token's store is unreachable and no call of this
+    /// attempt can have reached WeChat.
     async fn attempt<C: Channel>(
         &self,
         channel: &C,
@@ -255,7 +269,7 @@ impl Sender {
         started: Instant,
         attempts: &mut u32,
         mut history: History,
-    ) -> (Settle, Then, Option<WechatAnswer>) {
+    ) -> Result<(Settle, Then, Option<WechatAnswer>), LedgerError> {
         let recheck = channel.recheck(credential);
         let mut retries = 0;
         let mut last_answer = None;
@@ -274,6 +288,9 @@ impl Sender {
                             let timeout = self.policy.call_timeout.min(remaining);
                             let reply = self.call(channel, &token, message, credential, timeout).await;
                             Some((token, reply))
+                        }
+                        Err(TokenError::Store(why)) if !history.unknown => {
+                            return Err(LedgerError::Unavailable(why));
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, "no access token; WeChat not called");
@@ -323,7 +340,7 @@ impl Sender {
                 }
             };
             if let Action::Settle(how, then) = action {
-                return (how, then, last_answer);
+                return Ok((how, then, last_answer));
             }
         }
     }

@@ -7,6 +7,7 @@
 //! Every operation touches one key, so all of it runs on Redis Cluster.
 
 mod connection;
+mod eviction;
 mod memory;
 mod redis;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use connection::{Durability, RedisConnection, RedisFailure, RedisTarget};
+pub use eviction::EvictionWatch;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 

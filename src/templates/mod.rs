@@ -44,6 +44,9 @@ pub enum TemplateError {
     Rejected { errcode: i64, errmsg: String },
     #[error("WeChat cannot be reached: {0}")]
     Unavailable(String),
+    /// The store (the access token's, the cached lists') cannot be reached.
+    #[error("the store cannot be reached: {0}")]
+    Store(String),
 }
 
 /// An app (appid) WeChat is called as, with its token control.
@@ -125,6 +128,7 @@ impl Templates {
                     TemplateError::Unavailable(format!("WeChat refuses the app credentials (errcode {code})"))
                 }
                 TokenError::Unavailable(why) => TemplateError::Unavailable(why),
+                TokenError::Store(why) => TemplateError::Store(why),
             })?;
             match app.client.manage(&token, call).await {
                 Ok(answer) => return Ok(answer),

@@ -87,6 +87,9 @@ pub fn refusal_cause(errcode: i64) -> &'static str {
 pub enum TokenError {
     #[error("cannot get an access token: {0}")]
     Unavailable(String),
+    /// The shared store that keeps the token cannot be reached.
+    #[error("the store that keeps the access token cannot be reached: {0}")]
+    Store(String),
     /// WeChat refuses this appid/secret (40013, 40125, ...): a configuration
     /// problem no retry fixes.
     #[error("WeChat refuses the app credentials (errcode {0})")]
@@ -95,7 +98,7 @@ pub enum TokenError {
 
 impl From<StoreError> for TokenError {
     fn from(err: StoreError) -> Self {
-        TokenError::Unavailable(err.to_string())
+        TokenError::Store(err.to_string())
     }
 }
 
