@@ -182,8 +182,10 @@ async fn pushes_are_verified_applied_once_and_never_a_5xx() {
         assert_eq!(got, 400, "{why}: {text}");
     }
     let (query, _) = signed(endpoint, &message, "wxsandbox", now());
-    let (got, _) = post_raw(&app, &query, vec![b'x'; 1 << 20]).await;
+    let (got, text) = post_raw(&app, &query, vec![b'x'; 1 << 20]).await;
     assert_eq!(got, 413, "a 1 MB body");
+    let body: Value = serde_json::from_str(&text).expect("a JSON error body");
+    assert_eq!(body["code"], "payload_too_large");
     assert_eq!(grants(&app, "oHostile").await, 0, "nothing recorded");
 
     // Client mode ignores popup pushes; push mode ignores the client.

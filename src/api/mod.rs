@@ -202,7 +202,6 @@ where
     P::Output: actix_web::Responder + 'static,
 {
     web::resource(path)
-        .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
         .route(web::get().to(check))
         .route(web::post().to(push))
         .default_service(web::to(|| async {

@@ -16,6 +16,7 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use super::BODY_LIMIT;
 use super::extract::App;
 use super::subscriptions::{Answer, apply_answers};
 use crate::apps::AppContext;
@@ -91,17 +92,27 @@ pub async fn official_account_check(
 pub async fn miniprogram(
     app: App,
     query: web::Query<PushQuery>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    receive(&app, Endpoint::MiniProgram, &query, &body).await
+    receive(&app, Endpoint::MiniProgram, &query, &read(body).await?).await
 }
 
 pub async fn official_account(
     app: App,
     query: web::Query<PushQuery>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    receive(&app, Endpoint::OfficialAccount, &query, &body).await
+    receive(&app, Endpoint::OfficialAccount, &query, &read(body).await?).await
+}
+
+/// A push's body, at most [`BODY_LIMIT`] bytes: a larger one is the JSON
+/// 413 every other route answers, not the framework's plain text.
+async fn read(body: web::Payload) -> Result<web::Bytes, ApiError> {
+    match body.to_bytes_limited(BODY_LIMIT).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::invalid_request("the push body could not be read")),
+        Err(_) => Err(ApiError::payload_too_large()),
+    }
 }
 
 /// The console's URL check: `echostr` back, as text.

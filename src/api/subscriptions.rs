@@ -205,7 +205,13 @@ pub async fn record(
         }));
     }
     let (granted, ignored) = apply_answers(&app, &openid, &results).await?;
-    tracing::info!(openid = %openid.as_str(), granted = granted.len(), ignored = ignored.len(), "subscriptions recorded");
+    // Openids are personal data: at debug only.
+    tracing::debug!(openid = %openid.as_str(), "subscriptions recorded for");
+    tracing::info!(
+        granted = granted.len(),
+        ignored = ignored.len(),
+        "subscriptions recorded"
+    );
     Ok(HttpResponse::Ok().json(SubscriptionsResponse {
         granted,
         ignored,

@@ -14,7 +14,7 @@ use unicode_width::UnicodeWidthStr;
 use crate::bootstrap::{Backend, wechat_clients};
 use crate::config::Config;
 use crate::domain::ChannelKind;
-use crate::templates::{AccountTemplate, App, LibraryEntry, LibraryPage, Templates};
+use crate::templates::{AccountTemplate, App, LibraryEntry, LibraryPage, TemplateError, Templates};
 use crate::wechat::TokenManager;
 
 /// What `templates` is asked to do.
@@ -66,6 +66,27 @@ pub async fn run(
         stores.shared.clone(),
         Duration::from_secs(config.template_cache_secs.max(1)),
     );
+    let output = perform(&templates, channel, action, json).await;
+    output.map_err(|err| {
+        let unreachable = matches!(err.downcast_ref(), Some(TemplateError::Unavailable(_)));
+        match unreachable && config.sandbox_mode() {
+            true => err.context(format!(
+                "in sandbox mode WeChat is the simulator inside the service serving at LISTEN={}: \
+                 start it first (cargo run --release)",
+                config.listen
+            )),
+            false => err,
+        }
+    })
+}
+
+/// Runs `action` on `channel` through `templates`.
+async fn perform(
+    templates: &Templates,
+    channel: ChannelKind,
+    action: Action,
+    json: bool,
+) -> anyhow::Result<String> {
     Ok(match action {
         Action::List => {
             let list = templates.list(channel).await?;
@@ -135,9 +156,24 @@ fn pretty(value: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
+/// Text from WeChat as a terminal may show it: control characters (escape
+/// sequences, newlines that would forge a row) are written out as escapes.
+fn inert(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 /// Rows padded to the widest cell of each column, by display width (a
-/// Chinese character takes two columns).
+/// Chinese character takes two columns). Every cell is made [`inert`].
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| inert(cell)).collect())
+        .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             rows.iter()
@@ -157,7 +193,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {
-        out.push_str(&line(row.clone()));
+        out.push_str(&line(row));
     }
     out
 }
@@ -192,10 +228,10 @@ fn entry_table(entry: &LibraryEntry) -> String {
             vec![k.id.to_string(), k.name.clone(), key, k.example.clone()]
         })
         .collect();
-    let title = entry.title.as_deref().unwrap_or_default();
+    let title = inert(entry.title.as_deref().unwrap_or_default());
     format!(
         "{} {title}\n{}",
-        entry.id,
+        inert(&entry.id),
         table(&["keyword_id", "name", "data key", "example"], &rows)
     )
 }
@@ -217,5 +253,14 @@ mod tests {
             &[vec!["物品名称".to_owned(), "thing1".to_owned()]],
         );
         assert_eq!(wide, "name      key\n物品名称  thing1\n");
+    }
+
+    #[test]
+    fn text_from_wechat_cannot_forge_rows_or_drive_the_terminal() {
+        let rows = vec![vec!["T1".to_owned(), "Paid\nT2  forged row\u{1b}[31m".to_owned()]];
+        let out = table(&["id", "title"], &rows);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert!(out.contains("Paid\\nT2  forged row\\u{1b}[31m"), "{out}");
     }
 }

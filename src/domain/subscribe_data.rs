@@ -18,7 +18,11 @@ pub struct DataViolation {
 
 impl std::fmt::Display for DataViolation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "data.{}: {}", self.field, self.rule)
+        // The whole object is named `data`; a keyword is `data.<key>`.
+        match self.field.as_str() {
+            "data" => write!(f, "data: {}", self.rule),
+            field => write!(f, "data.{field}: {}", self.rule),
+        }
     }
 }
 
@@ -268,6 +272,16 @@ mod tests {
             let err = one(key, v).expect_err(&format!("{key} = {v:?} should fail"));
             assert_eq!(err.field, key);
         }
+    }
+
+    #[test]
+    fn an_empty_data_object_is_named_once() {
+        let err = check(&Map::new()).unwrap_err();
+        assert_eq!(err.to_string(), "data: at least one keyword");
+        assert_eq!(
+            one("thing1", "").unwrap_err().to_string().split(':').next(),
+            Some("data.thing1")
+        );
     }
 
     #[test]

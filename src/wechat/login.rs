@@ -66,7 +66,8 @@ impl WechatClient {
             errcode::RATE_LIMITED => Err(LoginError::RateLimited),
             errcode::USER_BLOCKED => Err(LoginError::Blocked),
             other => {
-                tracing::warn!(errcode = other, errmsg = %answer.errmsg, "jscode2session failed");
+                // Debug-quoted: WeChat's text cannot start a forged log line.
+                tracing::warn!(errcode = other, errmsg = ?answer.errmsg, "jscode2session failed");
                 Err(LoginError::Unavailable(format!(
                     "WeChat answered errcode {other}"
                 )))
