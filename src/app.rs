@@ -12,6 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
+use crate::api::connections::{BodyTimeout, OpenConnection};
 use crate::api::{self, AppState, Mode};
 use crate::apps::{AppContext, Apps, DEFAULT_APP, OfficialAccount};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
@@ -183,10 +184,16 @@ impl Application {
             })
         });
 
+        let body_timeout = BodyTimeout(Duration::from_secs(config.request_body_timeout_secs));
+        if let Some(limit) = api::connections::raise_open_files_limit() {
+            tracing::info!(limit, "open files limit");
+        }
         let server = HttpServer::new(move || {
             let simulator = simulator.clone();
             App::new()
+                .wrap(from_fn(api::connections::body_deadline))
                 .wrap(from_fn(api::middleware::request_context))
+                .app_data(body_timeout)
                 .app_data(state.clone())
                 .app_data(auth.clone())
                 .configure(api::configure)
@@ -198,13 +205,15 @@ impl Application {
                 .default_service(web::to(api::not_found))
         })
         .shutdown_timeout(10);
-        // The simulator's dropped-connection fault needs a handle on each
-        // socket; outside sandbox mode nothing should pay for that.
-        let server = if sandbox {
-            server.on_connect(sim::on_connect)
-        } else {
-            server
-        };
+        // Every connection is counted while it lives; in sandbox mode the
+        // simulator's dropped-connection fault also needs a handle on each
+        // socket (outside it nothing should pay for that).
+        let server = server.on_connect(move |conn, ext| {
+            ext.insert(OpenConnection::new());
+            if sandbox {
+                sim::on_connect(conn, ext);
+            }
+        });
         let server = server.listen(listener)?.run();
 
         Ok(Self {

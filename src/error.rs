@@ -38,6 +38,8 @@ pub mod code {
     pub const INVALID_DATA: &str = "invalid_data";
     pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
     pub const NOT_CONFIGURED: &str = "not_configured";
+    /// A request body that stalled past its deadline.
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
     /// A route names an app the deployment does not have.
     pub const UNKNOWN_APP: &str = "unknown_app";
     pub const NOT_FOLLOWING: &str = "not_following";
@@ -220,6 +222,15 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
             ApiError::payload_too_large()
         }
         JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => ApiError::payload_too_large(),
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::REQUEST_TIMEOUT,
+                "the request body did not arrive in time (REQUEST_BODY_TIMEOUT_SECS)",
+            )
+        }
         JsonPayloadError::Deserialize(e) => ApiError::invalid_request(format!("invalid JSON body: {e}")),
         other => ApiError::invalid_request(format!("invalid JSON body: {other}")),
     };

@@ -45,6 +45,8 @@ pub const PUSH_EVENTS: &str = "formid_push_events_total";
 pub const DELIVERIES: &str = "formid_deliveries_total";
 /// Access tokens invalidated after WeChat rejected them.
 pub const TOKEN_INVALIDATIONS: &str = "formid_token_invalidations_total";
+/// HTTP connections open now.
+pub const OPEN_CONNECTIONS: &str = "formid_http_open_connections";
 /// Always 1, labelled with `version`.
 pub const BUILD_INFO: &str = "formid_build_info";
 

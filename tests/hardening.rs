@@ -175,3 +175,47 @@ async fn a_send_during_a_store_outage_says_the_store_failed() {
         "nothing more was sent"
     );
 }
+
+/// A body that stalls once held its connection forever (enough of them
+/// took the service down): it is cut off after REQUEST_BODY_TIMEOUT_SECS
+/// with a JSON 408 and the connection closes; open connections are a gauge.
+#[tokio::test]
+async fn a_stalled_request_body_is_cut_off_and_its_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Store::Memory, |c| c.request_body_timeout_secs = 1).await;
+    let addr = app.url("").trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 60000\r\n\r\n{\"code\": \"",
+        )
+        .await
+        .unwrap();
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        gauge(&text, "formid_http_open_connections").is_some_and(|n| n >= 2.0),
+        "the stalled connection and this one"
+    );
+
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stalled.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was closed, not held");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

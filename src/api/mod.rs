@@ -7,6 +7,7 @@
 //! each entry and a test holds the two equal.
 
 mod apps;
+pub mod connections;
 mod credentials;
 mod dashboard;
 pub mod extract;

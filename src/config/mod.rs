@@ -205,6 +205,11 @@ pub struct Config {
     #[arg(long, env = "WECHAT_TIMEOUT_MS", default_value_t = 4_000)]
     pub wechat_timeout_ms: u64,
 
+    /// Seconds a request's body may take to arrive whole; a stalled one is
+    /// cut off (408) and its connection closed.
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub request_body_timeout_secs: u64,
+
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 }
@@ -246,6 +251,7 @@ impl Default for Config {
             send_lease_secs: 30,
             send_budget_ms: 12_000,
             wechat_timeout_ms: 4_000,
+            request_body_timeout_secs: 10,
             log_format: LogFormat::Pretty,
         }
     }
@@ -332,7 +338,13 @@ impl Config {
             }
         }
         let day = 86_400;
-        let ranges: [(&str, u64, u64, u64); 11] = [
+        let ranges: [(&str, u64, u64, u64); 12] = [
+            (
+                "REQUEST_BODY_TIMEOUT_SECS",
+                self.request_body_timeout_secs,
+                1,
+                600,
+            ),
             ("SESSION_TTL_SECS", self.session_ttl_secs, 60, 90 * day),
             (
                 "CREDENTIAL_SAFETY_MARGIN_SECS",
