@@ -128,7 +128,11 @@ enum TemplatesAction {
         scene: Option<String>,
     },
     /// Delete one of the account's templates.
-    Delete { template_id: String },
+    Delete {
+        /// WeChat's template ids are base64url: one may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        template_id: String,
+    },
 }
 
 #[actix_web::main]

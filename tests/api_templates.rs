@@ -450,3 +450,27 @@ async fn the_cli_browses_adds_lists_and_deletes() {
     let old = run(&["--channel", "template", "library", "AT0002"]);
     assert!(old.contains("购买地点"), "{old}");
 }
+
+/// WeChat's template ids are base64url, so one may start with `-`: the CLI
+/// takes it as the id, not as an option.
+#[test]
+fn a_template_id_starting_with_a_dash_is_an_id() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_formid-ledger"))
+        .env_clear()
+        .env("LISTEN", format!("127.0.0.1:{}", support::free_port()))
+        .args([
+            "templates",
+            "--channel",
+            "subscribe",
+            "delete",
+            "-OjgJLakrtSoB09zUPHR68tGLIMPDzTeNzvO1GDg",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    assert!(
+        stderr.contains("start it first"),
+        "it got as far as calling WeChat: {stderr}"
+    );
+}

@@ -235,6 +235,20 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     let stats = sim.stats().await;
     assert_eq!(stats["token_fetches"], 2, "{stats}");
 
+    // Metrics say which app each count is of.
+    let text = http
+        .get(at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for app in ["default", "shop"] {
+        let sent = format!("formid_sends_total{{app=\"{app}\",channel=\"template\",outcome=\"sent\"}} 1");
+        assert!(text.contains(&sent), "{sent} missing:\n{text}");
+    }
+
     // Default's book is where it always was; shop's carries the app's name.
     let mut redis_client = redis.client();
     let keys: Vec<String> = redis::cmd("KEYS")

@@ -161,11 +161,13 @@ pub async fn ingest(app: App, caller: Caller, body: web::Json<IngestBody>) -> Re
     usage.count(now, Counter::Duplicates, duplicates);
     for r in &rejected {
         usage.count(now, Counter::Rejected(r.reason), 1);
-        metrics::counter!(CREDENTIALS_REJECTED, "reason" => r.reason.as_str()).increment(1);
+        metrics::counter!(CREDENTIALS_REJECTED, "app" => app.name.clone(), "reason" => r.reason.as_str())
+            .increment(1);
     }
     for event in &outcome.events {
         if let crate::ledger::LedgerEvent::Collected { kind, .. } = event {
-            metrics::counter!(CREDENTIALS_COLLECTED, "kind" => kind.as_str()).increment(1);
+            metrics::counter!(CREDENTIALS_COLLECTED, "app" => app.name.clone(), "kind" => kind.as_str())
+                .increment(1);
         }
     }
     tracing::info!(

@@ -135,7 +135,7 @@ async fn receive(
     let body = std::str::from_utf8(body).map_err(|_| ApiError::invalid_request("the body is not UTF-8"))?;
     let opened = verify::open(settings, query, body, Utc::now().timestamp()).map_err(|err| {
         tracing::warn!(error = %err, "push refused");
-        metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
+        metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
             .increment(1);
         refused(err)
     })?;
@@ -150,7 +150,7 @@ async fn receive(
     let claim = format!("push:{}:{digest}", endpoint.as_str());
     if !app.shared.try_lock(&claim, "applied", REMEMBER).await? {
         tracing::info!(event = ?push.event, "a repeated push, applied before");
-        metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => event_label(&push), "result" => "repeated")
+        metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => event_label(&push), "result" => "repeated")
             .increment(1);
         return Ok(success());
     }
@@ -184,7 +184,7 @@ async fn signed_url_once(
         return Ok(());
     }
     tracing::warn!("a signed push URL came again with another body");
-    metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
+    metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
         .increment(1);
     Err(refused(Refused::Signature(
         "this signed URL was already used with another body",
@@ -266,7 +266,7 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
         _ => false,
     };
     let result = if acted { "applied" } else { "ignored" };
-    metrics::counter!(PUSH_EVENTS, "endpoint" => endpoint.as_str(), "event" => label, "result" => result)
+    metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => label, "result" => result)
         .increment(1);
     Ok(())
 }
@@ -287,7 +287,7 @@ async fn record(
     if before.is_none_or(|b| b == Status::Accepted) {
         let channel = messages.channel();
         app.usage.count(Utc::now(), Counter::Delivery(channel, status), 1);
-        metrics::counter!(DELIVERIES, "channel" => channel.as_str(), "status" => status.as_str())
+        metrics::counter!(DELIVERIES, "app" => app.name.clone(), "channel" => channel.as_str(), "status" => status.as_str())
             .increment(1);
     }
     Ok(())

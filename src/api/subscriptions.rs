@@ -156,7 +156,8 @@ pub(super) async fn apply_answers(
     let now = Utc::now();
     let mut ignored = Vec::new();
     for (template, answer, raw) in results {
-        metrics::counter!(SUBSCRIBE_RESULTS, "result" => answer.label()).increment(1);
+        metrics::counter!(SUBSCRIBE_RESULTS, "app" => app.name.clone(), "result" => answer.label())
+            .increment(1);
         if let Some(counter) = answer.counter() {
             app.usage.count(now, counter, 1);
         }
