@@ -219,3 +219,26 @@ async fn a_stalled_request_body_is_cut_off_and_its_connection_closed() {
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A 405 says which methods the path takes (`Allow`, as HTTP requires).
+#[tokio::test]
+async fn a_405_names_the_methods_the_path_takes() {
+    let app = TestApp::spawn(Store::Memory).await;
+    for (method, path, allow) in [
+        (Method::DELETE, "/v1/messages", "POST"),
+        (Method::PUT, "/v1/templates", "GET, POST"),
+        (Method::PATCH, "/v1/apps/default/messages", "POST"),
+        (Method::PUT, "/wechat/push/miniprogram", "GET, POST"),
+    ] {
+        let res = app
+            .http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "method_not_allowed");
+    }
+}

@@ -161,16 +161,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .app_data(web::QueryConfig::default().error_handler(error::query_error))
     .app_data(web::PayloadConfig::default().limit(BODY_LIMIT));
-    let mut by_path: BTreeMap<String, Vec<Route>> = BTreeMap::new();
-    for (_, path, route) in routes() {
-        by_path.entry(path).or_default().push(route);
+    let mut by_path: BTreeMap<String, Vec<(Method, Route)>> = BTreeMap::new();
+    for (method, path, route) in routes() {
+        by_path.entry(path).or_default().push((method, route));
     }
     for (path, routes) in by_path {
+        let allow: Vec<&str> = routes.iter().map(|(m, _)| m.as_str()).collect();
+        let allow = allow.join(", ");
         let resource = routes
             .into_iter()
-            .fold(web::resource(path.as_str()), |r, route| r.route(route));
-        cfg.service(resource.default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::method_not_allowed())
+            .fold(web::resource(path.as_str()), |r, (_, route)| r.route(route));
+        cfg.service(resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { method_not_allowed(&allow) }
         })));
     }
     cfg.service(openapi::explorer_assets());
@@ -192,6 +195,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(dashboard::assets());
 }
 
+/// 405 with the methods the path takes (`Allow`, as HTTP requires).
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::method_not_allowed());
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
+}
+
 /// A push endpoint: the console's URL check (GET) and the pushes (POST).
 fn push_resource<C, P, CArgs, PArgs>(path: &str, check: C, push: P) -> actix_web::Resource
 where
@@ -205,9 +219,7 @@ where
     web::resource(path)
         .route(web::get().to(check))
         .route(web::post().to(push))
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::method_not_allowed())
-        }))
+        .default_service(web::to(|| async { method_not_allowed("GET, POST") }))
 }
 
 /// Unknown routes: a JSON 404.
