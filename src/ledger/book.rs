@@ -87,7 +87,9 @@ pub(crate) fn reach_moved(from: Option<Secs>, to: Option<Secs>) -> LedgerEvent {
     }
 }
 
-/// Credentials sorted by (expiry, stored id); leases in the order taken.
+/// Credentials sorted by expiry, those that expire together in the order
+/// they were collected (the oldest credential is spent first even when
+/// expiries round to the same instant); leases in the order taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Book {
     pub leases: Vec<Lease>,
@@ -135,10 +137,10 @@ impl Book {
             .count()
     }
 
+    /// After every credential that expires no later: ties stay in
+    /// collection order.
     fn insert_sorted(&mut self, entry: Entry) {
-        let at = self
-            .entries
-            .partition_point(|e| (e.expires, &e.key) < (entry.expires, &entry.key));
+        let at = self.entries.partition_point(|e| e.expires <= entry.expires);
         self.entries.insert(at, entry);
     }
 

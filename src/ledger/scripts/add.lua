@@ -27,7 +27,9 @@ for i = 5, #ARGV, 3 do
     local entry = {expires = expires, kind = kind, uses = uses_of(kind), burned = false, key = k}
     local at = #book.entries + 1
     for j, e in ipairs(book.entries) do
-      if not (e.expires < expires or (e.expires == expires and key_less(e.key, k))) then
+      -- After every credential that expires no later: ties stay in
+      -- collection order, as book.rs inserts them.
+      if e.expires > expires then
         at = j
         break
       end

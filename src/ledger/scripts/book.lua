@@ -92,16 +92,6 @@ local function encode(book)
   return table.concat(parts)
 end
 
--- Byte order, independent of the server's locale (Lua's < on strings is not).
-local function key_less(a, b)
-  local la, lb = #a, #b
-  for i = 1, math.min(la, lb) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return la < lb
-end
-
 local function ends_at(book)
   local ends = nil
   for _, e in ipairs(book.entries) do
