@@ -347,6 +347,7 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
         official_account.clone(),
         stores.shared.clone(),
         Duration::from_secs(config.template_cache_secs.max(1)),
+        shared.clock.clone(),
     ));
     let policy = shared.policy;
     AppContext {

@@ -12,6 +12,7 @@ use serde_json::json;
 use unicode_width::UnicodeWidthStr;
 
 use crate::bootstrap::{Backend, wechat_clients};
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::domain::ChannelKind;
 use crate::templates::{AccountTemplate, App, LibraryEntry, LibraryPage, TemplateError, Templates};
@@ -65,6 +66,7 @@ pub async fn run(
         official_account.map(app),
         stores.shared.clone(),
         Duration::from_secs(config.template_cache_secs.max(1)),
+        Arc::new(SystemClock),
     );
     let output = perform(&templates, channel, action, json).await;
     output.map_err(|err| {

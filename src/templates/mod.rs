@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use shapes::{AccountTemplate, LibraryEntry, LibraryPage, keys_of};
 
+use crate::clock::Clock;
 use crate::domain::ChannelKind;
 
 use crate::store::SharedStore;
@@ -74,6 +75,9 @@ struct Cached {
     templates: Vec<AccountTemplate>,
 }
 
+/// A list read from the store, and when (by the clock).
+type ReadAt = (DateTime<Utc>, Arc<Cached>);
+
 pub struct Templates {
     mini_program: App,
     official_account: Option<App>,
@@ -81,9 +85,11 @@ pub struct Templates {
     ttl: Duration,
     /// This instance's name on the fetch locks.
     holder: String,
-    local: Mutex<HashMap<ChannelKind, (Instant, Arc<Cached>)>>,
+    local: Mutex<HashMap<ChannelKind, ReadAt>>,
     /// One fetch of a channel's list at a time in this process.
     flights: HashMap<ChannelKind, tokio::sync::Mutex<()>>,
+    /// What a list's age is judged by.
+    clock: Arc<dyn Clock>,
 }
 
 impl Templates {
@@ -92,8 +98,10 @@ impl Templates {
         official_account: Option<App>,
         store: Arc<dyn SharedStore>,
         ttl: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            clock,
             mini_program,
             official_account,
             store,
@@ -255,7 +263,7 @@ impl Templates {
         };
         if !list.templates.iter().any(|t| t.template_id == template_id) {
             // Perhaps added in WeChat's console since: look again, rarely.
-            let age = Utc::now().timestamp_millis() - list.fetched_at_ms;
+            let age = self.clock.now().timestamp_millis() - list.fetched_at_ms;
             if age < MISS_REFRESH.as_millis() as i64 {
                 return Check::UnknownTemplate;
             }
@@ -300,7 +308,9 @@ impl Templates {
     async fn cached(&self, channel: ChannelKind, stale: Option<i64>) -> Result<Arc<Cached>, TemplateError> {
         let usable = |c: &Cached| Some(c.fetched_at_ms) != stale;
         if let Some((read_at, list)) = self.local.lock().unwrap_or_else(|p| p.into_inner()).get(&channel)
-            && read_at.elapsed() < LOCAL_REUSE
+            && (self.clock.now() - *read_at)
+                .to_std()
+                .is_ok_and(|age| age < LOCAL_REUSE)
             && usable(list)
         {
             return Ok(list.clone());
@@ -327,7 +337,7 @@ impl Templates {
                     let _ = self.store.unlock(&name, &self.holder).await;
                 }
                 let list = Cached {
-                    fetched_at_ms: Utc::now().timestamp_millis(),
+                    fetched_at_ms: self.clock.now().timestamp_millis(),
                     templates: fetched?,
                 };
                 match serde_json::to_string(&list) {
@@ -355,7 +365,7 @@ impl Templates {
         self.local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(channel, (Instant::now(), list.clone()));
+            .insert(channel, (self.clock.now(), list.clone()));
         list
     }
 

@@ -202,16 +202,23 @@ impl TestApp {
         false
     }
 
-    /// The service asks for its access token at start-up; faults a test
-    /// injects must not hit that request (granted or refused).
+    /// The service asks for its access tokens at start-up (the
+    /// mini-program's, and the official account's when it has one); faults
+    /// a test injects must not hit those requests (granted or refused).
     async fn wait_for_first_token(&self) {
         if self.get("/readyz", None).await.0 != 200 {
             return; // No store, no shared token: nothing is fetched.
         }
+        let (status, apps) = self.get("/v1/apps", Some(ADMIN_KEY)).await;
+        let with_official_account = status == 200
+            && apps["apps"][0]["channels"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "official_account"));
+        let tokens = 1 + u64::from(with_official_account);
         for _ in 0..100 {
             let stats = self.sim.stats().await;
             let asked = ["token_fetches", "token_refusals"].map(|n| stats[n].as_u64().unwrap_or(0));
-            if asked.iter().sum::<u64>() > 0 {
+            if asked.iter().sum::<u64>() >= tokens {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
