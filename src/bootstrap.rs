@@ -35,17 +35,27 @@ pub struct Stores {
 /// The store the configuration names, from which each app's [`Stores`]
 /// are opened (one connection for all of them).
 pub enum Backend {
-    Redis {
-        redis: RedisConnection,
-        prefix: String,
-        replicas: u32,
-        wait: Duration,
-        name: &'static str,
-    },
+    Redis(RedisBackend),
     Memory {
         /// The deployment's own records (access tokens and their locks).
         deployment: Arc<MemoryStore>,
     },
+}
+
+/// Redis or Redis Cluster, and how writes wait for replicas.
+pub struct RedisBackend {
+    redis: RedisConnection,
+    prefix: String,
+    replicas: u32,
+    wait: Duration,
+    name: &'static str,
+}
+
+impl RedisBackend {
+    /// The shared store under `prefix`.
+    fn store(&self, prefix: &str) -> Arc<RedisStore> {
+        Arc::new(RedisStore::new(self.redis.clone(), prefix).with_replicas(self.replicas, self.wait))
+    }
 }
 
 impl Backend {
@@ -61,13 +71,13 @@ impl Backend {
             (None, []) => None,
         };
         Ok(match target {
-            Some((target, name)) => Backend::Redis {
+            Some((target, name)) => Backend::Redis(RedisBackend {
                 redis: RedisConnection::new(target, REDIS_TIMEOUT),
                 prefix: config.redis_key_prefix.clone(),
                 replicas: config.redis_wait_replicas,
                 wait: Duration::from_millis(config.redis_wait_timeout_ms.max(1)),
                 name,
-            },
+            }),
             None => {
                 tracing::warn!(
                     "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
@@ -82,7 +92,7 @@ impl Backend {
     /// The Redis connection, unless the store is the embedded one.
     pub fn redis(&self) -> Option<&RedisConnection> {
         match self {
-            Backend::Redis { redis, .. } => Some(redis),
+            Backend::Redis(backend) => Some(&backend.redis),
             Backend::Memory { .. } => None,
         }
     }
@@ -90,7 +100,7 @@ impl Backend {
     /// `memory`, `redis` or `redis-cluster`.
     pub fn name(&self) -> &'static str {
         match self {
-            Backend::Redis { name, .. } => name,
+            Backend::Redis(backend) => backend.name,
             Backend::Memory { .. } => "memory",
         }
     }
@@ -99,13 +109,7 @@ impl Backend {
     /// WeChat appid (two apps naming the same appid share it) and its lock.
     pub fn deployment(&self) -> Arc<dyn SharedStore> {
         match self {
-            Backend::Redis {
-                redis,
-                prefix,
-                replicas,
-                wait,
-                ..
-            } => Arc::new(RedisStore::new(redis.clone(), prefix).with_replicas(*replicas, *wait)),
+            Backend::Redis(backend) => backend.store(&backend.prefix),
             Backend::Memory { deployment } => deployment.clone(),
         }
     }
@@ -114,21 +118,16 @@ impl Backend {
     /// (`default` keeps the deployment's), in memory its own.
     pub fn app(&self, app: &str, ledger: LedgerSettings, grants: GrantSettings) -> Stores {
         match self {
-            Backend::Redis {
-                redis,
-                prefix,
-                replicas,
-                wait,
-                ..
-            } => {
-                let prefix = key_prefix(prefix, app);
-                let store = Arc::new(RedisStore::new(redis.clone(), &prefix).with_replicas(*replicas, *wait));
+            Backend::Redis(backend) => {
+                let prefix = key_prefix(&backend.prefix, app);
+                let store = backend.store(&prefix);
+                let (redis, replicas, wait) = (&backend.redis, backend.replicas, backend.wait);
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(
-                        RedisLedger::on(redis.clone(), &prefix, ledger).with_replicas(*replicas, *wait),
+                        RedisLedger::on(redis.clone(), &prefix, ledger).with_replicas(replicas, wait),
                     )),
                     grants: Arc::new(
-                        RedisGrants::on(redis.clone(), &prefix, grants).with_replicas(*replicas, *wait),
+                        RedisGrants::on(redis.clone(), &prefix, grants).with_replicas(replicas, wait),
                     ),
                     shared: store.clone(),
                     usage: store,

@@ -27,15 +27,7 @@ async fn invented_methods_never_become_metric_labels() {
             assert_eq!(body["code"], "method_not_allowed");
         }
     }
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(!text.contains("XXXXXXXX"), "an invented method reached /metrics");
     let scrape =
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition");
@@ -98,15 +90,7 @@ async fn a_redis_that_would_evict_keys_is_named_in_readiness_and_metrics() {
             .unwrap()
             .contains("allkeys-lru")
     );
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert_eq!(gauge(&text, "formid_store_evicting"), Some(1.0));
 
     let safe = RedisServer::start();
@@ -114,15 +98,7 @@ async fn a_redis_that_would_evict_keys_is_named_in_readiness_and_metrics() {
     let (status, ready) = app.get("/readyz", None).await;
     assert_eq!(status, 200);
     assert!(ready.get("warnings").is_none(), "{ready}");
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert_eq!(gauge(&text, "formid_store_evicting"), Some(0.0));
 }
 
@@ -192,15 +168,7 @@ async fn a_stalled_request_body_is_cut_off_and_its_connection_closed() {
         )
         .await
         .unwrap();
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         gauge(&text, "formid_http_open_connections").is_some_and(|n| n >= 2.0),
         "the stalled connection and this one"
