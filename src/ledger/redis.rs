@@ -119,6 +119,21 @@ impl RedisLedger {
         T::from_redis_value(reply).map_err(corrupt)
     }
 
+    /// A script that writes `openid`'s book, acknowledged once the
+    /// configured replicas hold the write.
+    async fn invoke_durable<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        openid: &OpenId,
+    ) -> Result<T, LedgerError> {
+        let reply = self
+            .redis
+            .invoke_durable(invocation, &self.book_key(openid), self.durability)
+            .await
+            .map_err(LedgerError::from)?;
+        T::from_redis_value(reply).map_err(corrupt)
+    }
+
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, LedgerError> {
         self.redis.query(cmd).await.map_err(LedgerError::from)
     }
@@ -214,10 +229,7 @@ impl Ledger for RedisLedger {
                 .arg(collected.unwrap_or_default());
         }
         let (statuses, evicted, available_sends, events): (Vec<i64>, u32, u32, Events) =
-            self.invoke(&call).await?;
-        self.redis
-            .replicated(&self.book_key(openid), self.durability)
-            .await?;
+            self.invoke_durable(&call, openid).await?;
         let items = statuses
             .into_iter()
             .map(|code| codes::add_status_from(code).ok_or_else(|| corrupt(bad("add status"))))
@@ -266,18 +278,16 @@ impl Ledger for RedisLedger {
         how: Settle,
     ) -> Result<SettleOutcome, LedgerError> {
         let (code, uses, events): (i64, u8, Events) = self
-            .invoke(
+            .invoke_durable(
                 SETTLE
                     .key(self.book_key(openid))
                     .arg(self.pinned_clock())
                     .arg(&lease.as_bytes()[..])
                     .arg(codes::settle_code(how)),
+                openid,
             )
             .await?;
         let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
-        self.redis
-            .replicated(&self.book_key(openid), self.durability)
-            .await?;
         Ok(SettleOutcome {
             settled,
             events: events.0,

@@ -1,8 +1,13 @@
-//! The one Redis connection the service shares (a multiplexed
-//! `ConnectionManager`, or a cluster connection), made on first use so the
-//! service starts while Redis is down, with every call time-bounded.
+//! The Redis connection the service shares (a multiplexed
+//! `ConnectionManager`, or a cluster connection) — one per thread that uses
+//! it, so a call never wakes another thread to reach Redis — made on first
+//! use so the service starts while Redis is down, with every call
+//! time-bounded. A write and the `WAIT` that makes it durable always go
+//! over one connection.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -35,13 +40,15 @@ pub enum RedisFailure {
     Script(String),
 }
 
-/// Cheap to clone; clones share the connection.
+/// Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct RedisConnection {
     target: RedisTarget,
     timeout: Duration,
-    /// A failed connect leaves it empty, so the next call tries again.
-    connection: Arc<OnceCell<Connection>>,
+    /// Each thread's connection, its commands' I/O driven on that thread
+    /// (each HTTP worker runs its own event loop). A failed connect leaves
+    /// the cell empty, so the next call tries again.
+    connections: Arc<Mutex<HashMap<ThreadId, Arc<OnceCell<Connection>>>>>,
 }
 
 impl RedisConnection {
@@ -50,7 +57,7 @@ impl RedisConnection {
         Self {
             target,
             timeout,
-            connection: Arc::new(OnceCell::new()),
+            connections: Arc::default(),
         }
     }
 
@@ -59,7 +66,14 @@ impl RedisConnection {
     }
 
     async fn connection(&self) -> Result<Connection, RedisFailure> {
-        self.connection.get_or_try_init(|| self.connect()).await.cloned()
+        let cell = {
+            let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            connections
+                .entry(std::thread::current().id())
+                .or_default()
+                .clone()
+        };
+        cell.get_or_try_init(|| self.connect()).await.cloned()
     }
 
     async fn connect(&self) -> Result<Connection, RedisFailure> {
@@ -93,39 +107,90 @@ impl RedisConnection {
     }
 
     pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisFailure> {
-        self.bounded(async {
-            match self.connection().await? {
-                Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
-                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
-            }
-        })
-        .await
+        self.invoke_durable(invocation, "", None).await
     }
 
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, RedisFailure> {
-        self.bounded(async {
-            match self.connection().await? {
-                Connection::Single(mut c) => cmd.query_async(&mut c).await.map_err(failure),
-                Connection::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(failure),
-            }
-        })
-        .await
+        self.query_durable(cmd, "", None).await
     }
 
-    /// After a write to `key`: waits for `durability`'s replicas, if any
-    /// ([`Self::wait_for_replicas`]).
-    pub async fn replicated(&self, key: &str, durability: Option<Durability>) -> Result<(), RedisFailure> {
+    /// Runs a script that writes `key`, then waits for `durability`'s
+    /// replicas, if any ([`Self::wait_for_replicas`]), on the same connection.
+    pub async fn invoke_durable(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        key: &str,
+        durability: Option<Durability>,
+    ) -> Result<Value, RedisFailure> {
+        self.invoke_durable_if(invocation, key, durability, |_| true)
+            .await
+    }
+
+    /// As [`Self::invoke_durable`], waiting only when the reply says the
+    /// script wrote.
+    pub async fn invoke_durable_if(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        key: &str,
+        durability: Option<Durability>,
+        wrote: impl FnOnce(&Value) -> bool,
+    ) -> Result<Value, RedisFailure> {
+        let connection = self.bounded(self.connection()).await?;
+        let reply = self
+            .bounded(async {
+                match connection.clone() {
+                    Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+                    Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+                }
+            })
+            .await?;
+        if wrote(&reply) {
+            self.replicated(connection, key, durability).await?;
+        }
+        Ok(reply)
+    }
+
+    /// Runs a command that writes `key`, then waits for `durability`'s
+    /// replicas, if any, on the same connection.
+    pub async fn query_durable(
+        &self,
+        cmd: &redis::Cmd,
+        key: &str,
+        durability: Option<Durability>,
+    ) -> Result<Value, RedisFailure> {
+        let connection = self.bounded(self.connection()).await?;
+        let reply = self
+            .bounded(async {
+                match connection.clone() {
+                    Connection::Single(mut c) => cmd.query_async(&mut c).await.map_err(failure),
+                    Connection::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(failure),
+                }
+            })
+            .await?;
+        self.replicated(connection, key, durability).await?;
+        Ok(reply)
+    }
+
+    async fn replicated(
+        &self,
+        connection: Connection,
+        key: &str,
+        durability: Option<Durability>,
+    ) -> Result<(), RedisFailure> {
         match durability {
-            Some(Durability { replicas, timeout }) => self.wait_for_replicas(key, replicas, timeout).await,
+            Some(Durability { replicas, timeout }) => {
+                self.wait_for_replicas(connection, key, replicas, timeout).await
+            }
             None => Ok(()),
         }
     }
 
     /// `WAIT replicas timeout` on the node that owns `key` (the master its
     /// writes went to): Ok once that many replicas acknowledged every write
-    /// made before it on this connection, else `Unavailable`.
-    pub async fn wait_for_replicas(
+    /// made before it on `connection`, else `Unavailable`.
+    async fn wait_for_replicas(
         &self,
+        connection: Connection,
         key: &str,
         replicas: u32,
         timeout: Duration,
@@ -134,7 +199,7 @@ impl RedisConnection {
         wait.arg(replicas).arg(timeout.as_millis() as u64);
         let acknowledged = self
             .bounded(async {
-                match self.connection().await? {
+                match connection {
                     Connection::Single(mut c) => wait.query_async::<Value>(&mut c).await.map_err(failure),
                     Connection::Cluster(mut c) => {
                         let master = Route::with_key(key, SlotAddr::Master);

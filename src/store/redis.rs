@@ -84,8 +84,8 @@ impl RedisStore {
             .arg("PX")
             .arg(millis(keep))
             .to_owned();
-        self.redis.query(&cmd).await.map_err(StoreError::from)?;
-        Ok(self.redis.replicated(&key, self.durability).await?)
+        self.redis.query_durable(&cmd, &key, self.durability).await?;
+        Ok(())
     }
 
     async fn delete_if_equal(&self, key: String, value: &str) -> Result<bool, StoreError> {
@@ -261,23 +261,23 @@ impl SharedStore for RedisStore {
         keep: Duration,
     ) -> Result<bool, StoreError> {
         let key = self.key("idem", key);
+        let noted = |reply: &Value| matches!(reply, Value::Int(1));
         let reply = self
             .redis
-            .invoke(
+            .invoke_durable_if(
                 IDEMPOTENCY_NOTE
                     .key(&key)
                     .arg(fingerprint)
                     .arg(millis(claim))
                     .arg(millis(keep))
                     .arg(state),
+                &key,
+                self.durability,
+                noted,
             )
             .await
             .map_err(StoreError::from)?;
-        let noted = matches!(reply, Value::Int(1));
-        if noted {
-            self.redis.replicated(&key, self.durability).await?;
-        }
-        Ok(noted)
+        Ok(noted(&reply))
     }
 
     async fn park_idempotent(

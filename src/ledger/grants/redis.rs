@@ -102,6 +102,21 @@ impl RedisGrants {
         T::from_redis_value(reply).map_err(corrupt)
     }
 
+    /// A script that writes `openid`'s grants, acknowledged once the
+    /// configured replicas hold the write.
+    async fn invoke_durable<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        openid: &OpenId,
+    ) -> Result<T, LedgerError> {
+        let reply = self
+            .redis
+            .invoke_durable(invocation, &self.key(openid), self.durability)
+            .await
+            .map_err(LedgerError::from)?;
+        T::from_redis_value(reply).map_err(corrupt)
+    }
+
     /// The template's number, assigned by the dictionary on first sight.
     async fn number(&self, template: &TemplateId) -> Result<Tpl, LedgerError> {
         if let Some(n) = self.dictionary().number(template) {
@@ -213,8 +228,7 @@ impl GrantLedger for RedisGrants {
         for (template, accepts) in batch {
             call.arg(self.number(template).await?).arg(*accepts);
         }
-        let (held, events): (Vec<u32>, Events) = self.invoke(&call).await?;
-        self.redis.replicated(&self.key(openid), self.durability).await?;
+        let (held, events): (Vec<u32>, Events) = self.invoke_durable(&call, openid).await?;
         Ok(GrantAddOutcome {
             held,
             events: self.events(events.0).await?,
@@ -265,18 +279,18 @@ impl GrantLedger for RedisGrants {
         how: Settle,
     ) -> Result<GrantSettleOutcome, LedgerError> {
         let (code, burned, events): (i64, u32, Events) = self
-            .invoke(
+            .invoke_durable(
                 SETTLE
                     .key(self.key(openid))
                     .arg(self.pinned_clock())
                     .arg(self.retention())
                     .arg(&lease.as_bytes()[..])
                     .arg(codes::settle_code(how)),
+                openid,
             )
             .await?;
         let uses = u8::try_from(burned).unwrap_or(u8::MAX);
         let settled = codes::settled_from(code, uses).ok_or_else(|| corrupt(bad("settle result")))?;
-        self.redis.replicated(&self.key(openid), self.durability).await?;
         Ok(GrantSettleOutcome {
             settled,
             events: self.events(events.0).await?,

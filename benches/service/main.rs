@@ -1,9 +1,12 @@
 //! `scripts/bench`: the targets of docs/targets.md, measured in one run on this
-//! machine with a real redis-server, the service and the simulator, and
-//! printed as a table of rates and ratios (ratios are what to compare:
-//! absolute rates depend on the machine and what else it is doing).
+//! machine with a real redis-server, the service, the simulator and the bare
+//! forwarder (`forwarder`, its send groups in `channels`), and printed as a
+//! table of rates and ratios (ratios are what to compare: absolute rates
+//! depend on the machine and what else it is doing).
 
-#[path = "../tests/support/mod.rs"]
+mod channels;
+mod forwarder;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 /// The binary's allocator (`src/main.rs`), so the service here runs as it does there.
@@ -34,7 +37,8 @@ const USERS: usize = 4_000;
 /// as many as the direct phase's: 80,000 uses, twice what a phase spends.
 const SPENDERS: usize = 4_000;
 
-/// `BENCH_ONLY=ingest|send|subscribe|embedded|memory|peers|wait|calls` runs one group (e.g. under a profiler).
+/// `BENCH_ONLY=channels|latency|ingest|send|subscribe|embedded|memory|peers|wait|calls`
+/// runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
 }
@@ -152,14 +156,11 @@ async fn spend_rate(filler: &RedisLedger, ledger: &Arc<RedisLedger>, prefix: &st
     .await
 }
 
-/// Spending one use: reserve + commit called directly, then
-/// `POST /v1/messages` through the simulator.
-async fn send(app: &Arc<TestApp>, ledger: &Arc<RedisLedger>) -> (f64, f64) {
-    // 20 uses a user on both sides, so books are alike; the direct side
-    // spreads over more users, being faster.
-    let direct = spend_rate(ledger, ledger, "oSpend").await;
-    let through_sim = sends_through_sim(app, "oSend").await;
-    (direct, through_sim)
+/// Spending one use: reserve + commit called directly (the floor under
+/// every send route; the routes themselves are measured against the bare
+/// forwarder in `channels`).
+async fn send(ledger: &Arc<RedisLedger>) -> f64 {
+    spend_rate(ledger, ledger, "oSpend").await
 }
 
 /// `POST /v1/messages` through the simulator, over SPENDERS users named
@@ -186,123 +187,44 @@ async fn sends_through_sim(app: &Arc<TestApp>, prefix: &str) -> f64 {
     .await
 }
 
-/// Users on each side of the subscribe phase.
+/// Users of the subscribe phase, and the grants each holds (so the phase
+/// never runs dry).
 const SUBSCRIBERS: usize = 600;
-/// Grants each of them holds in the ledger (so no phase runs dry)...
 const GRANTS: u32 = 500;
-/// ...and in the simulator (twice what the HTTP phase spends)...
-const SIM_GRANTS: usize = 200;
-/// ...and for the simulator alone, which spends faster.
-const SIM_ALONE_GRANTS: usize = 800;
 
-/// Spending one grant: reserve + commit called directly on the grant
-/// ledger, then `POST /v1/subscribe-messages` through the simulator. Both
-/// books are filled the same way ([`GRANTS`] a user, straight into the
-/// ledger; the simulator's grants by its popup route).
-async fn subscribe(app: &Arc<TestApp>, redis: &RedisServer) -> (f64, f64, f64) {
+/// Spending one grant: reserve + commit called directly on the grant ledger.
+async fn subscribe(redis: &RedisServer) -> f64 {
     use formid_ledger::sim::BUILTIN_SUBSCRIBE_TEMPLATES;
     let template = TemplateId::parse(BUILTIN_SUBSCRIBE_TEMPLATES[0].0).unwrap();
-    let grants_on = |prefix: &str| {
-        let connection = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
-        let settings = GrantSettings {
-            max_per_template: GRANTS,
-            ..GrantSettings::default()
-        };
-        Arc::new(RedisGrants::on(connection, prefix, settings))
+    let connection = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
+    let settings = GrantSettings {
+        max_per_template: GRANTS,
+        ..GrantSettings::default()
     };
-    let (direct_grants, app_grants) = (grants_on("direct"), grants_on("bench"));
-    let direct_users: Arc<Vec<OpenId>> = Arc::new(
+    let grants = Arc::new(RedisGrants::on(connection, "direct", settings));
+    let users: Arc<Vec<OpenId>> = Arc::new(
         (0..SUBSCRIBERS)
             .map(|n| OpenId::parse(&format!("oGrant{n:04}")).unwrap())
             .collect(),
     );
-    let app_users: Vec<OpenId> = (0..SUBSCRIBERS)
-        .map(|n| OpenId::parse(&format!("oSub{n:04}")).unwrap())
-        .collect();
-    for (user, app_user) in direct_users.iter().zip(&app_users) {
-        direct_grants
+    for user in users.iter() {
+        grants
             .add_grants(user, &[(template.clone(), GRANTS)])
             .await
             .unwrap();
-        app_grants
-            .add_grants(app_user, &[(template.clone(), GRANTS)])
-            .await
-            .unwrap();
     }
-    grant_in_sim(app, &app_users, &template, SIM_GRANTS).await;
-    let direct = {
-        let (grants, users, template) = (direct_grants.clone(), direct_users.clone(), template.clone());
-        rate(move |n| {
-            let (grants, user, template) = (grants.clone(), users[n % SUBSCRIBERS].clone(), template.clone());
-            async move {
-                let lease = LeaseId::random();
-                let reserved = grants
-                    .reserve_grant(&user, &template, lease, Duration::from_secs(30))
-                    .await;
-                matches!(reserved, Ok(r) if r.reservation.is_some())
-                    && grants.settle_grant(&user, lease, Settle::Commit).await.is_ok()
-            }
-        })
-        .await
-    };
-    let through_sim = {
-        let (app, template) = (app.clone(), template.clone());
-        rate(move |n| {
-            let (app, template) = (app.clone(), template.clone());
-            async move {
-                let body = json!({
-                    "touser": format!("oSub{:04}", n % SUBSCRIBERS),
-                    "template_id": template.as_str(),
-                    "data": {"thing1": {"value": "bench"}, "phrase4": {"value": "已发货"}},
-                });
-                app.post("/v1/subscribe-messages", Some(SEND_KEY), body).await.0 == 200
-            }
-        })
-        .await
-    };
-    // The simulator's send route called straight, as the service calls it:
-    // one HTTP hop and no ledger, the ceiling of the row above.
-    let alone_users: Vec<OpenId> = (0..SUBSCRIBERS)
-        .map(|n| OpenId::parse(&format!("oAlone{n:04}")).unwrap())
-        .collect();
-    grant_in_sim(app, &alone_users, &template, SIM_ALONE_GRANTS).await;
-    let (_, token) = app
-        .sim
-        .get("/sandbox/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandbox&secret=sandbox-secret")
-        .await;
-    let send_url = format!(
-        "/sandbox/wechat/cgi-bin/message/subscribe/send?access_token={}",
-        token["access_token"]
-            .as_str()
-            .expect("the simulator issues a token")
-    );
-    let sim_alone = {
-        let (sim, users, template, send_url) = (
-            app.sim.clone(),
-            Arc::new(alone_users),
-            template.clone(),
-            Arc::new(send_url),
-        );
-        rate(move |n| {
-            let (sim, user, template, send_url) = (
-                sim.clone(),
-                users[n % SUBSCRIBERS].clone(),
-                template.clone(),
-                send_url.clone(),
-            );
-            async move {
-                let body = json!({
-                    "touser": user.as_str(),
-                    "template_id": template.as_str(),
-                    "data": {"thing1": {"value": "bench"}, "phrase4": {"value": "已发货"}},
-                });
-                let (status, answer) = sim.post(&send_url, body).await;
-                status == 200 && answer["errcode"] == 0
-            }
-        })
-        .await
-    };
-    (direct, through_sim, sim_alone)
+    rate(move |n| {
+        let (grants, user, template) = (grants.clone(), users[n % SUBSCRIBERS].clone(), template.clone());
+        async move {
+            let lease = LeaseId::random();
+            let reserved = grants
+                .reserve_grant(&user, &template, lease, Duration::from_secs(30))
+                .await;
+            matches!(reserved, Ok(r) if r.reservation.is_some())
+                && grants.settle_grant(&user, lease, Settle::Commit).await.is_ok()
+        }
+    })
+    .await
 }
 
 /// `per_user` accepts of `template` by each of `users` in the simulator's
@@ -818,6 +740,10 @@ fn row(measure: &str, rate: Option<f64>, ratio: Option<f64>, target: &str) {
 }
 
 fn main() {
+    if std::env::var_os(forwarder::ROLE).is_some() {
+        forwarder::run();
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --all-targets` only builds
     // and starts this, and a debug build measures nothing worth printing.
     if !std::env::args().any(|a| a == "--bench") {
@@ -852,6 +778,20 @@ fn main() {
             failed.push((group, FAILED.load(Ordering::Relaxed) - before));
         };
         let before = FAILED.load(Ordering::Relaxed);
+        let sends = if wanted("channels") {
+            Some(channels::channels().await)
+        } else {
+            None
+        };
+        count_failures("channels", before);
+        let before = FAILED.load(Ordering::Relaxed);
+        let latency = if wanted("latency") {
+            Some(channels::latency().await)
+        } else {
+            None
+        };
+        count_failures("latency", before);
+        let before = FAILED.load(Ordering::Relaxed);
         let ingest = if wanted("ingest") {
             Some(ingest(&app, &ledger).await)
         } else {
@@ -860,14 +800,14 @@ fn main() {
         count_failures("ingest", before);
         let before = FAILED.load(Ordering::Relaxed);
         let send = if wanted("send") {
-            Some(send(&app, &ledger).await)
+            Some(send(&ledger).await)
         } else {
             None
         };
         count_failures("send", before);
         let before = FAILED.load(Ordering::Relaxed);
         let subscribe = if wanted("subscribe") {
-            Some(subscribe(&app, &redis).await)
+            Some(subscribe(&redis).await)
         } else {
             None
         };
@@ -910,6 +850,11 @@ fn main() {
         } else {
             None
         };
+        let through_http = if wanted("memory") {
+            Some(channels::memory_through_http().await)
+        } else {
+            None
+        };
 
         println!();
         println!(
@@ -926,31 +871,50 @@ fn main() {
             ingest.map(|i| i.1 / i.0),
             ">= 0.80",
         );
-        row("reserve + commit scripts, direct", send.map(|s| s.0), None, "");
-        row(
-            "POST /v1/messages through the simulator",
-            send.map(|s| s.1),
-            send.map(|s| s.1 / s.0),
-            ">= 0.60",
+        let channel_rows = [
+            ("template", "POST /v1/messages"),
+            ("subscribe", "POST /v1/subscribe-messages"),
+            ("official account", "POST /v1/official-account/messages"),
+        ];
+        for (n, (channel, route)) in channel_rows.into_iter().enumerate() {
+            let phase = sends.map(|s| s[n]);
+            row(
+                &format!("bare forwarder, {channel}"),
+                phase.map(|p| p.forwarder.rate),
+                None,
+                "",
+            );
+            row(
+                route,
+                phase.map(|p| p.service.rate),
+                phase.map(|p| p.rate_ratio()),
+                ">= 0.80",
+            );
+            let cpu = phase.map_or("-".into(), |p| {
+                format!(
+                    "{:.1} / {:.1}",
+                    p.service.ticks_per_1000, p.forwarder.ticks_per_1000
+                )
+            });
+            let ratio = phase.map_or(String::new(), |p| format!("{:.2}", p.cpu_ratio()));
+            println!(
+                "| {:<44} | {cpu:>12} | {ratio:>5} | <= 1.25 |",
+                "  CPU ticks per 1000 sends, route / forwarder"
+            );
+        }
+        let added = |p99: Option<f64>| p99.map_or("-".into(), |ms| format!("{ms:.2} ms"));
+        println!(
+            "| {:<44} | {:>12} |       |         |",
+            "p99 added over a 50 ms WeChat: forwarder",
+            added(latency.map(|l| l.0))
         );
-        row(
-            "grant reserve + commit scripts, direct",
-            subscribe.map(|s| s.0),
-            None,
-            "",
+        println!(
+            "| {:<44} | {:>12} |       | <= 5 ms |",
+            "  ...POST /v1/messages, 1,000 sends/s",
+            added(latency.map(|l| l.1))
         );
-        row(
-            "POST /v1/subscribe-messages through the sim",
-            subscribe.map(|s| s.1),
-            subscribe.map(|s| s.1 / s.0),
-            ">= 0.60",
-        );
-        row(
-            "  the simulator's send route alone, one hop",
-            subscribe.map(|s| s.2),
-            subscribe.map(|s| s.2 / s.0),
-            "",
-        );
+        row("reserve + commit scripts, direct", send, None, "");
+        row("grant reserve + commit scripts, direct", subscribe, None, "");
         row(
             "embedded store: keyed sends at the start",
             embedded.map(|e| e.0),
@@ -965,13 +929,23 @@ fn main() {
         );
         let memory = bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
-            "| {:<44} | {memory:>12} |       | <= 44 B |",
+            "| {:<44} | {memory:>12} |       |         |",
             "Redis memory per credential, 10 per openid"
         );
         let memory = grant_bytes.map_or("-".into(), |b| format!("{b:.1} B"));
         println!(
-            "| {:<44} | {memory:>12} |       | <= 64 B |",
+            "| {:<44} | {memory:>12} |       |         |",
             "Redis memory per grant entry, 3 per openid"
+        );
+        let memory = through_http.map_or("-".into(), |m| format!("{:.1} B", m.0));
+        println!(
+            "| {:<44} | {memory:>12} |       | <= 44 B |",
+            "  ...per credential, through HTTP"
+        );
+        let memory = through_http.map_or("-".into(), |m| format!("{:.1} B", m.1));
+        println!(
+            "| {:<44} | {memory:>12} |       | <= 64 B |",
+            "  ...per grant entry, through HTTP"
         );
         let replicated_rows: [(&str, ReplicatedRate); 4] = [
             ("add script, 10 formIds, 1 replica, no WAIT", |r| r.adds),
@@ -1006,7 +980,7 @@ fn main() {
         row(
             "peers' ZSET pool: pop (pipeline + ZREM)",
             peer_rate,
-            peer_rate.zip(send.map(|s| s.0)).map(|(p, ours)| ours / p),
+            peer_rate.zip(send).map(|(p, ours)| ours / p),
             "",
         );
         let memory = peers.map_or("-".into(), |p| format!("{:.1} B", p.1));

@@ -1,0 +1,207 @@
+//! The bare forwarder the send rows are measured against (docs/targets.md):
+//! an HTTP server that, per request, parses the body, runs the reserve
+//! script, calls the simulator's send route, runs the commit script and
+//! answers — nothing else (no auth, idempotency, validation, metrics,
+//! templates or reports). It is the least work a send can be, on the same
+//! HTTP stack, Redis scripts and WeChat client library as the service.
+//!
+//! The bench runs it as a child process of its own binary (so its CPU can
+//! be read from `/proc`): [`ROLE`] in the environment makes `main` call
+//! [`run`] instead of benchmarking.
+
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use formid_ledger::domain::{OpenId, TemplateId};
+use formid_ledger::ledger::grants::{GrantLedger, GrantSettings, RedisGrants};
+use formid_ledger::ledger::{LeaseId, Ledger, LedgerSettings, RedisLedger, RedisTarget, Settle};
+use formid_ledger::store::RedisConnection;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Set (to anything) in a child's environment: the process is a forwarder.
+pub const ROLE: &str = "FORMID_BENCH_FORWARDER";
+/// The Redis it spends from, its key prefix, and the simulator's WeChat base.
+pub const REDIS_URL: &str = "FORWARDER_REDIS_URL";
+pub const PREFIX: &str = "FORWARDER_PREFIX";
+pub const WECHAT_BASE: &str = "FORWARDER_WECHAT_BASE";
+pub const LISTEN: &str = "FORWARDER_LISTEN";
+
+/// How long a reserved use is held, as the service's default lease.
+const LEASE: Duration = Duration::from_secs(30);
+
+struct Forwarder {
+    ledger: RedisLedger,
+    grants: RedisGrants,
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    oa_token: String,
+}
+
+/// What a backend posts: who, which template, what data.
+#[derive(Deserialize)]
+struct Message {
+    touser: String,
+    template_id: String,
+    data: Value,
+}
+
+impl Forwarder {
+    async fn wechat(&self, path: &str, token: &str, body: Value) -> Option<Value> {
+        let url = format!("{}{path}?access_token={token}", self.base);
+        let answer = self.http.post(url).json(&body).send().await.ok()?;
+        answer.json().await.ok()
+    }
+}
+
+fn settle_by(answer: &Option<Value>) -> Settle {
+    match answer {
+        Some(answer) if answer["errcode"] == 0 => Settle::Commit,
+        _ => Settle::Refund,
+    }
+}
+
+fn reply(answer: Option<Value>) -> HttpResponse {
+    match answer {
+        Some(answer) if answer["errcode"] == 0 => HttpResponse::Ok().json(answer),
+        Some(answer) => HttpResponse::BadGateway().json(answer),
+        None => HttpResponse::BadGateway().finish(),
+    }
+}
+
+async fn template(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
+    let Ok(user) = OpenId::parse(&message.touser) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let lease = LeaseId::random();
+    let reserved = forwarder.ledger.reserve(&user, lease, LEASE).await;
+    let Ok(Some(reservation)) = reserved.map(|r| r.reservation) else {
+        return HttpResponse::Conflict().finish();
+    };
+    let body = json!({
+        "touser": message.touser,
+        "template_id": message.template_id,
+        "form_id": reservation.id.as_str(),
+        "data": message.data,
+    });
+    let answer = forwarder
+        .wechat("/cgi-bin/message/wxopen/template/send", &forwarder.token, body)
+        .await;
+    let settled = forwarder.ledger.settle(&user, lease, settle_by(&answer)).await;
+    if settled.is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    reply(answer)
+}
+
+async fn subscribe(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
+    let (Ok(user), Ok(template)) = (
+        OpenId::parse(&message.touser),
+        TemplateId::parse(&message.template_id),
+    ) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let lease = LeaseId::random();
+    let reserved = forwarder
+        .grants
+        .reserve_grant(&user, &template, lease, LEASE)
+        .await;
+    let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
+        return HttpResponse::Conflict().finish();
+    };
+    let body = json!({
+        "touser": message.touser,
+        "template_id": message.template_id,
+        "data": message.data,
+    });
+    let answer = forwarder
+        .wechat("/cgi-bin/message/subscribe/send", &forwarder.token, body)
+        .await;
+    let settled = forwarder
+        .grants
+        .settle_grant(&user, lease, settle_by(&answer))
+        .await;
+    if settled.is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    reply(answer)
+}
+
+/// An official-account template message spends nothing: the follow is
+/// what pays for it, so the forwarder only forwards.
+async fn official_account(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
+    let body = json!({
+        "touser": message.touser,
+        "template_id": message.template_id,
+        "data": message.data,
+    });
+    reply(
+        forwarder
+            .wechat("/cgi-bin/message/template/send", &forwarder.oa_token, body)
+            .await,
+    )
+}
+
+/// The simulator's access token for `appid`.
+async fn token(http: &reqwest::Client, base: &str, appid: &str, secret: &str) -> String {
+    let url = format!("{base}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}");
+    let answer: Value = http
+        .get(url)
+        .send()
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("a token answer");
+    answer["access_token"]
+        .as_str()
+        .expect("the simulator issues a token")
+        .to_owned()
+}
+
+fn setting(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("the forwarder needs {name}"))
+}
+
+/// Serves until killed, on the address in [`LISTEN`].
+pub fn run() {
+    actix_web::rt::System::new().block_on(async {
+        let (redis, prefix, base) = (setting(REDIS_URL), setting(PREFIX), setting(WECHAT_BASE));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
+        let forwarder = web::Data::new(Forwarder {
+            ledger: RedisLedger::new(
+                RedisTarget::Single(redis.clone()),
+                &prefix,
+                LedgerSettings::default(),
+            ),
+            grants: RedisGrants::on(
+                RedisConnection::new(RedisTarget::Single(redis), Duration::from_secs(2)),
+                &prefix,
+                GrantSettings {
+                    max_per_template: 1_000,
+                    ..GrantSettings::default()
+                },
+            ),
+            token: token(&http, &base, "wxsandbox", "sandbox-secret").await,
+            oa_token: token(&http, &base, "wxsandboxoa", "sandbox-oa-secret").await,
+            http,
+            base,
+        });
+        HttpServer::new(move || {
+            App::new()
+                .app_data(forwarder.clone())
+                .route("/template", web::post().to(template))
+                .route("/subscribe", web::post().to(subscribe))
+                .route("/official-account", web::post().to(official_account))
+        })
+        .bind(setting(LISTEN))
+        .expect("the forwarder's address is free")
+        .run()
+        .await
+        .expect("the forwarder serves");
+    });
+}
