@@ -345,9 +345,16 @@ async fn official_account_messages_go_from_accepted_to_delivered_across_instance
         "delivered"
     );
 
-    // Counted once a message in the day's report.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (_, usage) = sender.get("/v1/reports/usage", Some(ADMIN_KEY)).await;
+    // Counted once a message in the day's report, once the counters are
+    // flushed (every second here).
+    let mut usage = Value::Null;
+    for _ in 0..50 {
+        usage = sender.get("/v1/reports/usage", Some(ADMIN_KEY)).await.1;
+        if usage["days"][0]["subscribe"]["deliveries"]["delivered"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let day = &usage["days"][0];
     assert_eq!(day["official_account"]["sent"], 2, "{day}");
     assert_eq!(day["official_account"]["not_following"], 1);

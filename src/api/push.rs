@@ -2,67 +2,44 @@
 //! protected: `/wechat/push/miniprogram` and `/wechat/push/official-account`.
 //! GET answers the console's URL check; POST takes a push, verified and
 //! opened by `push::verify` before anything reads it, applied once however
-//! often WeChat retries it, and acknowledged with `success`.
+//! often WeChat retries it (`push::inbox` claims it), and acknowledged with
+//! `success`.
 //!
 //! What an event does: a popup grants (when grants come from pushes), a
 //! change to "reject" burns the template's grants, a subscribe sent event
 //! and `TEMPLATESENDJOBFINISH` record the message's delivery. Anything else
 //! is counted and acknowledged.
 
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 
 use super::BODY_LIMIT;
 use super::extract::App;
-use super::subscriptions::{Answer, apply_answers};
-use crate::apps::AppContext;
+use crate::apps::{Answer, AppContext};
 use crate::config::GrantSource;
 use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, code};
 use crate::metrics::{DELIVERIES, PUSH_EVENTS};
 use crate::push::event::{self, Push, PushKind};
+use crate::push::inbox::{Endpoint, Inbox};
 use crate::push::receipts::{Messages, Status};
 use crate::push::verify::{self, PushQuery, PushSettings, Refused};
 use crate::report::Counter;
 
-/// How long a push (and, in plain mode, its signed URL) is remembered, so
-/// WeChat's retries are applied once: longer than twice the timestamp
-/// window, so a push stamped at one edge of it cannot come back once it is
-/// forgotten and still be fresh.
-const REMEMBER: Duration = Duration::from_secs(2 * verify::WINDOW_SECS as u64 + 300);
-
-/// Which endpoint a push came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    MiniProgram,
-    OfficialAccount,
-}
-
-impl Endpoint {
-    fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::MiniProgram => "miniprogram",
-            Endpoint::OfficialAccount => "official_account",
-        }
-    }
-
-    fn settings(self, app: &AppContext) -> Result<&PushSettings, ApiError> {
-        let settings = match self {
-            Endpoint::MiniProgram => app.push.miniprogram.as_ref(),
-            Endpoint::OfficialAccount => app.push.official_account.as_ref(),
-        };
-        settings.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                code::NOT_CONFIGURED,
-                "no push token is configured for this endpoint",
-            )
-        })
-    }
+/// The push settings of the endpoint a push came to.
+fn settings(endpoint: Endpoint, app: &AppContext) -> Result<&PushSettings, ApiError> {
+    let settings = match endpoint {
+        Endpoint::MiniProgram => app.push.miniprogram.as_ref(),
+        Endpoint::OfficialAccount => app.push.official_account.as_ref(),
+    };
+    settings.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            code::NOT_CONFIGURED,
+            "no push token is configured for this endpoint",
+        )
+    })
 }
 
 fn refused(err: Refused) -> ApiError {
@@ -117,7 +94,7 @@ async fn read(body: web::Payload) -> Result<web::Bytes, ApiError> {
 
 /// The console's URL check: `echostr` back, as text.
 fn check(app: &AppContext, endpoint: Endpoint, query: &PushQuery) -> Result<HttpResponse, ApiError> {
-    let settings = endpoint.settings(app)?;
+    let settings = settings(endpoint, app)?;
     let echo = verify::echo(settings, query, Utc::now().timestamp()).map_err(refused)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -131,7 +108,7 @@ async fn receive(
     query: &PushQuery,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let settings = endpoint.settings(app)?;
+    let settings = settings(endpoint, app)?;
     let body = std::str::from_utf8(body).map_err(|_| ApiError::invalid_request("the body is not UTF-8"))?;
     let opened = verify::open(settings, query, body, Utc::now().timestamp()).map_err(|err| {
         tracing::warn!(error = %err, "push refused");
@@ -141,54 +118,39 @@ async fn receive(
     })?;
     let push =
         event::parse(&opened.message, opened.format).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let digest = hex::encode(Sha256::digest(opened.message.as_bytes()));
+    let inbox = Inbox::new(app.shared.clone(), endpoint);
     if query.encrypt_type.as_deref() != Some("aes") {
-        signed_url_once(app, endpoint, query, &digest).await?;
+        // WeChat's signature covers only the URL here, not the body.
+        let (timestamp, nonce) = (
+            query.timestamp.as_deref().unwrap_or_default(),
+            query.nonce.as_deref().unwrap_or_default(),
+        );
+        if !inbox
+            .signed_url_carries(timestamp, nonce, &opened.message)
+            .await?
+        {
+            tracing::warn!("a signed push URL came again with another body");
+            metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
+                .increment(1);
+            return Err(refused(Refused::Signature(
+                "this signed URL was already used with another body",
+            )));
+        }
     }
     // WeChat retries a push it got no `success` for: the first to arrive
-    // claims it, in the shared store, whichever instance takes it.
-    let claim = format!("push:{}:{digest}", endpoint.as_str());
-    if !app.shared.try_lock(&claim, "applied", REMEMBER).await? {
+    // claims it, whichever instance takes it.
+    let Some(claim) = inbox.claim(&opened.message).await? else {
         tracing::info!(event = ?push.event, "a repeated push, applied before");
         metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => event_label(&push), "result" => "repeated")
             .increment(1);
         return Ok(success());
-    }
+    };
     if let Err(err) = apply(app, endpoint, &push).await {
         // Not applied: let WeChat's retry try again.
-        let _ = app.shared.unlock(&claim, "applied").await;
+        let _ = claim.give_back().await;
         return Err(err);
     }
     Ok(success())
-}
-
-/// In plain mode WeChat's signature covers only the URL (timestamp and
-/// nonce), not the body: a signed URL is taken with one body only. The same
-/// body again is WeChat's retry (applied once below); another body under
-/// the same URL is a forgery, refused like a bad signature.
-async fn signed_url_once(
-    app: &AppContext,
-    endpoint: Endpoint,
-    query: &PushQuery,
-    digest: &str,
-) -> Result<(), ApiError> {
-    let (timestamp, nonce) = (
-        query.timestamp.as_deref().unwrap_or_default(),
-        query.nonce.as_deref().unwrap_or_default(),
-    );
-    let url = hex::encode(Sha256::digest(format!("{timestamp}\n{nonce}").as_bytes()));
-    let name = format!("push-url:{}:{url}", endpoint.as_str());
-    if app.shared.put_cached_if_absent(&name, digest, REMEMBER).await?
-        || app.shared.get_cached(&name).await?.as_deref() == Some(digest)
-    {
-        return Ok(());
-    }
-    tracing::warn!("a signed push URL came again with another body");
-    metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
-        .increment(1);
-    Err(refused(Refused::Signature(
-        "this signed URL was already used with another body",
-    )))
 }
 
 /// The event, for metrics: the four acted on by name, the rest `other`
@@ -223,8 +185,8 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
                         .map(|t| (t, Answer::parse(&c.status), c.status.clone()))
                 })
                 .collect::<Vec<_>>();
-            let (granted, _) = apply_answers(app, &openid()?, &answers).await?;
-            tracing::info!(granted = granted.len(), "popup answers applied");
+            let applied = app.apply_answers(&openid()?, &answers).await?;
+            tracing::info!(granted = applied.granted.len(), "popup answers applied");
             true
         }
         (PushKind::SubscribeChange(choices), Endpoint::MiniProgram) => {

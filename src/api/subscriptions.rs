@@ -7,19 +7,16 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::extract::App;
-use crate::apps::AppContext;
+use crate::apps::{Answer, Answered};
 use crate::auth::Caller;
 use crate::config::GrantSource;
-use crate::domain::{OpenId, TemplateId};
+use crate::domain::TemplateId;
 use crate::error::{ApiError, ErrorBody};
-use crate::metrics::SUBSCRIBE_RESULTS;
-use crate::report::{Counter, GrantCounter};
 
 /// Templates one posted result may name. One popup asks for at most three;
 /// a few more leaves room for WeChat to grow, not for abuse.
@@ -54,54 +51,9 @@ pub struct SubscriptionsResponse {
     source: &'static str,
 }
 
-/// A user's answer to one template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Answer {
-    Accept,
-    Reject,
-    Ban,
-    Filter,
-    /// A value this version does not know.
-    Other,
-}
-
-impl Answer {
-    pub(super) fn parse(raw: &str) -> Self {
-        match raw {
-            // WeChat's newer variants (e.g. "acceptWithAudio") grant too.
-            a if a.starts_with("accept") => Answer::Accept,
-            "reject" => Answer::Reject,
-            "ban" => Answer::Ban,
-            "filter" => Answer::Filter,
-            _ => Answer::Other,
-        }
-    }
-
-    /// The metric label.
-    fn label(self) -> &'static str {
-        match self {
-            Answer::Accept => "accept",
-            Answer::Reject => "reject",
-            Answer::Ban => "ban",
-            Answer::Filter => "filter",
-            Answer::Other => "other",
-        }
-    }
-
-    /// The report counter it adds to (accepts count as grants kept).
-    fn counter(self) -> Option<Counter> {
-        match self {
-            Answer::Reject => Some(Counter::Grants(GrantCounter::Rejected)),
-            Answer::Ban => Some(Counter::Grants(GrantCounter::Banned)),
-            Answer::Filter => Some(Counter::Grants(GrantCounter::Filtered)),
-            Answer::Accept | Answer::Other => None,
-        }
-    }
-}
-
 /// The results object → (template, answer, raw answer) per template; a
 /// malformed object rejects the whole request.
-fn parse_results(results: &Value) -> Result<Vec<(TemplateId, Answer, String)>, ApiError> {
+fn parse_results(results: &Value) -> Result<Vec<Answered>, ApiError> {
     let object = results.as_object().ok_or_else(|| {
         ApiError::invalid_request("results must be the object wx.requestSubscribeMessage returned")
     })?;
@@ -134,50 +86,6 @@ fn parse_results(results: &Value) -> Result<Vec<(TemplateId, Answer, String)>, A
         .collect()
 }
 
-/// Grants what a user accepted in a popup (one per accept, to the cap) and
-/// counts every answer: the grants now held per accepted template, and the
-/// answers that granted nothing. Shared by `POST /v1/subscriptions` and the
-/// popup push.
-pub(super) async fn apply_answers(
-    app: &AppContext,
-    openid: &OpenId,
-    results: &[(TemplateId, Answer, String)],
-) -> Result<(BTreeMap<String, u32>, Vec<Ignored>), ApiError> {
-    let accepted: Vec<(TemplateId, u32)> = results
-        .iter()
-        .filter(|(_, answer, _)| *answer == Answer::Accept)
-        .map(|(template, _, _)| (template.clone(), 1))
-        .collect();
-    let outcome = if accepted.is_empty() {
-        None
-    } else {
-        Some(app.grants.add_grants(openid, &accepted).await?)
-    };
-    let now = Utc::now();
-    let mut ignored = Vec::new();
-    for (template, answer, raw) in results {
-        metrics::counter!(SUBSCRIBE_RESULTS, "app" => app.name.clone(), "result" => answer.label())
-            .increment(1);
-        if let Some(counter) = answer.counter() {
-            app.usage.count(now, counter, 1);
-        }
-        if *answer != Answer::Accept {
-            ignored.push(Ignored {
-                template_id: template.as_str().to_owned(),
-                result: raw.clone(),
-            });
-        }
-    }
-    let mut granted = BTreeMap::new();
-    if let Some(outcome) = outcome {
-        app.usage.grant_events(now, &outcome.events);
-        for ((template, _), held) in accepted.iter().zip(&outcome.held) {
-            granted.insert(template.as_str().to_owned(), *held);
-        }
-    }
-    Ok((granted, ignored))
-}
-
 /// Record what a user answered a subscribe popup.
 #[utoipa::path(post, path = "/v1/subscriptions", tag = "users", request_body = SubscriptionsBody,
     security(("session" = []), ("api_key" = [])),
@@ -205,7 +113,13 @@ pub async fn record(
             source: "push",
         }));
     }
-    let (granted, ignored) = apply_answers(&app, &openid, &results).await?;
+    let applied = app.apply_answers(&openid, &results).await?;
+    let ignored: Vec<Ignored> = applied
+        .ignored
+        .into_iter()
+        .map(|(template_id, result)| Ignored { template_id, result })
+        .collect();
+    let granted = applied.granted;
     // Openids are personal data: at debug only.
     tracing::debug!(openid = %openid.as_str(), "subscriptions recorded for");
     tracing::info!(
@@ -224,14 +138,6 @@ pub async fn record(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn answers_and_their_variants() {
-        assert_eq!(Answer::parse("accept"), Answer::Accept);
-        assert_eq!(Answer::parse("acceptWithAudio"), Answer::Accept);
-        assert_eq!(Answer::parse("ban"), Answer::Ban);
-        assert_eq!(Answer::parse("later"), Answer::Other);
-    }
 
     #[test]
     fn malformed_results_reject_the_request() {

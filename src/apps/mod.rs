@@ -4,6 +4,8 @@
 //! name in [`Apps`]. Handlers receive the app their route names; nothing
 //! below them reaches for another app's state.
 
+mod subscriptions;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use crate::templates::Templates;
 use crate::wechat::{TokenManager, WechatClient};
 
 pub use crate::domain::{DEFAULT_APP, is_app_name};
+pub use subscriptions::{Answer, Answered, Applied};
 
 /// The key prefix of an app's data in the store: `default` keeps the
 /// deployment's prefix (today's layout, no migration); any other app adds

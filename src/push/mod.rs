@@ -4,5 +4,6 @@
 
 pub mod crypto;
 pub mod event;
+pub mod inbox;
 pub mod receipts;
 pub mod verify;
