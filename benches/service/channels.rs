@@ -362,8 +362,9 @@ fn bodies(users: &[String], template: &str, data: &Value) -> Arc<Vec<Value>> {
 }
 
 /// Template, subscribe and official-account sends: the forwarder's route,
-/// then the service's, for each channel.
-pub async fn channels() -> [Channel; 3] {
+/// then the service's, for each channel; last, the forwarder's
+/// official-account route with the receipt write the service makes.
+pub async fn channels() -> ([Channel; 3], Side) {
     let redis = RedisServer::start();
     let sim = simulator();
     let service = spawn_service(&redis, "svc", &sim.base).await;
@@ -429,7 +430,14 @@ pub async fn channels() -> [Channel; 3] {
         )
         .await,
     };
-    [template, subscribe, official_account]
+    let with_receipt = measure(
+        &forwarder,
+        "/official-account-with-receipt",
+        None,
+        bodies(&followers, id, &data),
+    )
+    .await;
+    ([template, subscribe, official_account], with_receipt)
 }
 
 /// The p99 of (answer time − simulator time) of template sends made at

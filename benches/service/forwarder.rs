@@ -33,6 +33,8 @@ const LEASE: Duration = Duration::from_secs(30);
 struct Forwarder {
     ledger: RedisLedger,
     grants: RedisGrants,
+    redis: RedisConnection,
+    prefix: String,
     http: reqwest::Client,
     base: String,
     token: String,
@@ -143,6 +145,36 @@ async fn official_account(forwarder: web::Data<Forwarder>, message: web::Json<Me
     )
 }
 
+/// [`official_account`] plus the one write the service makes for such a
+/// message: the msgid remembered (`SET NX` with a week's expiry), so WeChat's
+/// delivery push can be matched to it. Measures what receipts cost.
+async fn official_account_with_receipt(
+    forwarder: web::Data<Forwarder>,
+    message: web::Json<Message>,
+) -> HttpResponse {
+    let body = json!({
+        "touser": message.touser,
+        "template_id": message.template_id,
+        "data": message.data,
+    });
+    let answer = forwarder
+        .wechat("/cgi-bin/message/template/send", &forwarder.oa_token, body)
+        .await;
+    if let Some(msgid) = answer.as_ref().and_then(|a| a["msgid"].as_i64()) {
+        let remember = redis::cmd("SET")
+            .arg(format!("{}:receipt:{msgid}", forwarder.prefix))
+            .arg(r#"{"status":"accepted"}"#)
+            .arg("NX")
+            .arg("EX")
+            .arg(7 * 86_400)
+            .to_owned();
+        if forwarder.redis.query(&remember).await.is_err() {
+            return HttpResponse::InternalServerError().finish();
+        }
+    }
+    reply(answer)
+}
+
 /// The simulator's access token for `appid`.
 async fn token(http: &reqwest::Client, base: &str, appid: &str, secret: &str) -> String {
     let url = format!("{base}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}");
@@ -172,24 +204,23 @@ pub fn run() {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client");
+        let redis = RedisConnection::new(RedisTarget::Single(redis), Duration::from_secs(2));
         let forwarder = web::Data::new(Forwarder {
-            ledger: RedisLedger::new(
-                RedisTarget::Single(redis.clone()),
-                &prefix,
-                LedgerSettings::default(),
-            ),
+            ledger: RedisLedger::on(redis.clone(), &prefix, LedgerSettings::default()),
             grants: RedisGrants::on(
-                RedisConnection::new(RedisTarget::Single(redis), Duration::from_secs(2)),
+                redis.clone(),
                 &prefix,
                 GrantSettings {
                     max_per_template: 1_000,
                     ..GrantSettings::default()
                 },
             ),
+            redis,
             token: token(&http, &base, "wxsandbox", "sandbox-secret").await,
             oa_token: token(&http, &base, "wxsandboxoa", "sandbox-oa-secret").await,
             http,
             base,
+            prefix,
         });
         HttpServer::new(move || {
             App::new()
@@ -197,6 +228,10 @@ pub fn run() {
                 .route("/template", web::post().to(template))
                 .route("/subscribe", web::post().to(subscribe))
                 .route("/official-account", web::post().to(official_account))
+                .route(
+                    "/official-account-with-receipt",
+                    web::post().to(official_account_with_receipt),
+                )
         })
         .bind(setting(LISTEN))
         .expect("the forwarder's address is free")

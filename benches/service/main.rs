@@ -877,7 +877,7 @@ fn main() {
             ("official account", "POST /v1/official-account/messages"),
         ];
         for (n, (channel, route)) in channel_rows.into_iter().enumerate() {
-            let phase = sends.map(|s| s[n]);
+            let phase = sends.map(|s| s.0[n]);
             row(
                 &format!("bare forwarder, {channel}"),
                 phase.map(|p| p.forwarder.rate),
@@ -902,6 +902,23 @@ fn main() {
                 "  CPU ticks per 1000 sends, route / forwarder"
             );
         }
+        let receipt = sends.map(|s| s.1);
+        row(
+            "bare forwarder, official account + receipt",
+            receipt.map(|r| r.rate),
+            sends.zip(receipt).map(|(s, r)| s.0[2].service.rate / r.rate),
+            "",
+        );
+        let cpu = sends.zip(receipt).map_or("-".into(), |(s, r)| {
+            format!("{:.1} / {:.1}", s.0[2].service.ticks_per_1000, r.ticks_per_1000)
+        });
+        let ratio = sends.zip(receipt).map_or(String::new(), |(s, r)| {
+            format!("{:.2}", s.0[2].service.ticks_per_1000 / r.ticks_per_1000)
+        });
+        println!(
+            "| {:<44} | {cpu:>12} | {ratio:>5} |         |",
+            "  CPU ticks per 1000 sends, route / that"
+        );
         let added = |p99: Option<f64>| p99.map_or("-".into(), |ms| format!("{ms:.2} ms"));
         println!(
             "| {:<44} | {:>12} |       |         |",
