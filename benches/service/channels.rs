@@ -533,6 +533,16 @@ pub async fn memory_through_http() -> (f64, f64) {
         .collect();
     let sim = simulator();
     let http = client();
+    let collect = async |service: &Process, path: &str, body: Value| {
+        let answer = http
+            .post(format!("{}{path}", service.base))
+            .bearer_auth(COLLECT_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    };
 
     let redis = RedisServer::start();
     let service = spawn_service(&redis, "fl", &sim.base).await;
@@ -542,14 +552,7 @@ pub async fn memory_through_http() -> (f64, f64) {
             .map(|_| format!("{:032x}", rand::random::<u128>()))
             .collect();
         let body = json!({"openid": openid, "form_ids": ids});
-        let answer = http
-            .post(format!("{}/v1/credentials", service.base))
-            .bearer_auth(COLLECT_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
+        collect(&service, "/v1/credentials", body).await;
     }
     let per_credential = (settled(&redis).await - before) as f64 / (USERS * 10) as f64;
     drop(service);
@@ -563,14 +566,7 @@ pub async fn memory_through_http() -> (f64, f64) {
     // The first accept numbers the templates: the dictionary is per app, not per user.
     let accept = async |openid: &str| {
         let body = json!({"openid": openid, "results": templates});
-        let answer = http
-            .post(format!("{}/v1/subscriptions", service.base))
-            .bearer_auth(COLLECT_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
+        collect(&service, "/v1/subscriptions", body).await;
     };
     accept("oWarm").await;
     let before = settled(&redis).await;

@@ -135,19 +135,13 @@ impl RedisConnection {
         durability: Option<Durability>,
         wrote: impl FnOnce(&Value) -> bool,
     ) -> Result<Value, RedisFailure> {
-        let connection = self.bounded(self.connection()).await?;
-        let reply = self
-            .bounded(async {
-                match connection.clone() {
-                    Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
-                    Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
-                }
-            })
-            .await?;
-        if wrote(&reply) {
-            self.replicated(connection, key, durability).await?;
-        }
-        Ok(reply)
+        self.durable(key, durability, wrote, |connection| async move {
+            match connection {
+                Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+            }
+        })
+        .await
     }
 
     /// Runs a command that writes `key`, then waits for `durability`'s
@@ -158,16 +152,37 @@ impl RedisConnection {
         key: &str,
         durability: Option<Durability>,
     ) -> Result<Value, RedisFailure> {
-        let connection = self.bounded(self.connection()).await?;
-        let reply = self
-            .bounded(async {
-                match connection.clone() {
+        self.durable(
+            key,
+            durability,
+            |_| true,
+            |connection| async move {
+                match connection {
                     Connection::Single(mut c) => cmd.query_async(&mut c).await.map_err(failure),
                     Connection::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(failure),
                 }
-            })
-            .await?;
-        self.replicated(connection, key, durability).await?;
+            },
+        )
+        .await
+    }
+
+    /// `call` on this thread's connection, then, if `wrote` says so of its
+    /// reply, `WAIT` for `durability`'s replicas on that same connection.
+    async fn durable<Call>(
+        &self,
+        key: &str,
+        durability: Option<Durability>,
+        wrote: impl FnOnce(&Value) -> bool,
+        call: impl FnOnce(Connection) -> Call,
+    ) -> Result<Value, RedisFailure>
+    where
+        Call: Future<Output = Result<Value, RedisFailure>>,
+    {
+        let connection = self.bounded(self.connection()).await?;
+        let reply = self.bounded(call(connection.clone())).await?;
+        if wrote(&reply) {
+            self.replicated(connection, key, durability).await?;
+        }
         Ok(reply)
     }
 
