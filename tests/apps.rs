@@ -5,8 +5,8 @@
 
 mod support;
 
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId};
-use formid_ledger::ledger::{Ledger, LedgerSettings, NewCredential, RedisLedger};
+use formid_ledger::domain::OpenId;
+use formid_ledger::ledger::{Ledger, LedgerSettings, RedisLedger};
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
 use formid_ledger::store::RedisTarget;
 use serde_json::{Value, json};
@@ -56,14 +56,7 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
         LedgerSettings::default(),
     );
     let old_ids = sim.form_ids("oTwin", 2, None).await;
-    let batch: Vec<NewCredential> = old_ids
-        .iter()
-        .map(|id| NewCredential {
-            kind: CredentialKind::Form,
-            id: CredentialId::parse(id).unwrap(),
-            collected_at: None,
-        })
-        .collect();
+    let batch = support::ledger::collected_now(&old_ids);
     let openid = OpenId::parse("oTwin").unwrap();
     before.add(&openid, &batch).await.unwrap();
 

@@ -16,15 +16,7 @@ async fn invented_methods_never_become_metric_labels() {
     for i in 0..20 {
         let method = Method::from_bytes(format!("M{i}XXXXXXXXXXXXXXXXXXXXXXXX").as_bytes()).unwrap();
         for path in ["/v1/messages", "/no/such/route"] {
-            let res = app
-                .http
-                .request(method.clone(), app.url(path))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 405, "{method} {path}");
-            let body: serde_json::Value = res.json().await.expect("a JSON error body");
-            assert_eq!(body["code"], "method_not_allowed");
+            not_allowed(&app, &method, path).await;
         }
     }
     let text = app.metrics_text().await;
@@ -198,15 +190,22 @@ async fn a_405_names_the_methods_the_path_takes() {
         (Method::PATCH, "/v1/apps/default/messages", "POST"),
         (Method::PUT, "/wechat/push/miniprogram", "GET, POST"),
     ] {
-        let res = app
-            .http
-            .request(method.clone(), app.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 405, "{method} {path}");
-        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["code"], "method_not_allowed");
+        let headers = not_allowed(&app, &method, path).await;
+        assert_eq!(headers["allow"], allow, "{method} {path}");
     }
+}
+
+/// `method` on `path` is a 405 with the JSON error body; its headers.
+async fn not_allowed(app: &TestApp, method: &Method, path: &str) -> reqwest::header::HeaderMap {
+    let res = app
+        .http
+        .request(method.clone(), app.url(path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405, "{method} {path}");
+    let headers = res.headers().clone();
+    let body: serde_json::Value = res.json().await.expect("a JSON error body");
+    assert_eq!(body["code"], "method_not_allowed", "{method} {path}");
+    headers
 }

@@ -16,9 +16,9 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpServer, web};
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId, TemplateId};
+use formid_ledger::domain::{OpenId, TemplateId};
 use formid_ledger::ledger::grants::{GrantLedger, GrantSettings, RedisGrants};
-use formid_ledger::ledger::{Ledger, LedgerSettings, NewCredential, RedisLedger, RedisTarget};
+use formid_ledger::ledger::{Ledger, LedgerSettings, RedisLedger, RedisTarget};
 use formid_ledger::sim::{
     BUILTIN_OA_TEMPLATES, BUILTIN_SUBSCRIBE_TEMPLATES, BUILTIN_TEMPLATES, SimConfig, Simulator,
 };
@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use super::forwarder;
 use super::support::RedisServer;
 use super::support::app::{COLLECT_KEY, SEND_KEY, SimClient, client};
+use super::support::ledger::collected_now;
 
 /// Users on each side of a channel's phase, and the uses each holds: more
 /// than a phase spends, so no phase runs dry.
@@ -292,22 +293,12 @@ async fn form_ids(sim: &SimClient, redis: &RedisServer, prefix: &str, users: &[S
         prefix,
         LedgerSettings::default(),
     ));
-    let sim = Arc::new(SimClient {
-        base: sim.base.clone(),
-        http: sim.http.clone(),
-    });
+    let sim = sim.clone();
     for_each_user(users, move |user| {
         let (sim, ledger) = (sim.clone(), ledger.clone());
         async move {
             let ids = sim.form_ids(&user, uses as u32, None).await;
-            let batch: Vec<NewCredential> = ids
-                .iter()
-                .map(|id| NewCredential {
-                    kind: CredentialKind::Form,
-                    id: CredentialId::parse(id).unwrap(),
-                    collected_at: None,
-                })
-                .collect();
+            let batch = collected_now(&ids);
             ledger.add(&OpenId::parse(&user).unwrap(), &batch).await.unwrap();
         }
     })
@@ -331,10 +322,7 @@ async fn grants(
     };
     let ledger = Arc::new(RedisGrants::on(connection, prefix, settings));
     let template = Arc::new(template.to_owned());
-    let sim = Arc::new(SimClient {
-        base: sim.base.clone(),
-        http: sim.http.clone(),
-    });
+    let sim = sim.clone();
     for_each_user(users, move |user| {
         let (sim, ledger, template) = (sim.clone(), ledger.clone(), template.clone());
         async move {

@@ -49,6 +49,13 @@ struct Message {
     data: Value,
 }
 
+impl Message {
+    /// The body of WeChat's send routes, as far as all three share it.
+    fn wechat_body(&self) -> Value {
+        json!({"touser": self.touser, "template_id": self.template_id, "data": self.data})
+    }
+}
+
 impl Forwarder {
     async fn wechat(&self, path: &str, token: &str, body: Value) -> Option<Value> {
         let url = format!("{}{path}?access_token={token}", self.base);
@@ -81,12 +88,8 @@ async fn template(forwarder: web::Data<Forwarder>, message: web::Json<Message>) 
     let Ok(Some(reservation)) = reserved.map(|r| r.reservation) else {
         return HttpResponse::Conflict().finish();
     };
-    let body = json!({
-        "touser": message.touser,
-        "template_id": message.template_id,
-        "form_id": reservation.id.as_str(),
-        "data": message.data,
-    });
+    let mut body = message.wechat_body();
+    body["form_id"] = json!(reservation.id.as_str());
     let answer = forwarder
         .wechat("/cgi-bin/message/wxopen/template/send", &forwarder.token, body)
         .await;
@@ -112,11 +115,7 @@ async fn subscribe(forwarder: web::Data<Forwarder>, message: web::Json<Message>)
     let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
         return HttpResponse::Conflict().finish();
     };
-    let body = json!({
-        "touser": message.touser,
-        "template_id": message.template_id,
-        "data": message.data,
-    });
+    let body = message.wechat_body();
     let answer = forwarder
         .wechat("/cgi-bin/message/subscribe/send", &forwarder.token, body)
         .await;
@@ -133,11 +132,7 @@ async fn subscribe(forwarder: web::Data<Forwarder>, message: web::Json<Message>)
 /// An official-account template message spends nothing: the follow is
 /// what pays for it, so the forwarder only forwards.
 async fn official_account(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
-    let body = json!({
-        "touser": message.touser,
-        "template_id": message.template_id,
-        "data": message.data,
-    });
+    let body = message.wechat_body();
     reply(
         forwarder
             .wechat("/cgi-bin/message/template/send", &forwarder.oa_token, body)
@@ -152,11 +147,7 @@ async fn official_account_with_receipt(
     forwarder: web::Data<Forwarder>,
     message: web::Json<Message>,
 ) -> HttpResponse {
-    let body = json!({
-        "touser": message.touser,
-        "template_id": message.template_id,
-        "data": message.data,
-    });
+    let body = message.wechat_body();
     let answer = forwarder
         .wechat("/cgi-bin/message/template/send", &forwarder.oa_token, body)
         .await;

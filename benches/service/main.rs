@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use formid_ledger::domain::{CredentialId, CredentialKind, OpenId, TemplateId};
+use formid_ledger::domain::{OpenId, TemplateId};
 use formid_ledger::ledger::grants::{GrantLedger, GrantSettings, RedisGrants};
 use formid_ledger::ledger::{
     LeaseId, Ledger, LedgerSettings, NewCredential, RedisLedger, RedisTarget, Settle,
@@ -49,13 +49,8 @@ fn random_form_id() -> String {
 
 /// Ten formIds collected now, as `{"form_ids": [...]}` posts them.
 fn batch_of_ten() -> Vec<NewCredential> {
-    (0..10)
-        .map(|_| NewCredential {
-            kind: CredentialKind::Form,
-            id: CredentialId::parse(&random_form_id()).unwrap(),
-            collected_at: None,
-        })
-        .collect()
+    let ids: Vec<String> = (0..10).map(|_| random_form_id()).collect();
+    support::ledger::collected_now(&ids)
 }
 
 /// Operations that failed in any phase (a phase that ran out of

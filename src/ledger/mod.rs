@@ -294,6 +294,14 @@ pub trait Ledger: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), LedgerError>;
 }
 
+/// A Redis script's reply read as `T`: a reply of another shape is a
+/// corrupt store.
+pub(crate) fn script_reply<T: ::redis::FromRedisValue>(
+    reply: Result<::redis::Value, crate::store::RedisFailure>,
+) -> Result<T, LedgerError> {
+    T::from_redis_value(reply.map_err(LedgerError::from)?).map_err(|e| LedgerError::Corrupt(e.to_string()))
+}
+
 /// A unix second as an instant (the ledgers keep whole seconds).
 pub(crate) fn instant(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)

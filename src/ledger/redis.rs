@@ -19,7 +19,7 @@ use super::codes::{self, EV_BURNED, EV_COLLECTED, EV_EVICTED, EV_REACH, EV_REFUN
 use super::stored_id::StoredId;
 use super::{
     AddOutcome, Holdings, LeaseId, Ledger, LedgerClock, LedgerError, LedgerEvent, LedgerSettings,
-    NewCredential, ReserveOutcome, Settle, SettleOutcome, instant,
+    NewCredential, ReserveOutcome, Settle, SettleOutcome, instant, script_reply,
 };
 use crate::clock::Clock;
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
@@ -115,8 +115,7 @@ impl RedisLedger {
     }
 
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, LedgerError> {
-        let reply = self.redis.invoke(invocation).await.map_err(LedgerError::from)?;
-        T::from_redis_value(reply).map_err(corrupt)
+        script_reply(self.redis.invoke(invocation).await)
     }
 
     /// A script that writes `openid`'s book, acknowledged once the
@@ -126,12 +125,11 @@ impl RedisLedger {
         invocation: &ScriptInvocation<'_>,
         openid: &OpenId,
     ) -> Result<T, LedgerError> {
-        let reply = self
-            .redis
-            .invoke_durable(invocation, &self.book_key(openid), self.durability)
-            .await
-            .map_err(LedgerError::from)?;
-        T::from_redis_value(reply).map_err(corrupt)
+        script_reply(
+            self.redis
+                .invoke_durable(invocation, &self.book_key(openid), self.durability)
+                .await,
+        )
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, LedgerError> {

@@ -107,11 +107,11 @@ impl RedisConnection {
     }
 
     pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisFailure> {
-        self.invoke_durable(invocation, "", None).await
+        self.script(invocation, None, |_| false).await
     }
 
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, RedisFailure> {
-        self.query_durable(cmd, "", None).await
+        self.command(cmd, None).await
     }
 
     /// Runs a script that writes `key`, then waits for `durability`'s
@@ -122,7 +122,7 @@ impl RedisConnection {
         key: &str,
         durability: Option<Durability>,
     ) -> Result<Value, RedisFailure> {
-        self.invoke_durable_if(invocation, key, durability, |_| true)
+        self.script(invocation, durability.map(|d| (key, d)), |_| true)
             .await
     }
 
@@ -135,13 +135,7 @@ impl RedisConnection {
         durability: Option<Durability>,
         wrote: impl FnOnce(&Value) -> bool,
     ) -> Result<Value, RedisFailure> {
-        self.durable(key, durability, wrote, |connection| async move {
-            match connection {
-                Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
-                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
-            }
-        })
-        .await
+        self.script(invocation, durability.map(|d| (key, d)), wrote).await
     }
 
     /// Runs a command that writes `key`, then waits for `durability`'s
@@ -152,9 +146,31 @@ impl RedisConnection {
         key: &str,
         durability: Option<Durability>,
     ) -> Result<Value, RedisFailure> {
+        self.command(cmd, durability.map(|d| (key, d))).await
+    }
+
+    async fn script(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        wait: Option<(&str, Durability)>,
+        wrote: impl FnOnce(&Value) -> bool,
+    ) -> Result<Value, RedisFailure> {
+        self.durable(wait, wrote, |connection| async move {
+            match connection {
+                Connection::Single(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await.map_err(failure),
+            }
+        })
+        .await
+    }
+
+    async fn command(
+        &self,
+        cmd: &redis::Cmd,
+        wait: Option<(&str, Durability)>,
+    ) -> Result<Value, RedisFailure> {
         self.durable(
-            key,
-            durability,
+            wait,
             |_| true,
             |connection| async move {
                 match connection {
@@ -166,12 +182,12 @@ impl RedisConnection {
         .await
     }
 
-    /// `call` on this thread's connection, then, if `wrote` says so of its
-    /// reply, `WAIT` for `durability`'s replicas on that same connection.
+    /// `call` on this thread's connection; then, with `wait` = (the key
+    /// written, how durable) and if `wrote` says so of the reply, `WAIT` for
+    /// the replicas on that same connection.
     async fn durable<Call>(
         &self,
-        key: &str,
-        durability: Option<Durability>,
+        wait: Option<(&str, Durability)>,
         wrote: impl FnOnce(&Value) -> bool,
         call: impl FnOnce(Connection) -> Call,
     ) -> Result<Value, RedisFailure>
@@ -180,24 +196,12 @@ impl RedisConnection {
     {
         let connection = self.bounded(self.connection()).await?;
         let reply = self.bounded(call(connection.clone())).await?;
-        if wrote(&reply) {
-            self.replicated(connection, key, durability).await?;
+        if let Some((key, Durability { replicas, timeout })) = wait
+            && wrote(&reply)
+        {
+            self.wait_for_replicas(connection, key, replicas, timeout).await?;
         }
         Ok(reply)
-    }
-
-    async fn replicated(
-        &self,
-        connection: Connection,
-        key: &str,
-        durability: Option<Durability>,
-    ) -> Result<(), RedisFailure> {
-        match durability {
-            Some(Durability { replicas, timeout }) => {
-                self.wait_for_replicas(connection, key, replicas, timeout).await
-            }
-            None => Ok(()),
-        }
     }
 
     /// `WAIT replicas timeout` on the node that owns `key` (the master its

@@ -23,6 +23,17 @@ pub fn exact(max_credentials_per_user: u32) -> LedgerSettings {
     }
 }
 
+/// formIds collected now, as `{"form_ids": [...]}` posts them.
+pub fn collected_now<S: AsRef<str>>(ids: &[S]) -> Vec<NewCredential> {
+    ids.iter()
+        .map(|id| NewCredential {
+            kind: CredentialKind::Form,
+            id: CredentialId::parse(id.as_ref()).unwrap(),
+            collected_at: None,
+        })
+        .collect()
+}
+
 /// A credential that expires at `expires_at` under [`exact`] settings.
 pub fn cred(kind: CredentialKind, id: &str, expires_at: DateTime<Utc>) -> NewCredential {
     NewCredential {

@@ -19,7 +19,7 @@ use super::{
 use crate::clock::Clock;
 use crate::domain::{OpenId, TemplateId};
 use crate::ledger::codes;
-use crate::ledger::{LeaseId, LedgerClock, LedgerError, Settle, instant};
+use crate::ledger::{LeaseId, LedgerClock, LedgerError, Settle, instant, script_reply};
 use crate::store::{Durability, RedisConnection};
 
 static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("../scripts/grants/add.lua")));
@@ -98,8 +98,7 @@ impl RedisGrants {
     }
 
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, LedgerError> {
-        let reply = self.redis.invoke(invocation).await.map_err(LedgerError::from)?;
-        T::from_redis_value(reply).map_err(corrupt)
+        script_reply(self.redis.invoke(invocation).await)
     }
 
     /// A script that writes `openid`'s grants, acknowledged once the
@@ -109,12 +108,11 @@ impl RedisGrants {
         invocation: &ScriptInvocation<'_>,
         openid: &OpenId,
     ) -> Result<T, LedgerError> {
-        let reply = self
-            .redis
-            .invoke_durable(invocation, &self.key(openid), self.durability)
-            .await
-            .map_err(LedgerError::from)?;
-        T::from_redis_value(reply).map_err(corrupt)
+        script_reply(
+            self.redis
+                .invoke_durable(invocation, &self.key(openid), self.durability)
+                .await,
+        )
     }
 
     /// The template's number, assigned by the dictionary on first sight.
