@@ -23,8 +23,8 @@ use crate::config::apps::AccountSettings;
 use crate::config::{Config, Secret, TokenMode};
 use crate::domain::ExpiryPolicy;
 use crate::idempotency::Idempotency;
-use crate::ledger::LedgerSettings;
 use crate::ledger::grants::GrantSettings;
+use crate::ledger::{LedgerClock, LedgerSettings};
 use crate::push::crypto::AesKey;
 use crate::push::receipts::Receipts;
 use crate::push::verify::{PushEndpoints, PushSettings};
@@ -67,6 +67,18 @@ struct Shared<'a> {
     policy: SendPolicy,
     /// What decisions by time read.
     clock: Arc<dyn Clock>,
+    /// What the ledgers read instead of the store's time, if anything.
+    ledger_clock: LedgerClock,
+}
+
+/// The clocks a service reads: `service` for every decision by time the
+/// service makes, and `ledgers`, which stays `None` outside tests: the
+/// ledgers then read the store's own time (Redis's `TIME`), so instances
+/// with skewed clocks still agree on every expiry and lease.
+#[derive(Clone)]
+pub struct Clocks {
+    pub service: Arc<dyn Clock>,
+    pub ledgers: LedgerClock,
 }
 
 impl Application {
@@ -76,6 +88,23 @@ impl Application {
 
     /// [`Self::build`] on `clock` (tests move time instead of sleeping).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::build_with_clocks(
+            config,
+            Clocks {
+                service: clock,
+                ledgers: None,
+            },
+        )
+        .await
+    }
+
+    /// [`Self::build`] on `clocks`; tests that move the ledgers' time too
+    /// (an expiry, a lease running out) set [`Clocks::ledgers`].
+    pub async fn build_with_clocks(config: Config, clocks: Clocks) -> anyhow::Result<Self> {
+        let Clocks {
+            service: clock,
+            ledgers: ledger_clock,
+        } = clocks;
         config.validate().map_err(anyhow::Error::msg)?;
         // Metrics recorded before the recorder exists are lost: install it first.
         crate::metrics::handle();
@@ -110,6 +139,7 @@ impl Application {
             },
             policy,
             clock: clock.clone(),
+            ledger_clock,
         };
         let apps: Vec<AppContext> = app_specs(&config, addr)?
             .into_iter()
@@ -323,7 +353,9 @@ fn app_specs(config: &Config, addr: SocketAddr) -> anyhow::Result<Vec<AppSpec>> 
 /// (tokens shared per appid across the deployment), channels and records.
 fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
     let config = shared.config;
-    let stores = shared.backend.app(&spec.name, shared.ledger, shared.grants);
+    let stores = shared
+        .backend
+        .app(&spec.name, shared.ledger, shared.grants, &shared.ledger_clock);
     let usage = Arc::new(UsageRecorder::new(stores.usage, config.report_utc_offset));
     let token_manager = |client: &WechatClient, mode: TokenMode| {
         Arc::new(TokenManager::with_clock(
@@ -362,6 +394,7 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
         // A running send holds its key a little past its own time bound.
         idempotency: Idempotency::new(stores.shared.clone(), policy.budget + policy.lease),
         receipts: Receipts::new(stores.shared.clone()),
+        clock: shared.clock.clone(),
         name: spec.name,
         ledger: stores.ledger,
         grants: stores.grants,

@@ -13,7 +13,7 @@ use crate::apps::key_prefix;
 use crate::config::apps::{AccountSettings, AppSettings};
 use crate::config::{Config, Secret};
 use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
-use crate::ledger::{Ledger, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
+use crate::ledger::{Ledger, LedgerClock, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::sim::SimConfig;
 use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
 use crate::wechat::WechatClient;
@@ -116,28 +116,49 @@ impl Backend {
 
     /// The stores of the app named `app`: on Redis under its key prefix
     /// (`default` keeps the deployment's), in memory its own.
-    pub fn app(&self, app: &str, ledger: LedgerSettings, grants: GrantSettings) -> Stores {
+    ///
+    /// The ledgers read the store's own time (Redis's `TIME`, so every
+    /// instance agrees), unless `clock` names one: only tests that move time
+    /// by hand do.
+    pub fn app(
+        &self,
+        app: &str,
+        ledger: LedgerSettings,
+        grants: GrantSettings,
+        clock: &LedgerClock,
+    ) -> Stores {
         match self {
             Backend::Redis(backend) => {
                 let prefix = key_prefix(&backend.prefix, app);
                 let store = backend.store(&prefix);
                 let (redis, replicas, wait) = (&backend.redis, backend.replicas, backend.wait);
+                let mut credentials =
+                    RedisLedger::on(redis.clone(), &prefix, ledger).with_replicas(replicas, wait);
+                let mut subscriptions =
+                    RedisGrants::on(redis.clone(), &prefix, grants).with_replicas(replicas, wait);
+                if let Some(clock) = clock {
+                    credentials = credentials.with_clock(clock.clone());
+                    subscriptions = subscriptions.with_clock(clock.clone());
+                }
                 Stores {
-                    ledger: Arc::new(MeteredLedger::new(
-                        RedisLedger::on(redis.clone(), &prefix, ledger).with_replicas(replicas, wait),
-                    )),
-                    grants: Arc::new(
-                        RedisGrants::on(redis.clone(), &prefix, grants).with_replicas(replicas, wait),
-                    ),
+                    ledger: Arc::new(MeteredLedger::new(credentials)),
+                    grants: Arc::new(subscriptions),
                     shared: store.clone(),
                     usage: store,
                 }
             }
             Backend::Memory { .. } => {
                 let store = Arc::new(MemoryStore::default());
+                let (credentials, subscriptions) = match clock {
+                    Some(clock) => (
+                        MemoryLedger::with_clock(ledger, clock.clone()),
+                        MemoryGrants::with_clock(grants, clock.clone()),
+                    ),
+                    None => (MemoryLedger::new(ledger), MemoryGrants::new(grants)),
+                };
                 Stores {
-                    ledger: Arc::new(MeteredLedger::new(MemoryLedger::new(ledger))),
-                    grants: Arc::new(MemoryGrants::new(grants)),
+                    ledger: Arc::new(MeteredLedger::new(credentials)),
+                    grants: Arc::new(subscriptions),
                     shared: store.clone(),
                     usage: store,
                 }

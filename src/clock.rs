@@ -4,7 +4,9 @@
 //!
 //! The ledger is the exception that proves the rule: on Redis its scripts
 //! read the server's own clock (`TIME`), so every instance of a fleet sees
-//! one clock whatever its own says (docs/ledger.md, "One clock").
+//! one clock whatever its own says (docs/ledger.md, "One clock"). Only a
+//! test hands the ledgers a clock (`app::Clocks::ledgers`), to move an
+//! expiry or a lease by hand.
 
 use std::sync::Mutex;
 
@@ -49,6 +51,23 @@ impl ManualClock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The wall clock, moved ahead by what a test skips: time runs on as it
+/// does, and a test skips a wait instead of sleeping through it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock(Mutex<Duration>);
+
+impl ShiftedClock {
+    pub fn skip(&self, by: Duration) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -4,9 +4,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
+use formid_ledger::clock::ManualClock;
 use formid_ledger::sim::BUILTIN_TEMPLATES;
 use serde_json::{Value, json};
 use support::RedisServer;
@@ -48,7 +49,7 @@ fn total(days: &[Value]) -> Value {
     sum
 }
 
-async fn workload_counts_exactly(app: TestApp) {
+async fn workload_counts_exactly(app: TestApp, clock: &ManualClock) {
     let sim = &app.sim;
     // User A: three forms, a duplicate, a mock id, an expired one, a bad id
     // and an unknown kind; a prepay from yesterday through a backend.
@@ -138,7 +139,7 @@ async fn workload_counts_exactly(app: TestApp) {
         409
     );
 
-    tokio::time::sleep(Duration::from_millis(3500)).await; // B's form expires unspent.
+    clock.advance(chrono::Duration::milliseconds(4_500)); // B's form expires unspent.
 
     let (status, report) = app
         .get(
@@ -196,13 +197,17 @@ fn to_the_second(config: &mut formid_ledger::config::Config) {
 
 #[tokio::test]
 async fn workload_counts_exactly_embedded() {
-    workload_counts_exactly(TestApp::spawn_with(Store::Memory, to_the_second).await).await;
+    let clock = Arc::new(ManualClock::at_current_second());
+    let app = TestApp::spawn_with_ledgers_on(Store::Memory, clock.clone(), to_the_second).await;
+    workload_counts_exactly(app, &clock).await;
 }
 
 #[tokio::test]
 async fn workload_counts_exactly_on_redis() {
     let redis = RedisServer::start();
-    workload_counts_exactly(TestApp::spawn_with(Store::Redis(&redis), to_the_second).await).await;
+    let clock = Arc::new(ManualClock::at_current_second());
+    let app = TestApp::spawn_with_ledgers_on(Store::Redis(&redis), clock.clone(), to_the_second).await;
+    workload_counts_exactly(app, &clock).await;
 }
 
 #[tokio::test]

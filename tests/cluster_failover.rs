@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use formid_ledger::clock::ShiftedClock;
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
 use serde_json::json;
 use support::RedisCluster;
@@ -50,9 +51,12 @@ async fn a_master_killed_under_load_fails_over_and_nothing_is_lost_or_sent_twice
         c.send_lease_secs = 4;
         c.send_budget_ms = 3_000;
     };
+    // Both instances' ledgers read one clock that runs with the wall clock,
+    // so the test can skip ahead to when leases lapse.
+    let clock = Arc::new(ShiftedClock::default());
     let instances = Arc::new([
-        TestApp::spawn_with(Store::Memory, configure).await,
-        TestApp::spawn_with(Store::Memory, configure).await,
+        TestApp::spawn_with_ledgers_on(Store::Memory, clock.clone(), configure).await,
+        TestApp::spawn_with_ledgers_on(Store::Memory, clock.clone(), configure).await,
     ]);
 
     // Every credential is acknowledged (200) before the failure.
@@ -127,7 +131,7 @@ async fn a_master_killed_under_load_fails_over_and_nothing_is_lost_or_sent_twice
     // would bring it back); leases lapse; then every book is drained: each
     // user is sent to until 409.
     tokio::task::block_in_place(|| cluster.restart(victim));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    clock.skip(chrono::Duration::seconds(5));
     for n in 0..USERS {
         for attempt in 0..(PER_USER * 3) {
             let message = json!({"touser": openid(n), "template_id": BUILTIN_TEMPLATES[0],

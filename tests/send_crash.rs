@@ -6,9 +6,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use formid_ledger::clock::ManualClock;
 use formid_ledger::domain::OpenId;
 use formid_ledger::ledger::{LeaseId, Ledger, LedgerSettings, RedisLedger, RedisTarget};
 use formid_ledger::sim::{BUILTIN_SUBSCRIBE_TEMPLATES, BUILTIN_TEMPLATES, SimConfig};
@@ -37,7 +39,10 @@ async fn a_use_reserved_by_a_killed_instance_comes_back_at_its_deadline() {
     let redis = RedisServer::start();
     let sim = start_sim(SimConfig::default());
     let prefix = support::unique_prefix("crash");
-    let observer = TestApp::spawn_with(Store::Redis(&redis), |c| {
+    // The observer reads the books at the instants the test names; the
+    // victim works on Redis's own time.
+    let clock = Arc::new(ManualClock::at_current_second());
+    let observer = TestApp::spawn_with_ledgers_on(Store::Redis(&redis), clock.clone(), |c| {
         TestApp::on_simulator(&sim, c);
         c.redis_key_prefix = prefix.clone();
     })
@@ -63,6 +68,7 @@ async fn a_use_reserved_by_a_killed_instance_comes_back_at_its_deadline() {
     // The send will hang in WeChat; the process dies while it waits.
     sim.fault(json!({"delay_ms": 30000, "count": 1})).await;
     let url = format!("{}/v1/messages", victim.base);
+    let requested = Utc::now();
     let in_flight = tokio::spawn(async move {
         reqwest::Client::new()
             .post(url)
@@ -87,22 +93,20 @@ async fn a_use_reserved_by_a_killed_instance_comes_back_at_its_deadline() {
         "the caller saw the process die"
     );
 
-    // Still held right after the crash, back once the 3 s lease runs out.
+    // Still held right after the crash and until the 3 s lease runs out
+    // (the victim reserved after `requested`), back once it has.
+    clock.set(Utc::now());
     assert_eq!(holdings(&observer, "oCrash").await, (1, 1));
-    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(reserved_at.elapsed())).await;
-    let mut back = false;
-    for _ in 0..40 {
-        if holdings(&observer, "oCrash").await == (2, 0) {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        back,
-        "the use came back: {:?}",
-        holdings(&observer, "oCrash").await
+    // Ledgers count whole seconds: two after the request is still before
+    // the reserve's second + 3.
+    clock.set(requested + chrono::Duration::seconds(2));
+    assert_eq!(
+        holdings(&observer, "oCrash").await,
+        (1, 1),
+        "held until the deadline"
     );
+    clock.set(Utc::now() + chrono::Duration::seconds(4));
+    assert_eq!(holdings(&observer, "oCrash").await, (2, 0), "the use came back");
     sim.fault(json!({"count": 0})).await;
     let (status, body) = observer
         .post("/v1/messages", Some(SEND_KEY), message("oCrash"))
@@ -115,7 +119,8 @@ async fn a_use_wechat_accepted_before_a_crash_is_burned_and_the_next_used() {
     let redis = RedisServer::start();
     let sim = start_sim(SimConfig::default());
     let prefix = support::unique_prefix("accepted");
-    let app = TestApp::spawn_with(Store::Redis(&redis), |c| {
+    let clock = Arc::new(ManualClock::at_current_second());
+    let app = TestApp::spawn_with_ledgers_on(Store::Redis(&redis), clock.clone(), |c| {
         TestApp::on_simulator(&sim, c);
         c.redis_key_prefix = prefix.clone();
     })
@@ -147,7 +152,8 @@ async fn a_use_wechat_accepted_before_a_crash_is_burned_and_the_next_used() {
         RedisTarget::Single(redis.url()),
         &prefix,
         LedgerSettings::default(),
-    );
+    )
+    .with_clock(clock.clone());
     let user = OpenId::parse("oGhost").unwrap();
     let reservation = ledger
         .reserve(&user, LeaseId::random(), Duration::from_secs(2))
@@ -165,7 +171,7 @@ async fn a_use_wechat_accepted_before_a_crash_is_burned_and_the_next_used() {
         .await;
     assert_eq!(answer["errcode"], 0);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(chrono::Duration::milliseconds(2_100)); // its 2 s lease runs out
     let (status, body) = app.post("/v1/messages", Some(SEND_KEY), message("oGhost")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(

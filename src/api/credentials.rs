@@ -133,7 +133,7 @@ pub async fn ingest(app: App, caller: Caller, body: web::Json<IngestBody>) -> Re
 
     let batch: Vec<NewCredential> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let outcome = app.ledger.add(&openid, &batch).await?;
-    let now = Utc::now();
+    let now = app.clock.now();
 
     let mut statuses = outcome.items.iter();
     let mut rejected = Vec::new();

@@ -12,7 +12,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 
 use super::BODY_LIMIT;
 use super::extract::App;
@@ -95,7 +94,7 @@ async fn read(body: web::Payload) -> Result<web::Bytes, ApiError> {
 /// The console's URL check: `echostr` back, as text.
 fn check(app: &AppContext, endpoint: Endpoint, query: &PushQuery) -> Result<HttpResponse, ApiError> {
     let settings = settings(endpoint, app)?;
-    let echo = verify::echo(settings, query, Utc::now().timestamp()).map_err(refused)?;
+    let echo = verify::echo(settings, query, app.clock.now().timestamp()).map_err(refused)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(echo))
@@ -110,7 +109,7 @@ async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let settings = settings(endpoint, app)?;
     let body = std::str::from_utf8(body).map_err(|_| ApiError::invalid_request("the body is not UTF-8"))?;
-    let opened = verify::open(settings, query, body, Utc::now().timestamp()).map_err(|err| {
+    let opened = verify::open(settings, query, body, app.clock.now().timestamp()).map_err(|err| {
         tracing::warn!(error = %err, "push refused");
         metrics::counter!(PUSH_EVENTS, "app" => app.name.clone(), "endpoint" => endpoint.as_str(), "event" => "unknown", "result" => "unverified")
             .increment(1);
@@ -168,7 +167,7 @@ fn event_label(push: &Push) -> &'static str {
 /// What a verified push does.
 async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), ApiError> {
     let label = event_label(push);
-    let now = Utc::now();
+    let now = app.clock.now();
     let openid = || {
         OpenId::parse(&push.from_user_name)
             .map_err(|e| ApiError::invalid_request(format!("FromUserName: {e}")))
@@ -243,12 +242,13 @@ async fn record(
 ) -> Result<(), ApiError> {
     let before = app
         .receipts
-        .finished(messages, msgid, status, detail, Utc::now())
+        .finished(messages, msgid, status, detail, app.clock.now())
         .await?;
     // Counted once a message, whatever WeChat sends again.
     if before.is_none_or(|b| b == Status::Accepted) {
         let channel = messages.channel();
-        app.usage.count(Utc::now(), Counter::Delivery(channel, status), 1);
+        app.usage
+            .count(app.clock.now(), Counter::Delivery(channel, status), 1);
         metrics::counter!(DELIVERIES, "app" => app.name.clone(), "channel" => channel.as_str(), "status" => status.as_str())
             .increment(1);
     }

@@ -4,7 +4,7 @@
 //! their flush interval (`USAGE_FLUSH_SECS`).
 
 use actix_web::{HttpResponse, web};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -73,7 +73,7 @@ pub async fn usage(
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    let now = Utc::now();
+    let now = app.clock.now();
     let offset = app.usage.offset();
     let today = now.with_timezone(&offset).date_naive();
     let days = report_days(query.from.as_deref(), query.to.as_deref(), today)?;
@@ -94,7 +94,7 @@ pub async fn usage(
 pub async fn summary(app: App, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     app.usage.flush().await?;
-    let summary = report::live_summary(app.usage.store(), Utc::now(), app.usage.offset()).await?;
+    let summary = report::live_summary(app.usage.store(), app.clock.now(), app.usage.offset()).await?;
     Ok(HttpResponse::Ok().json(summary))
 }
 

@@ -6,7 +6,6 @@
 //! are the documented routes, one per channel, each naming its channel.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde_json::Value;
 
 use super::extract::App;
@@ -25,7 +24,7 @@ use crate::send::{SendResult, Sender};
 
 /// Counts how a send ended, in the report and the metrics.
 fn count(app: &AppContext, channel: ChannelKind, outcome: Outcome) {
-    app.usage.send(Utc::now(), channel, outcome);
+    app.usage.send(app.clock.now(), channel, outcome);
     metrics::counter!(SENDS, "app" => app.name.clone(), "channel" => channel.as_str(), "outcome" => outcome.as_str())
         .increment(1);
 }
@@ -94,7 +93,7 @@ async fn send_on<C: ChannelRoute>(
         ) = (C::RECEIPTS, &result)
             && let Err(err) = app
                 .receipts
-                .accepted(messages, &msgid.to_string(), Utc::now())
+                .accepted(messages, &msgid.to_string(), app.clock.now())
                 .await
         {
             tracing::warn!(error = %err, "could not record the message as accepted");

@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::channels::{OfficialAccountChannel, SubscribeChannel, TemplateChannel};
+use crate::clock::Clock;
 use crate::config::GrantSource;
 use crate::domain::ChannelKind;
 use crate::idempotency::Idempotency;
@@ -78,6 +79,9 @@ pub struct AppContext {
     /// Where subscribe grants come from.
     pub grant_source: GrantSource,
     pub idempotency: Idempotency,
+    /// What this app's decisions by time read (report cut-offs, receipt
+    /// times, the push timestamp window).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What `GET /v1/apps` says of an app.

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
-
 use super::AppContext;
 use crate::domain::{OpenId, TemplateId};
 use crate::ledger::LedgerError;
@@ -85,7 +83,7 @@ impl AppContext {
         } else {
             Some(self.grants.add_grants(openid, &accepted).await?)
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut applied = Applied::default();
         for (template, answer, raw) in answers {
             metrics::counter!(SUBSCRIBE_RESULTS, "app" => self.name.clone(), "result" => answer.label())

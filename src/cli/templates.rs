@@ -51,7 +51,7 @@ pub async fn run(
         .parse()
         .with_context(|| format!("LISTEN {} is not an address", config.listen))?;
     let backend = Backend::open(config)?;
-    let stores = backend.app(app, Default::default(), Default::default());
+    let stores = backend.app(app, Default::default(), Default::default(), &None);
     let (mini_program, official_account) = wechat_clients(config, addr, app)?;
     let app = |client| App {
         tokens: Arc::new(TokenManager::new(

@@ -2,7 +2,7 @@
 //! simulator stands in for WeChat), against the embedded ledger or a real
 //! redis-server, and talks to it over HTTP.
 
-use formid_ledger::app::Application;
+use formid_ledger::app::{Application, Clocks};
 use formid_ledger::clock::{Clock, SystemClock};
 use formid_ledger::config::{Config, Secret};
 use serde_json::{Value, json};
@@ -152,6 +152,28 @@ impl TestApp {
         clock: std::sync::Arc<dyn Clock>,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
+        let clocks = Clocks {
+            service: clock,
+            ledgers: None,
+        };
+        Self::spawn_on_clocks(store, clocks, adjust).await
+    }
+
+    /// A service whose ledgers read `clock` too instead of the store's time,
+    /// so a test moves expiries and leases by hand.
+    pub async fn spawn_with_ledgers_on(
+        store: Store<'_>,
+        clock: std::sync::Arc<dyn Clock>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let clocks = Clocks {
+            service: clock.clone(),
+            ledgers: Some(clock),
+        };
+        Self::spawn_on_clocks(store, clocks, adjust).await
+    }
+
+    async fn spawn_on_clocks(store: Store<'_>, clocks: Clocks, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
             api_keys: Some(Secret::new(format!(
@@ -169,7 +191,7 @@ impl TestApp {
         // A test's sandbox on its own Redis is meant.
         config.sandbox = sandbox;
         let wechat_base = config.wechat_api_base.clone();
-        let app = Application::build_with_clock(config, clock)
+        let app = Application::build_with_clocks(config, clocks)
             .await
             .expect("service builds");
         let base = format!("http://127.0.0.1:{}", app.port());
