@@ -16,7 +16,7 @@ use crate::api::connections::{BodyTimeout, OpenConnection};
 use crate::api::{self, AppState, Mode};
 use crate::apps::{AppContext, Apps, DEFAULT_APP, OfficialAccount};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
-use crate::bootstrap::{Backend, loopback, wechat_clients};
+use crate::bootstrap::{Backend, loopback, wechat_base, wechat_clients};
 use crate::channels::{OfficialAccountChannel, SubscribeChannel, TemplateChannel};
 use crate::clock::{Clock, SystemClock};
 use crate::config::apps::AccountSettings;
@@ -201,18 +201,11 @@ impl Application {
         });
         // Sandbox: WeChat pushes to this service, in safe mode, as a
         // console with push URLs set would.
-        let simulator = sandbox.then(|| {
-            let base = format!("http://{}", loopback(addr));
-            Simulator::new(SimConfig {
-                push: Some(PushTargets {
-                    miniprogram_url: Some(format!("{base}/wechat/push/miniprogram")),
-                    official_account_url: Some(format!("{base}/wechat/push/official-account")),
-                    token: SANDBOX_PUSH_TOKEN.to_owned(),
-                    aes_key: Some(SANDBOX_PUSH_AES_KEY.to_owned()),
-                }),
-                ..SimConfig::default()
-            })
-        });
+        let simulator = if sandbox {
+            Some(Simulator::new(sandbox_simulator(&config, addr)?))
+        } else {
+            None
+        };
 
         let body_timeout = BodyTimeout(Duration::from_secs(config.request_body_timeout_secs));
         if let Some(limit) = api::connections::raise_open_files_limit() {
@@ -303,19 +296,18 @@ impl Application {
 fn app_specs(config: &Config, addr: SocketAddr) -> anyhow::Result<Vec<AppSpec>> {
     if let Some(apps) = config.apps().map_err(anyhow::Error::msg)? {
         let timeout = Duration::from_millis(config.wechat_timeout_ms.max(100));
+        let base = wechat_base(config, addr);
         let account = |account: &AccountSettings| -> anyhow::Result<(WechatClient, TokenMode)> {
-            let client = WechatClient::new(
-                &config.wechat_api_base,
-                &account.appid,
-                account.secret.clone(),
-                timeout,
-            )?;
+            let client = WechatClient::new(&base, &account.appid, account.secret.clone(), timeout)?;
             Ok((client, account.token_mode))
         };
         return apps
             .iter()
             .map(|app| {
                 let push = |account: &AccountSettings| -> anyhow::Result<Option<PushSettings>> {
+                    if config.sandbox_mode() {
+                        return sandbox_push(&account.appid);
+                    }
                     push_settings(&account.push_token, &account.push_aes_keys, &account.appid)
                         .map_err(|e| anyhow::anyhow!("APPS_FILE: app {}: {e}", app.name))
                 };
@@ -408,24 +400,63 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
     }
 }
 
+/// The built-in simulator of sandbox mode: its own pair of accounts for
+/// the app `default` of today's variables, and with an apps file one pair
+/// per app (`wxsandbox-<name>`, `wxsandboxoa-<name>`); each pushes to its
+/// app's endpoints in safe mode, as a console with push URLs set would.
+fn sandbox_simulator(config: &Config, addr: SocketAddr) -> anyhow::Result<SimConfig> {
+    let base = format!("http://{}", loopback(addr));
+    let push = |app: Option<&str>| {
+        let at = app.map_or(String::new(), |name| format!("{name}/"));
+        Some(PushTargets {
+            miniprogram_url: Some(format!("{base}/wechat/push/{at}miniprogram")),
+            official_account_url: Some(format!("{base}/wechat/push/{at}official-account")),
+            token: SANDBOX_PUSH_TOKEN.to_owned(),
+            aes_key: Some(SANDBOX_PUSH_AES_KEY.to_owned()),
+        })
+    };
+    let apps = config.apps().map_err(anyhow::Error::msg)?.unwrap_or_default();
+    let more_apps = apps
+        .iter()
+        .map(|app| {
+            let official_account = app.official_account.as_ref();
+            SimConfig {
+                appid: app.miniprogram.appid.clone(),
+                secret: app.miniprogram.secret.expose().to_owned(),
+                oa_appid: official_account.map(|a| a.appid.clone()).unwrap_or_default(),
+                oa_secret: official_account
+                    .map(|a| a.secret.expose().to_owned())
+                    .unwrap_or_default(),
+                push: push(Some(&app.name)),
+                ..SimConfig::default()
+            }
+        })
+        .collect();
+    Ok(SimConfig {
+        push: push(None),
+        more_apps,
+        ..SimConfig::default()
+    })
+}
+
+/// An account's push endpoint in sandbox mode: the fixed token and key the
+/// built-in simulator pushes with.
+fn sandbox_push(appid: &str) -> anyhow::Result<Option<PushSettings>> {
+    push_settings(
+        &Some(Secret::new(SANDBOX_PUSH_TOKEN)),
+        &[Secret::new(SANDBOX_PUSH_AES_KEY)],
+        appid,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 /// The default app's push endpoints: the configured tokens and keys, or in
 /// sandbox mode the fixed ones the built-in simulator pushes with.
 fn push_endpoints(config: &Config, appid: &str, oa_appid: Option<&str>) -> anyhow::Result<PushEndpoints> {
     if config.sandbox_mode() {
-        let sandbox = |appid: &str| {
-            push_settings(
-                &Some(Secret::new(SANDBOX_PUSH_TOKEN)),
-                &[Secret::new(SANDBOX_PUSH_AES_KEY)],
-                appid,
-            )
-        };
         return Ok(PushEndpoints {
-            miniprogram: sandbox(appid).map_err(anyhow::Error::msg)?,
-            official_account: oa_appid
-                .map(sandbox)
-                .transpose()
-                .map_err(anyhow::Error::msg)?
-                .flatten(),
+            miniprogram: sandbox_push(appid)?,
+            official_account: oa_appid.map(sandbox_push).transpose()?.flatten(),
         });
     }
     if config.wechat_oa_push_token.is_some() && oa_appid.is_none() {

@@ -196,7 +196,7 @@ pub fn wechat_clients(
     let client =
         |base: &str, appid: &str, secret: &Secret| WechatClient::new(base, appid, secret.clone(), timeout);
     if let Some(found) = find_app(config, app)? {
-        let base = &config.wechat_api_base;
+        let base = &wechat_base(config, addr);
         let account = |a: &AccountSettings| client(base, &a.appid, &a.secret);
         let official_account = found.official_account.as_ref().map(account).transpose()?;
         return Ok((account(&found.miniprogram)?, official_account));
@@ -204,7 +204,7 @@ pub fn wechat_clients(
 
     if config.sandbox_mode() {
         let sim = SimConfig::default();
-        let base = format!("http://{}/sandbox/wechat", loopback(addr));
+        let base = wechat_base(config, addr);
         tracing::warn!(
             "SANDBOX MODE: WECHAT_APPID is not set; WeChat is the built-in simulator at {base}. No real message is sent."
         );
@@ -223,6 +223,16 @@ pub fn wechat_clients(
         (None, _) => None,
     };
     Ok((mini_program, official_account))
+}
+
+/// Where WeChat is: the configured API base, or in sandbox mode the
+/// built-in simulator's routes on this service at `addr`.
+pub fn wechat_base(config: &Config, addr: SocketAddr) -> String {
+    if config.sandbox_mode() {
+        format!("http://{}/sandbox/wechat", loopback(addr))
+    } else {
+        config.wechat_api_base.clone()
+    }
 }
 
 /// An address the service can call itself on: 0.0.0.0 becomes 127.0.0.1.

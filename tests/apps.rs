@@ -306,3 +306,135 @@ async fn each_app_takes_its_pushes_at_its_own_endpoints_with_its_own_token() {
     assert_eq!(status, 404);
     assert!(body.contains("unknown_app"), "{body}");
 }
+
+/// `SANDBOX=1` with an apps file: every app runs on simulated accounts of
+/// its own (`wxsandbox-<name>`, `wxsandboxoa-<name>`) in the built-in
+/// simulator, which pushes to that app's endpoints. A production file
+/// runs unchanged, without its secrets.
+#[tokio::test]
+async fn in_sandbox_mode_each_app_of_the_file_gets_simulated_accounts_and_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps_file = dir.path().join("apps.toml");
+    std::fs::write(&apps_file, APPS).unwrap();
+    let app = support::app::TestApp::spawn_with(support::app::Store::Memory, |c| {
+        c.apps_file = Some(apps_file.clone());
+        c.sandbox = true;
+    })
+    .await;
+    let (status, listed) = app.get("/v1/apps", Some(ADMIN_KEY)).await;
+    assert_eq!(status, 200, "{listed}");
+    let accounts: Vec<(&str, &str, &str, &str)> = listed["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap(),
+                a["miniprogram_appid"].as_str().unwrap(),
+                a["official_account_appid"].as_str().unwrap(),
+                a["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        accounts,
+        [
+            ("default", "wxsandbox-default", "wxsandboxoa-default", "ready"),
+            ("shop", "wxsandbox-shop", "wxsandboxoa-shop", "ready"),
+        ]
+    );
+
+    // A template message of the shop lands in the shop's inbox only.
+    let form_ids = app
+        .sim
+        .post(
+            "/sandbox/form-ids",
+            json!({"appid": "wxsandbox-shop", "openid": "oFan", "count": 1}),
+        )
+        .await
+        .1["form_ids"]
+        .clone();
+    let collect = json!({"openid": "oFan", "form_ids": form_ids});
+    let (status, _) = app
+        .post(
+            "/v1/apps/shop/credentials",
+            Some(support::app::COLLECT_KEY),
+            collect,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .post(
+            "/v1/apps/shop/messages",
+            Some(support::app::SEND_KEY),
+            message("oFan"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let inbox = |appid: &'static str| {
+        let sim = app.sim.clone();
+        async move {
+            sim.get(&format!("/sandbox/inbox/oFan?appid={appid}")).await.1["messages"]
+                .as_array()
+                .map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(
+        (inbox("wxsandbox-shop").await, inbox("wxsandbox-default").await),
+        (1, 0)
+    );
+
+    // The shop's official account pushes its delivery receipt to the shop.
+    let follow = json!({"appid": "wxsandboxoa-shop", "openid": "oFan"});
+    assert_eq!(app.sim.post("/sandbox/oa/followers", follow).await.0, 200);
+    let body = json!({"touser": "oFan", "template_id": formid_ledger::sim::BUILTIN_OA_TEMPLATES[0].0,
+        "data": {"first": {"value": "Order 42 shipped"}}});
+    let (status, sent) = app
+        .post(
+            "/v1/apps/shop/official-account/messages",
+            Some(support::app::SEND_KEY),
+            body,
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let path = format!(
+        "/v1/apps/shop/official-account/messages/{}",
+        sent["msgid"].as_str().unwrap()
+    );
+    let mut receipt = Value::Null;
+    for _ in 0..100 {
+        receipt = app.get(&path, Some(support::app::REPORT_KEY)).await.1;
+        if receipt["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(receipt["status"], "delivered", "{receipt}");
+}
+
+/// The binary reads `SANDBOX=1` as documented (the variable, not the flag).
+#[tokio::test]
+async fn the_binary_takes_sandbox_1_with_an_apps_file() {
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let apps_file = dir.path().join("apps.toml");
+    std::fs::write(&apps_file, APPS).unwrap();
+    let service = ServiceProcess::start(
+        &redis,
+        &unique_prefix("sandboxed"),
+        &sim,
+        &[("APPS_FILE", apps_file.to_str().unwrap()), ("SANDBOX", "1")],
+    )
+    .await;
+    let (status, listed) = call(
+        &client(),
+        "GET",
+        format!("{}/v1/apps", service.base),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["apps"][1]["miniprogram_appid"], "wxsandbox-shop");
+}

@@ -65,6 +65,68 @@ pub struct AppSettings {
     pub official_account: Option<AccountSettings>,
 }
 
+/// An app's name as sandbox mode reads it (the rest of its entry is for
+/// real WeChat and goes unread).
+#[derive(Debug, Deserialize)]
+struct SandboxEntry {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SandboxFile {
+    apps: Vec<SandboxEntry>,
+}
+
+/// The simulated mini-program of app `name` in sandbox mode: its appid and
+/// secret (the official account's: [`sandbox_official_account`]).
+pub fn sandbox_miniprogram(name: &str) -> (String, String) {
+    (format!("wxsandbox-{name}"), format!("sandbox-secret-{name}"))
+}
+
+pub fn sandbox_official_account(name: &str) -> (String, String) {
+    (format!("wxsandboxoa-{name}"), format!("sandbox-oa-secret-{name}"))
+}
+
+/// Reads the apps file's text in sandbox mode: only the apps' names count,
+/// each app getting a simulated mini-program and official account, so a
+/// production file runs in a sandbox unchanged, without its secrets.
+pub fn parse_sandbox(text: &str, token_mode: TokenMode) -> Result<Vec<AppSettings>, String> {
+    let file: SandboxFile = toml::from_str(text).map_err(|e| format!("APPS_FILE: {e}"))?;
+    if file.apps.is_empty() {
+        return Err("APPS_FILE names no app: add an [[apps]] table".into());
+    }
+    let mut apps: Vec<AppSettings> = Vec::new();
+    for SandboxEntry { name } in file.apps {
+        check_name(&name, &apps)?;
+        let simulated = |(appid, secret): (String, String)| AccountSettings {
+            appid,
+            secret: Secret::new(secret),
+            token_mode,
+            push_token: None,
+            push_aes_keys: Vec::new(),
+        };
+        apps.push(AppSettings {
+            miniprogram: simulated(sandbox_miniprogram(&name)),
+            official_account: Some(simulated(sandbox_official_account(&name))),
+            name,
+        });
+    }
+    Ok(apps)
+}
+
+/// An app's name is well formed and not taken by an earlier app.
+fn check_name(name: &str, earlier: &[AppSettings]) -> Result<(), String> {
+    if !is_app_name(name) {
+        return Err(format!(
+            "APPS_FILE: app name {name:?} must be 1 to 32 of a-z 0-9 - (and not a word the store uses)"
+        ));
+    }
+    if earlier.iter().any(|a| a.name == name) {
+        return Err(format!("APPS_FILE: two apps are named {name}"));
+    }
+    Ok(())
+}
+
 /// Reads the apps file's text; `env` looks up the variables it names.
 /// Every error names the app and the setting, and says how to fix it.
 pub fn parse(
@@ -79,14 +141,7 @@ pub fn parse(
     let mut apps: Vec<AppSettings> = Vec::new();
     for entry in file.apps {
         let name = entry.name;
-        if !is_app_name(&name) {
-            return Err(format!(
-                "APPS_FILE: app name {name:?} must be 1 to 32 of a-z 0-9 - (and not a word the store uses)"
-            ));
-        }
-        if apps.iter().any(|a| a.name == name) {
-            return Err(format!("APPS_FILE: two apps are named {name}"));
-        }
+        check_name(&name, &apps)?;
         let account = |entry: AccountEntry, what: &str| -> Result<AccountSettings, String> {
             let at = format!("APPS_FILE: app {name}, {what}");
             if !crate::domain::is_identifier(&entry.appid, 64) {
@@ -179,6 +234,37 @@ secret_env = "NEWS_SECRET"
             "SHOP_PUSH_TOKEN" => Some("shop-push-token-0123".into()),
             "NEWS_SECRET" => Some("news-secret".into()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn in_sandbox_mode_only_names_count_and_each_app_is_simulated() {
+        let apps = parse_sandbox(FILE, TokenMode::Token).unwrap();
+        let accounts: Vec<_> = apps
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.miniprogram.appid.as_str(),
+                    a.official_account.as_ref().map(|oa| oa.appid.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                ("shop", "wxsandbox-shop", Some("wxsandboxoa-shop")),
+                ("news", "wxsandbox-news", Some("wxsandboxoa-news")),
+            ]
+        );
+        let names_only = "[[apps]]\nname = \"a\"\n[[apps]]\nname = \"b\"\n";
+        assert_eq!(parse_sandbox(names_only, TokenMode::Token).unwrap().len(), 2);
+        for bad in [
+            "[[apps]]\nname = \"Shop!\"\n",
+            "[[apps]]\nname = \"a\"\n[[apps]]\nname = \"a\"\n",
+            "apps = []\n",
+        ] {
+            assert!(parse_sandbox(bad, TokenMode::Token).is_err(), "{bad}");
         }
     }
 

@@ -103,8 +103,9 @@ pub struct Config {
 
     /// Says that sandbox mode on a configured Redis is meant (a test or demo
     /// environment). Without it, no `WECHAT_APPID` with `REDIS_URL` or
-    /// `REDIS_CLUSTER_NODES` set refuses to start.
-    #[arg(long, env = "SANDBOX")]
+    /// `REDIS_CLUSTER_NODES` set refuses to start. With `APPS_FILE`, it runs
+    /// every app of the file on simulated accounts (`wxsandbox-<name>`).
+    #[arg(long, env = "SANDBOX", value_parser = clap::builder::BoolishValueParser::new())]
     pub sandbox: bool,
 
     #[arg(long, env = "WECHAT_SECRET", hide_env_values = true)]
@@ -265,10 +266,11 @@ pub const MIN_SECRET_BYTES: usize = 16;
 const PLACEHOLDER: &str = "replace-with";
 
 impl Config {
-    /// Sandbox mode: no WeChat app is configured, so the built-in simulator
-    /// stands in for WeChat.
+    /// Sandbox mode: no WeChat app is configured, or `SANDBOX=1` with an
+    /// apps file, so the built-in simulator stands in for WeChat (for every
+    /// app of the file, each with simulated accounts).
     pub fn sandbox_mode(&self) -> bool {
-        self.wechat_appid.is_none() && self.apps_file.is_none()
+        self.wechat_appid.is_none() && (self.apps_file.is_none() || self.sandbox)
     }
 
     /// The apps `APPS_FILE` names, their secrets read from the environment;
@@ -278,6 +280,9 @@ impl Config {
             return Ok(None);
         };
         let text = std::fs::read_to_string(path).map_err(|e| format!("APPS_FILE {}: {e}", path.display()))?;
+        if self.sandbox_mode() {
+            return apps::parse_sandbox(&text, self.wechat_token_mode).map(Some);
+        }
         apps::parse(&text, |var| std::env::var(var).ok(), self.wechat_token_mode).map(Some)
     }
 

@@ -62,6 +62,9 @@ pub struct SimConfig {
     /// More official accounts, each an account of its own
     /// (`--official-account APPID:SECRET`).
     pub more_official_accounts: Vec<(String, String)>,
+    /// More accounts given whole: a mini-program with its official account
+    /// and its own push targets (sandbox mode's apps).
+    pub more_apps: Vec<SimConfig>,
 }
 
 impl SimConfig {
@@ -74,6 +77,7 @@ impl SimConfig {
         let single = SimConfig {
             more_miniprograms: Vec::new(),
             more_official_accounts: Vec::new(),
+            more_apps: Vec::new(),
             ..self.clone()
         };
         let mut accounts = vec![single.clone()];
@@ -97,6 +101,12 @@ impl SimConfig {
                 ..single.clone()
             });
         }
+        accounts.extend(self.more_apps.iter().map(|app| SimConfig {
+            more_miniprograms: Vec::new(),
+            more_official_accounts: Vec::new(),
+            more_apps: Vec::new(),
+            ..app.clone()
+        }));
         accounts
     }
 }
@@ -114,6 +124,7 @@ impl Default for SimConfig {
             push: None,
             more_miniprograms: Vec::new(),
             more_official_accounts: Vec::new(),
+            more_apps: Vec::new(),
         }
     }
 }

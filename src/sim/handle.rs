@@ -52,17 +52,14 @@ impl Simulator {
         let accounts = config
             .accounts()
             .into_iter()
-            .enumerate()
-            .map(|(n, account)| {
-                // Pushes go to one service endpoint pair: the first account's.
-                let pusher = (n == 0)
-                    .then(|| account.push.clone())
-                    .flatten()
-                    .and_then(|targets| {
-                        Pusher::new(targets, &account.appid, &account.oa_appid)
-                            .inspect_err(|err| tracing::error!(error = %err, "the simulator will not push"))
-                            .ok()
-                    });
+            .map(|account| {
+                // An account pushes where its own targets say (only the
+                // first's and sandbox apps' have any).
+                let pusher = account.push.clone().and_then(|targets| {
+                    Pusher::new(targets, &account.appid, &account.oa_appid)
+                        .inspect_err(|err| tracing::error!(error = %err, "the simulator will not push"))
+                        .ok()
+                });
                 Slot {
                     appid: account.appid.clone(),
                     oa_appid: account.oa_appid.clone(),

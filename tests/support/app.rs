@@ -237,8 +237,12 @@ impl TestApp {
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c == "official_account"));
         let tokens = 1 + u64::from(with_official_account);
+        // The first app's simulated account counts its fetches.
+        let appid = apps["apps"][0]["miniprogram_appid"]
+            .as_str()
+            .unwrap_or("wxsandbox");
         for _ in 0..100 {
-            let stats = self.sim.stats().await;
+            let stats = self.sim.get(&format!("/sandbox/stats?appid={appid}")).await.1;
             let asked = ["token_fetches", "token_refusals"].map(|n| stats[n].as_u64().unwrap_or(0));
             if asked.iter().sum::<u64>() >= tokens {
                 return;
