@@ -7,8 +7,9 @@
 //! `wechat` (the WeChat client), `send` (the send pipeline), `channels`
 //! (what each kind of message spends and answers), `templates`
 //! (template libraries and the cached account lists), `push` (WeChat's
-//! pushes), `report` (usage counters), `apps` (one context per app of the
-//! deployment), `bootstrap` (stores and clients from the configuration),
+//! pushes: verified, opened, taken in once), `report` (usage counters), `apps`
+//! (one context per app of the deployment, and the popup answers applied
+//! to it), `bootstrap` (stores and clients from the configuration),
 //! `sim` (the WeChat simulator), `auth`, `api` (HTTP handlers), `app`
 //! (wiring, imported by the binary only).
 
