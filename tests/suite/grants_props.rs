@@ -2,7 +2,7 @@
 //! side by side: every answer must be identical, and no grant may appear or
 //! vanish without an event saying so.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

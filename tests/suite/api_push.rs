@@ -4,7 +4,7 @@
 //! to delivered (or blocked) by the simulator's receipts; push-mode grants;
 //! all of it across two instances on one Redis.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

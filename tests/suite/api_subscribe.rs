@@ -3,7 +3,7 @@
 //! WeChat's data rules checked before anything is spent, a template the user
 //! turns off, the report; and a fleet racing over one user's grants.
 
-mod support;
+use crate::support;
 
 use formid_ledger::sim::{BUILTIN_SUBSCRIBE_TEMPLATES, SimConfig};
 use serde_json::{Value, json};

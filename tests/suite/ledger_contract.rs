@@ -2,7 +2,7 @@
 //! (a real redis-server per test): every test here must pass for both.
 //! Time is the test's: both ledgers read it from a clock the test moves.
 
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Duration};
 use formid_ledger::domain::{CredentialKind, OpenId};

@@ -2,7 +2,7 @@
 //! and against Redis (a real redis-server per test), both on a clock the
 //! test moves; plus what only Redis shows: instances racing, memory.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

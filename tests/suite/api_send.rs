@@ -3,7 +3,7 @@
 //! injected. What is asserted is what users see: HTTP answers, what the
 //! simulator delivered, what the ledger holds afterwards.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! Under an Idempotency-Key, an instance dying after WeChat delivered the
 //! message never makes the request's retry deliver it again.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

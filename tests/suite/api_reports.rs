@@ -1,7 +1,7 @@
 //! Reports, metrics and the API document over real HTTP: a scripted
 //! workload must come back as exactly its own counts, on both ledgers.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -342,11 +342,13 @@ async fn metrics_parse_as_prometheus_text() {
         "{:?}",
         latency.value
     );
-    let sent = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == "formid_sends_total" && s.labels.get("outcome") == Some("sent"));
-    assert_eq!(sent.and_then(|s| s.labels.get("channel")), Some("template"));
+    // (Other tests of the process may count other channels beside it.)
+    assert!(
+        scrape.samples.iter().any(|s| s.metric == "formid_sends_total"
+            && s.labels.get("outcome") == Some("sent")
+            && s.labels.get("channel") == Some("template")),
+        "the template send is counted under its channel"
+    );
     assert!(!text.contains("oMetrics"), "labels never carry openids");
 }
 

@@ -2,7 +2,7 @@
 //! add up, each flush counts once however often it is retried, and folding
 //! keeps sums.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

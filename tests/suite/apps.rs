@@ -3,7 +3,7 @@
 //! Each app keeps its own ledger, keys and sessions; the bare routes act on
 //! `default`, whose data keeps the key layout every earlier version wrote.
 
-mod support;
+use crate::support;
 
 use formid_ledger::domain::OpenId;
 use formid_ledger::ledger::{Ledger, LedgerSettings, RedisLedger};

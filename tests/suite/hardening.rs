@@ -2,7 +2,7 @@
 //! real service on a real port: requests an attacker or a careless operator
 //! would make must get a clear answer and leave nothing behind.
 
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use support::RedisServer;

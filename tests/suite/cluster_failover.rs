@@ -12,7 +12,7 @@
 //! acknowledged ingests are lost exactly so; with it, such ingests are
 //! refused (503) instead, and the client's retry lands them once.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! to Redis side by side: every answer must be identical, and no use may be
 //! created or destroyed without an event saying so.
 
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Duration, Utc};
 use formid_ledger::domain::{CredentialKind, OpenId};

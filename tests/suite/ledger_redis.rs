@@ -2,7 +2,7 @@
 //! a server killed and restarted from its AOF, the memory a credential
 //! costs, and the scripts running unchanged on a Redis Cluster.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! inspection, authentication, and every class of bad input. Each test runs
 //! against the embedded ledger and against a real redis-server.
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};

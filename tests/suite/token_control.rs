@@ -3,7 +3,7 @@
 //! would, and the simulator counts every token WeChat hands out. Time is a
 //! `ManualClock` the test moves: nothing waits for a token to come due.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! cached account lists that stop a bad send before anything is spent,
 //! shared by instances and never blocking a send.
 
-mod support;
+use crate::support;
 
 use formid_ledger::sim::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SimConfig};
 use serde_json::{Value, json};

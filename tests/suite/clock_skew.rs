@@ -2,7 +2,7 @@
 //! libfaketime) share one Redis: the ledger's clock is the server's, so no
 //! instance ends another's lease early, and no use goes to two sends.
 
-mod support;
+use crate::support;
 
 use formid_ledger::sim::{BUILTIN_TEMPLATES, SimConfig};
 use serde_json::{Value, json};
