@@ -43,6 +43,10 @@ pub const PUSH_EVENTS: &str = "formid_push_events_total";
 /// Delivery receipts by `channel` (subscribe, official_account) and
 /// `status` (delivered, user_blocked, failed).
 pub const DELIVERIES: &str = "formid_deliveries_total";
+/// Receipts by `channel` for msgids with no recorded acceptance: early
+/// (the acceptance counts them when it comes) or of messages this app
+/// never sent.
+pub const RECEIPTS_UNMATCHED: &str = "formid_receipts_unmatched_total";
 /// Access tokens invalidated after WeChat rejected them.
 pub const TOKEN_INVALIDATIONS: &str = "formid_token_invalidations_total";
 /// HTTP connections open now.

@@ -19,12 +19,11 @@ use crate::apps::{Answer, AppContext};
 use crate::config::GrantSource;
 use crate::domain::{OpenId, TemplateId};
 use crate::error::{ApiError, code};
-use crate::metrics::{DELIVERIES, PUSH_EVENTS};
+use crate::metrics::{PUSH_EVENTS, RECEIPTS_UNMATCHED};
 use crate::push::event::{self, Push, PushKind};
 use crate::push::inbox::{Endpoint, Inbox};
 use crate::push::receipts::{Messages, Status};
 use crate::push::verify::{self, PushQuery, PushSettings, Refused};
-use crate::report::Counter;
 
 /// The push settings of the endpoint a push came to.
 fn settings(endpoint: Endpoint, app: &AppContext) -> Result<&PushSettings, ApiError> {
@@ -232,7 +231,9 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
     Ok(())
 }
 
-/// A delivery receipt: the message's status, and the day's count of it.
+/// A delivery receipt: the message's status, and the day's count of it
+/// (once a message, and only for messages this app sent: a receipt that
+/// came before its message's acceptance is counted when that comes).
 async fn record(
     app: &AppContext,
     messages: Messages,
@@ -244,13 +245,18 @@ async fn record(
         .receipts
         .finished(messages, msgid, status, detail, app.clock.now())
         .await?;
-    // Counted once a message, whatever WeChat sends again.
-    if before.is_none_or(|b| b == Status::Accepted) {
-        let channel = messages.channel();
-        app.usage
-            .count(app.clock.now(), Counter::Delivery(channel, status), 1);
-        metrics::counter!(DELIVERIES, "app" => app.name.clone(), "channel" => channel.as_str(), "status" => status.as_str())
-            .increment(1);
+    let channel = messages.channel();
+    match before {
+        Some(Status::Accepted) => app.count_delivery(channel, status),
+        Some(_) => {} // WeChat said it again.
+        None => {
+            tracing::info!(
+                channel = channel.as_str(),
+                "a receipt for a msgid with no recorded acceptance"
+            );
+            metrics::counter!(RECEIPTS_UNMATCHED, "app" => app.name.clone(), "channel" => channel.as_str())
+                .increment(1);
+        }
     }
     Ok(())
 }

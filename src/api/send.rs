@@ -91,12 +91,17 @@ async fn send_on<C: ChannelRoute>(
                 msgid: Some(msgid), ..
             },
         ) = (C::RECEIPTS, &result)
-            && let Err(err) = app
+        {
+            match app
                 .receipts
                 .accepted(messages, &msgid.to_string(), app.clock.now())
                 .await
-        {
-            tracing::warn!(error = %err, "could not record the message as accepted");
+            {
+                Ok(None) => {}
+                // WeChat's receipt came first: counted now, once.
+                Ok(Some(status)) => app.count_delivery(messages.channel(), status),
+                Err(err) => tracing::warn!(error = %err, "could not record the message as accepted"),
+            }
         }
         let (status, body, outcome, record) = answer::<C>(&result);
         count(app, C::KIND, outcome);

@@ -19,9 +19,10 @@ use crate::domain::ChannelKind;
 use crate::idempotency::Idempotency;
 use crate::ledger::Ledger;
 use crate::ledger::grants::GrantLedger;
-use crate::push::receipts::Receipts;
+use crate::metrics::DELIVERIES;
+use crate::push::receipts::{Receipts, Status};
 use crate::push::verify::PushEndpoints;
-use crate::report::UsageRecorder;
+use crate::report::{Counter, UsageRecorder};
 use crate::send::Sender;
 use crate::store::SharedStore;
 use crate::templates::Templates;
@@ -101,6 +102,15 @@ pub struct AppSummary {
 }
 
 impl AppContext {
+    /// A message's delivery receipt, in the day's report and the metrics:
+    /// once a message, for messages this app sent.
+    pub fn count_delivery(&self, channel: ChannelKind, status: Status) {
+        self.usage
+            .count(self.clock.now(), Counter::Delivery(channel, status), 1);
+        metrics::counter!(DELIVERIES, "app" => self.name.clone(), "channel" => channel.as_str(), "status" => status.as_str())
+            .increment(1);
+    }
+
     /// The channels this app can send on.
     pub fn channels(&self) -> Vec<ChannelKind> {
         let mut channels = vec![ChannelKind::Template, ChannelKind::Subscribe];

@@ -1,8 +1,11 @@
 //! Delivery status by msgid (docs/pushes.md): `accepted` when WeChat took a
 //! message, then `delivered`, `user_blocked` or `failed` from its receipt
 //! push. Kept 7 days in the shared store, so any instance can answer and
-//! any instance can take the push. A receipt that arrives before the
-//! acceptance is recorded is kept; the acceptance never overwrites it.
+//! any instance can take the push. A receipt for a msgid with no recorded
+//! acceptance is kept only [`UNMATCHED`]: WeChat may push it before the
+//! send that got the msgid has recorded it (the acceptance then keeps it
+//! for good and never overwrites it), or it is of a message this app never
+//! sent, which then leaves no lasting record.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +19,9 @@ use crate::store::{SharedStore, StoreError};
 
 /// How long a message's status is kept.
 pub const KEEP: Duration = Duration::from_secs(7 * 86_400);
+
+/// How long a receipt waits for its message's acceptance.
+pub const UNMATCHED: Duration = Duration::from_secs(15 * 60);
 
 /// Which messages a msgid belongs to (their ids are separate spaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +105,10 @@ pub struct Receipts {
     store: Arc<dyn SharedStore>,
 }
 
+fn encode(receipt: &Receipt) -> Result<String, StoreError> {
+    serde_json::to_string(receipt).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -112,13 +122,15 @@ impl Receipts {
         format!("{}:{msgid}", messages.prefix())
     }
 
-    /// WeChat took `msgid`.
+    /// WeChat took `msgid`. Returns the receipt's status if WeChat's
+    /// receipt push came first (it is kept, now for good).
     pub async fn accepted(
         &self,
         messages: Messages,
         msgid: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Status>, StoreError> {
+        let name = Self::name(messages, msgid);
         let receipt = Receipt {
             msgid: msgid.to_owned(),
             status: Status::Accepted,
@@ -126,11 +138,22 @@ impl Receipts {
             finished_at: None,
             detail: None,
         };
-        let raw = serde_json::to_string(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.store
-            .put_cached_if_absent(&Self::name(messages, msgid), &raw, KEEP)
-            .await
-            .map(|_| ())
+        if self
+            .store
+            .put_cached_if_absent(&name, &encode(&receipt)?, KEEP)
+            .await?
+        {
+            return Ok(None);
+        }
+        let Some(early) = self.get(messages, msgid).await? else {
+            return Ok(None);
+        };
+        let kept = Receipt {
+            accepted_at: receipt.accepted_at,
+            ..early
+        };
+        self.store.put_cached(&name, &encode(&kept)?, KEEP).await?;
+        Ok((kept.status != Status::Accepted).then_some(kept.status))
     }
 
     /// WeChat's receipt for `msgid`. Returns the status it had before.
@@ -143,16 +166,18 @@ impl Receipts {
         at: DateTime<Utc>,
     ) -> Result<Option<Status>, StoreError> {
         let before = self.get(messages, msgid).await?;
+        let accepted_at = before.as_ref().and_then(|r| r.accepted_at.clone());
+        // Without an acceptance, only until the send that got the msgid says so.
+        let keep = if accepted_at.is_some() { KEEP } else { UNMATCHED };
         let receipt = Receipt {
             msgid: msgid.to_owned(),
             status,
-            accepted_at: before.as_ref().and_then(|r| r.accepted_at.clone()),
+            accepted_at,
             finished_at: Some(time(at)),
             detail: (!detail.is_empty()).then(|| detail.to_owned()),
         };
-        let raw = serde_json::to_string(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store
-            .put_cached(&Self::name(messages, msgid), &raw, KEEP)
+            .put_cached(&Self::name(messages, msgid), &encode(&receipt)?, keep)
             .await?;
         Ok(before.map(|r| r.status))
     }

@@ -406,3 +406,51 @@ async fn popups_pushed_by_wechat_grant_and_unanswered_pushes_are_retried() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A subscribe message's delivery result, as WeChat pushes it.
+fn sent_event(openid: &str, msgid: &str) -> String {
+    json!({"ToUserName": "gh_test", "FromUserName": openid, "CreateTime": now(), "MsgType": "event",
+        "Event": "subscribe_msg_sent_event",
+        "List": [{"TemplateId": TEMPLATE, "MsgID": msgid, "ErrorCode": "0", "ErrorStatus": "success"}]})
+    .to_string()
+}
+
+/// Receipts count in reports only for messages this app sent: one for a
+/// msgid it never sent is counted apart and leaves the day's deliveries
+/// alone; one that arrives before its send has recorded the msgid is
+/// counted once the send does.
+#[tokio::test]
+async fn receipts_count_only_for_messages_this_app_sent() {
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Memory, |c| configure(&sim, c)).await;
+    let push = async |message: String| {
+        let (query, body) = signed("/wechat/push/miniprogram", &message, "wxsandbox", now());
+        assert_eq!(post_raw(&app, &query, body).await.0, 200);
+    };
+    push(sent_event("oStranger", "424242")).await;
+
+    // The simulator's first subscribe message will be msgid 1000001: its
+    // receipt comes first.
+    let popup = json!({"openid": "oEarly", "results": {TEMPLATE: "accept"}});
+    assert_eq!(sim.post("/sandbox/subscriptions", popup.clone()).await.0, 200);
+    assert_eq!(
+        app.post("/v1/subscriptions", Some(COLLECT_KEY), popup).await.0,
+        200
+    );
+    push(sent_event("oEarly", "1000001")).await;
+    let message = json!({"touser": "oEarly", "template_id": TEMPLATE, "data": {"thing1": {"value": "x"}}});
+    let (status, sent) = app.post("/v1/subscribe-messages", Some(SEND_KEY), message).await;
+    assert_eq!((status, sent["msgid"].as_str()), (200, Some("1000001")), "{sent}");
+    let (_, receipt) = app.get("/v1/subscribe-messages/1000001", Some(REPORT_KEY)).await;
+    assert_eq!(receipt["status"], "delivered", "{receipt}");
+    assert!(receipt["accepted_at"].is_string(), "{receipt}");
+
+    let (_, usage) = app.get("/v1/reports/usage", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        usage["days"][0]["subscribe"]["deliveries"],
+        json!({"delivered": 1, "user_blocked": 0, "failed": 0}),
+        "the early receipt once, the stranger's not at all"
+    );
+    let unmatched = "formid_receipts_unmatched_total{app=\"default\",channel=\"subscribe\"} 2";
+    assert!(app.metrics_text().await.contains(unmatched), "{unmatched}");
+}
