@@ -78,6 +78,11 @@ struct Cached {
 /// A list read from the store, and when (by the clock).
 type ReadAt = (DateTime<Utc>, Arc<Cached>);
 
+/// Pages of subscribe titles read to name one library entry, and their
+/// size (WeChat's most).
+const TITLE_PAGES: u32 = 10;
+const TITLE_PAGE: u32 = 30;
+
 pub struct Templates {
     mini_program: App,
     official_account: Option<App>,
@@ -198,10 +203,33 @@ impl Templates {
             }
             ChannelKind::Subscribe => {
                 let answer = self.call(channel, &ManageCall::subscribe_keywords(id)).await?;
-                Ok(LibraryEntry::from_subscribe_keywords(id, &answer))
+                let mut entry = LibraryEntry::from_subscribe_keywords(id, &answer);
+                entry.title = self.subscribe_title(id).await?;
+                Ok(entry)
             }
             ChannelKind::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
         }
+    }
+
+    /// A subscribe library entry's title: WeChat's keyword call does not
+    /// say it, so the titles of the account's categories are read, a page
+    /// at a time, for at most [`TITLE_PAGES`] pages.
+    async fn subscribe_title(&self, id: &str) -> Result<Option<String>, TemplateError> {
+        let answer = self
+            .call(ChannelKind::Subscribe, &ManageCall::subscribe_categories())
+            .await?;
+        let categories = shapes::category_ids(&answer);
+        for page in 0..TITLE_PAGES {
+            let call = ManageCall::subscribe_titles(&categories, page * TITLE_PAGE, TITLE_PAGE);
+            let titles = LibraryPage::from_subscribe_titles(&self.call(ChannelKind::Subscribe, &call).await?);
+            if let Some(item) = titles.items.iter().find(|item| item.id == id) {
+                return Ok(Some(item.title.clone()));
+            }
+            if u64::from((page + 1) * TITLE_PAGE) >= titles.total {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Adds a template from the library to the account; its id.
