@@ -247,11 +247,15 @@ impl Sender {
         for attempt in 1..=2 {
             match channel.settle(message, lease, how).await {
                 Ok(()) => return,
-                // Unsettled, the lease comes back at its deadline: nothing is
-                // lost, and a use WeChat did take is burned on its next 41029.
-                Err(err) if attempt == 2 => {
-                    tracing::error!(error = %err, ?how, "lease not settled; it will lapse back")
-                }
+                // Not confirmed: if the settle reached the store it stands
+                // (only its replication is in doubt); if not, the lease
+                // comes back at its deadline. Nothing is spent twice: a use
+                // WeChat did take is burned on its next 41029.
+                Err(err) if attempt == 2 => tracing::error!(
+                    error = %err,
+                    ?how,
+                    "settle not confirmed: it stands if it reached the store, else the lease lapses back"
+                ),
                 Err(err) => tracing::warn!(error = %err, ?how, "settle failed; retrying once"),
             }
         }

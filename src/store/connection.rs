@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -49,7 +49,14 @@ pub struct RedisConnection {
     /// (each HTTP worker runs its own event loop). A failed connect leaves
     /// the cell empty, so the next call tries again.
     connections: Arc<Mutex<HashMap<ThreadId, Arc<OnceCell<Connection>>>>>,
+    /// Each master's connected replicas as last read (`INFO replication`),
+    /// and when: a write that needs more than are there fails at once
+    /// instead of waiting out `WAIT`'s timeout.
+    replicas_seen: Arc<Mutex<HashMap<Route, (Instant, u32)>>>,
 }
+
+/// How long a master's count of connected replicas is trusted.
+const REPLICAS_FRESH: Duration = Duration::from_secs(1);
 
 impl RedisConnection {
     /// `timeout` bounds connecting and every command.
@@ -58,6 +65,7 @@ impl RedisConnection {
             target,
             timeout,
             connections: Arc::default(),
+            replicas_seen: Arc::default(),
         }
     }
 
@@ -199,9 +207,67 @@ impl RedisConnection {
         if let Some((key, Durability { replicas, timeout })) = wait
             && wrote(&reply)
         {
+            let connected = self.connected_replicas(&connection, key).await?;
+            if connected < replicas {
+                return Err(RedisFailure::Unavailable(format!(
+                    "the write is on the master, but it has {connected} connected replicas of the \
+                     {replicas} REDIS_WAIT_REPLICAS asks for: not acknowledged"
+                )));
+            }
             self.wait_for_replicas(connection, key, replicas, timeout).await?;
         }
         Ok(reply)
+    }
+
+    /// The replicas connected to the master that owns `key`, read at most
+    /// once per [`REPLICAS_FRESH`] per master.
+    async fn connected_replicas(&self, connection: &Connection, key: &str) -> Result<u32, RedisFailure> {
+        let master = match connection {
+            Connection::Single(_) => Route::new(0, SlotAddr::Master),
+            Connection::Cluster(_) => Route::with_key(key, SlotAddr::Master),
+        };
+        let seen = |map: &Mutex<HashMap<Route, (Instant, u32)>>| {
+            map.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&master)
+                .filter(|(at, _)| at.elapsed() < REPLICAS_FRESH)
+                .map(|(_, n)| *n)
+        };
+        if let Some(n) = seen(&self.replicas_seen) {
+            return Ok(n);
+        }
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let text: Value = self
+            .bounded(async {
+                match connection.clone() {
+                    Connection::Single(mut c) => info.query_async::<Value>(&mut c).await.map_err(failure),
+                    Connection::Cluster(mut c) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                        c.route_command(info, routing).await.map_err(failure)
+                    }
+                }
+            })
+            .await?;
+        let text = match text {
+            Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            other => {
+                return Err(RedisFailure::Unavailable(format!(
+                    "unexpected INFO reply {other:?}"
+                )));
+            }
+        };
+        let connected = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        self.replicas_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(master, (Instant::now(), connected));
+        Ok(connected)
     }
 
     /// `WAIT replicas timeout` on the node that owns `key` (the master its

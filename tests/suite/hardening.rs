@@ -209,3 +209,34 @@ async fn not_allowed(app: &TestApp, method: &Method, path: &str) -> reqwest::hea
     assert_eq!(body["code"], "method_not_allowed", "{method} {path}");
     headers
 }
+
+/// With `REDIS_WAIT_REPLICAS=1` on a master that has no replica connected
+/// (say, after a failover left the new master alone), a write fails at once
+/// as `store_unavailable`: no `WAIT` is sent to sit out its timeout.
+#[tokio::test]
+async fn a_write_needing_replicas_the_master_lacks_fails_without_waiting() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn_with(Store::Redis(&redis), |c| {
+        c.redis_wait_replicas = 1;
+        c.redis_wait_timeout_ms = 500;
+    })
+    .await;
+    let ids = app.sim.form_ids("oAlone", 1, None).await;
+    let (status, body) = app
+        .post(
+            "/v1/credentials",
+            Some(support::app::COLLECT_KEY),
+            serde_json::json!({"openid": "oAlone", "form_ids": ids}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.client())
+        .unwrap();
+    assert!(!stats.contains("cmdstat_wait:"), "a WAIT was sent:\n{stats}");
+}
