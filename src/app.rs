@@ -198,6 +198,10 @@ impl Application {
                 sandbox,
             },
             eviction: eviction.clone(),
+            replicas: redis
+                .clone()
+                .filter(|_| config.redis_wait_replicas > 0)
+                .map(|redis| (redis, config.redis_wait_replicas)),
         });
         // Sandbox: WeChat pushes to this service, in safe mode, as a
         // console with push URLs set would.

@@ -30,7 +30,8 @@ pub struct Readiness {
     /// With `wechat_credentials_refused`: WeChat's errcode...
     #[serde(skip_serializing_if = "Option::is_none")]
     wechat_errcode: Option<i64>,
-    /// ...and what it means.
+    /// ...and what it means; with `store_unavailable` for too few Redis
+    /// replicas, which masters lack them.
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
     /// With `wechat_credentials_refused`: the app whose credentials WeChat
@@ -76,7 +77,7 @@ pub async fn healthz() -> HttpResponse {
 /// the sandbox stands in for WeChat).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness, description = "Ready"),
-    (status = 503, body = Readiness, description = "The store cannot be reached, or WeChat refuses the app credentials"),
+    (status = 503, body = Readiness, description = "The store cannot be reached (or a master has fewer replicas than REDIS_WAIT_REPLICAS), or WeChat refuses the app credentials"),
 ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let wechat = if state.mode.sandbox {
@@ -108,6 +109,24 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             wechat,
             code::STORE_UNAVAILABLE,
         ));
+    }
+    if let Some((redis, wanted)) = &state.replicas {
+        let short = match redis.masters_short_of(*wanted).await {
+            Ok(short) => short,
+            Err(err) => vec![err.to_string()],
+        };
+        if !short.is_empty() {
+            let mut readiness = Readiness::unavailable(store, wechat, code::STORE_UNAVAILABLE);
+            readiness.message = Some(format!(
+                "REDIS_WAIT_REPLICAS is {wanted}, but {}: writes there cannot be made durable and fail",
+                short.join(", ")
+            ));
+            tracing::warn!(
+                message = readiness.message.as_deref(),
+                "not ready: too few Redis replicas"
+            );
+            return HttpResponse::ServiceUnavailable().json(readiness);
+        }
     }
     let refused = state.apps.iter().find_map(|app| {
         app.token_managers()

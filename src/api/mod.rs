@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use crate::apps::Apps;
 use crate::error::{self, ApiError};
-use crate::store::EvictionWatch;
+use crate::store::{EvictionWatch, RedisConnection};
 
 pub use reports::report_days;
 
@@ -53,6 +53,9 @@ pub struct AppState {
     pub mode: Mode,
     /// Whether the Redis under the ledger would evict keys (for `/readyz`).
     pub eviction: Arc<EvictionWatch>,
+    /// With `REDIS_WAIT_REPLICAS` > 0: the Redis and that number, so
+    /// `/readyz` can name a master with too few replicas for any write.
+    pub replicas: Option<(RedisConnection, u32)>,
 }
 
 /// Where a named app's routes live: `/v1/apps/{app}` + the bare route's

@@ -16,6 +16,8 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
+use super::info::{field, node_texts};
+
 /// Where Redis lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
@@ -249,25 +251,33 @@ impl RedisConnection {
                 }
             })
             .await?;
-        let text = match text {
-            Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Value::VerbatimString { text, .. } => text,
-            other => {
-                return Err(RedisFailure::Unavailable(format!(
-                    "unexpected INFO reply {other:?}"
-                )));
-            }
-        };
-        let connected = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
-            .and_then(|n| n.trim().parse().ok())
+        let connected = node_texts(&text)
+            .first()
+            .and_then(|(_, text)| field(text, "connected_slaves")?.trim().parse().ok())
             .unwrap_or(0);
         self.replicas_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(master, (Instant::now(), connected));
         Ok(connected)
+    }
+
+    /// The masters with fewer than `wanted` replicas connected, each as
+    /// "`node` has n": writes they own cannot be made durable. Read live
+    /// from every node (`INFO replication`), for readiness.
+    pub async fn masters_short_of(&self, wanted: u32) -> Result<Vec<String>, RedisFailure> {
+        let answer = self.query(redis::cmd("INFO").arg("replication")).await?;
+        Ok(node_texts(&answer)
+            .into_iter()
+            .filter(|(_, text)| field(text, "role") == Some("master"))
+            .filter_map(|(node, text)| {
+                let connected: u32 = field(&text, "connected_slaves")?.trim().parse().ok()?;
+                (connected < wanted).then(|| match node.as_str() {
+                    "" => format!("the master has {connected}"),
+                    node => format!("master {node} has {connected}"),
+                })
+            })
+            .collect())
     }
 
     /// `WAIT replicas timeout` on the node that owns `key` (the master its

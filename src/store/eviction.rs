@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use redis::Value;
 
 use super::RedisConnection;
+use super::info::{field, node_texts};
 use crate::metrics::STORE_EVICTING;
 
 /// The policy Redis keeps when memory is full and nothing may be evicted.
@@ -50,26 +51,10 @@ impl EvictionWatch {
 /// The first `maxmemory_policy` other than `noeviction` in an `INFO`
 /// answer (one text, or one per cluster node).
 fn evicting_policy(answer: &Value) -> Option<String> {
-    let texts: Vec<String> = match answer {
-        Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
-        Value::VerbatimString { text, .. } | Value::SimpleString(text) => vec![text.clone()],
-        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).flat_map(texts_of).collect(),
-        Value::Array(values) => values.iter().flat_map(texts_of).collect(),
-        _ => Vec::new(),
-    };
-    texts.iter().flat_map(|t| t.lines()).find_map(|line| {
-        let policy = line.trim().strip_prefix("maxmemory_policy:")?;
+    node_texts(answer).iter().find_map(|(_, text)| {
+        let policy = field(text, "maxmemory_policy")?;
         (policy != SAFE).then(|| policy.to_owned())
     })
-}
-
-fn texts_of(value: &Value) -> Vec<String> {
-    match value {
-        Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
-        Value::VerbatimString { text, .. } | Value::SimpleString(text) => vec![text.clone()],
-        Value::Array(values) => values.iter().flat_map(texts_of).collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod connection;
 mod eviction;
+mod info;
 mod memory;
 mod redis;
 

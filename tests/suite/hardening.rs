@@ -239,4 +239,16 @@ async fn a_write_needing_replicas_the_master_lacks_fails_without_waiting() {
         .query(&mut redis.client())
         .unwrap();
     assert!(!stats.contains("cmdstat_wait:"), "a WAIT was sent:\n{stats}");
+    // Readiness says why: the master has none of the one replica asked for.
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(
+        (status, ready["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{ready}"
+    );
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("REDIS_WAIT_REPLICAS is 1") && message.contains("has 0"),
+        "{ready}"
+    );
 }
