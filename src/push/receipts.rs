@@ -5,7 +5,9 @@
 //! acceptance is kept only [`UNMATCHED`]: WeChat may push it before the
 //! send that got the msgid has recorded it (the acceptance then keeps it
 //! for good and never overwrites it), or it is of a message this app never
-//! sent, which then leaves no lasting record.
+//! sent, which then leaves no lasting record. Every change is a
+//! compare-and-set on the record, so a receipt pushed twice at once, or
+//! racing its own acceptance, is applied (and counted) exactly once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub const KEEP: Duration = Duration::from_secs(7 * 86_400);
 
 /// How long a receipt waits for its message's acceptance.
 pub const UNMATCHED: Duration = Duration::from_secs(15 * 60);
+
+/// How many times a receipt is read again when others keep writing it.
+const CONTENDED: usize = 16;
 
 /// Which messages a msgid belongs to (their ids are separate spaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,40 +128,39 @@ impl Receipts {
     }
 
     /// WeChat took `msgid`. Returns the receipt's status if WeChat's
-    /// receipt push came first (it is kept, now for good).
+    /// receipt push came first (it is kept, now for good): counted now, by
+    /// this call alone.
     pub async fn accepted(
         &self,
         messages: Messages,
         msgid: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Status>, StoreError> {
-        let name = Self::name(messages, msgid);
-        let receipt = Receipt {
-            msgid: msgid.to_owned(),
-            status: Status::Accepted,
-            accepted_at: Some(time(at)),
-            finished_at: None,
-            detail: None,
-        };
-        if self
-            .store
-            .put_cached_if_absent(&name, &encode(&receipt)?, KEEP)
-            .await?
-        {
-            return Ok(None);
-        }
-        let Some(early) = self.get(messages, msgid).await? else {
-            return Ok(None);
-        };
-        let kept = Receipt {
-            accepted_at: receipt.accepted_at,
-            ..early
-        };
-        self.store.put_cached(&name, &encode(&kept)?, KEEP).await?;
-        Ok((kept.status != Status::Accepted).then_some(kept.status))
+        let at = time(at);
+        let before = self
+            .update(messages, msgid, |before| match before {
+                None => Some(Receipt {
+                    msgid: msgid.to_owned(),
+                    status: Status::Accepted,
+                    accepted_at: Some(at.clone()),
+                    finished_at: None,
+                    detail: None,
+                }),
+                Some(early) if early.accepted_at.is_none() => Some(Receipt {
+                    accepted_at: Some(at.clone()),
+                    ..early.clone()
+                }),
+                Some(_) => None,
+            })
+            .await?;
+        Ok(before
+            .filter(|early| early.accepted_at.is_none())
+            .map(|early| early.status))
     }
 
-    /// WeChat's receipt for `msgid`. Returns the status it had before.
+    /// WeChat's receipt for `msgid`; the first one stands. Returns the
+    /// status it had before: `Accepted` for this call alone among the
+    /// receipts of a message this app sent.
     pub async fn finished(
         &self,
         messages: Messages,
@@ -165,21 +169,59 @@ impl Receipts {
         detail: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Status>, StoreError> {
-        let before = self.get(messages, msgid).await?;
-        let accepted_at = before.as_ref().and_then(|r| r.accepted_at.clone());
-        // Without an acceptance, only until the send that got the msgid says so.
-        let keep = if accepted_at.is_some() { KEEP } else { UNMATCHED };
         let receipt = Receipt {
             msgid: msgid.to_owned(),
             status,
-            accepted_at,
+            accepted_at: None,
             finished_at: Some(time(at)),
             detail: (!detail.is_empty()).then(|| detail.to_owned()),
         };
-        self.store
-            .put_cached(&Self::name(messages, msgid), &encode(&receipt)?, keep)
+        let before = self
+            .update(messages, msgid, |before| match before {
+                None => Some(receipt.clone()),
+                Some(accepted) if accepted.finished_at.is_none() => Some(Receipt {
+                    accepted_at: accepted.accepted_at.clone(),
+                    ..receipt.clone()
+                }),
+                Some(_) => None,
+            })
             .await?;
         Ok(before.map(|r| r.status))
+    }
+
+    /// Reads `msgid`'s record, and writes what `change` makes of it (nothing
+    /// for `None`) unless another instance wrote it in between, in which
+    /// case it reads again. Returns the record as it was before the change.
+    /// Kept for good once accepted, else only [`UNMATCHED`].
+    async fn update(
+        &self,
+        messages: Messages,
+        msgid: &str,
+        change: impl Fn(Option<&Receipt>) -> Option<Receipt>,
+    ) -> Result<Option<Receipt>, StoreError> {
+        let name = Self::name(messages, msgid);
+        for _ in 0..CONTENDED {
+            let raw = self.store.get_cached(&name).await?;
+            let before = raw.as_deref().and_then(|raw| serde_json::from_str(raw).ok());
+            let Some(after) = change(before.as_ref()) else {
+                return Ok(before);
+            };
+            let keep = if after.accepted_at.is_some() {
+                KEEP
+            } else {
+                UNMATCHED
+            };
+            if self
+                .store
+                .replace_cached(&name, raw.as_deref(), &encode(&after)?, keep)
+                .await?
+            {
+                return Ok(before);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the receipt of msgid {msgid} changed {CONTENDED} times while being written"
+        )))
     }
 
     pub async fn get(&self, messages: Messages, msgid: &str) -> Result<Option<Receipt>, StoreError> {

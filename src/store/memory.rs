@@ -163,6 +163,27 @@ impl SharedStore for MemoryStore {
         }))
     }
 
+    async fn replace_cached(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|e, now| {
+            let key = format!("cache:{name}");
+            let current = match e.get(&key) {
+                Some((Entry::Cached(current), _)) => Some(current.as_str()),
+                _ => None,
+            };
+            if current != expected {
+                return false;
+            }
+            e.insert(key, (Entry::Cached(value.to_owned()), until(now, ttl)));
+            true
+        }))
+    }
+
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {
         self.with(|e, _| e.remove(&format!("cache:{name}")));
         Ok(())

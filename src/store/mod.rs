@@ -85,6 +85,17 @@ pub trait SharedStore: Send + Sync + 'static {
     /// [`Self::put_cached`] unless `name` holds something; true if written.
     async fn put_cached_if_absent(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, StoreError>;
 
+    /// [`Self::put_cached`] if `name` still holds `expected` (`None`:
+    /// nothing); true if written. For a record read, changed and written
+    /// back: on false, read it again.
+    async fn replace_cached(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError>;
 
     /// Claims `key` for a request whose body has `fingerprint`, for at most

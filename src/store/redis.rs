@@ -17,6 +17,8 @@ use super::{
 
 static DELETE_IF_EQUAL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/delete_if_equal.lua")));
+static REPLACE_IF_EQUAL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/replace_if_equal.lua")));
 static IDEMPOTENCY_BEGIN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/idempotency_begin.lua")));
 static IDEMPOTENCY_NOTE: LazyLock<Script> =
@@ -190,6 +192,28 @@ impl SharedStore for RedisStore {
 
     async fn put_cached_if_absent(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.set_if_absent(self.key("cache", name), value, ttl).await
+    }
+
+    async fn replace_cached(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let reply = self
+            .redis
+            .invoke(
+                REPLACE_IF_EQUAL
+                    .key(self.key("cache", name))
+                    .arg(if expected.is_some() { "1" } else { "0" })
+                    .arg(expected.unwrap_or(""))
+                    .arg(value)
+                    .arg(millis(ttl)),
+            )
+            .await
+            .map_err(StoreError::from)?;
+        Ok(matches!(reply, Value::Int(1)))
     }
 
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {

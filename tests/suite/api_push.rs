@@ -52,8 +52,17 @@ fn reserved_port() -> (u16, String) {
 
 /// A push as WeChat signs it, safe mode with `appid` (or plain without a key).
 fn signed(path: &str, message: &str, appid: &str, timestamp: i64) -> (String, String) {
+    signed_with_nonce(path, message, appid, timestamp, "8675309")
+}
+
+fn signed_with_nonce(
+    path: &str,
+    message: &str,
+    appid: &str,
+    timestamp: i64,
+    nonce: &str,
+) -> (String, String) {
     let ts = timestamp.to_string();
-    let nonce = "8675309";
     let encrypt = crypto::encrypt(&AesKey::parse(KEY).unwrap(), message, appid);
     let query = format!(
         "{path}?signature={}&timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={}",
@@ -453,4 +462,118 @@ async fn receipts_count_only_for_messages_this_app_sent() {
     );
     let unmatched = "formid_receipts_unmatched_total{app=\"default\",channel=\"subscribe\"} 2";
     assert!(app.metrics_text().await.contains(unmatched), "{unmatched}");
+}
+
+/// An official-account message's delivery result, as WeChat pushes it.
+fn finish_event(openid: &str, msgid: &str, created: i64) -> String {
+    json!({"ToUserName": "gh_test", "FromUserName": openid, "CreateTime": created, "MsgType": "event",
+        "Event": "TEMPLATESENDJOBFINISH", "MsgID": msgid.parse::<u64>().unwrap(), "Status": "success"})
+    .to_string()
+}
+
+/// A campaign's receipts arrive as a storm: 10,000 pushes from 64
+/// connections at once, 1,000 of them again (half as WeChat's retry of the
+/// same push, half as the same receipt in a push of its own), for 1,000
+/// messages this app sent and 8,000 it never did. Each receipt is applied
+/// exactly once: 1,000 deliveries, 8,000 unmatched, every message delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_ten_thousand_receipts_applies_each_exactly_once() {
+    use futures_util::{StreamExt, stream};
+    use rand::seq::SliceRandom;
+
+    let redis = RedisServer::start();
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Redis(&redis), |c| configure(&sim, c)).await;
+    let follower = |i: usize| format!("oStorm{:03}", i % 100);
+    for i in 0..100 {
+        sim.post("/sandbox/oa/followers", json!({"openid": follower(i)}))
+            .await;
+    }
+    let sent: Vec<(String, String)> = stream::iter(0..1_000)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let (status, body) = oa_send(app, &follower(i)).await;
+                assert_eq!(status, 200, "{body}");
+                (follower(i), body["msgid"].as_str().unwrap().to_owned())
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let strangers: Vec<(String, String)> = (0..8_000u64)
+        .map(|i| ("oStranger".to_owned(), (9_000_000_000 + i).to_string()))
+        .collect();
+    assert!(sent.iter().all(|(_, msgid)| !msgid.starts_with("9000000")));
+
+    let created = now();
+    let receipts: Vec<&(String, String)> = sent.iter().chain(&strangers).collect();
+    let mut pushes: Vec<String> = receipts
+        .iter()
+        .map(|(openid, msgid)| finish_event(openid, msgid, created))
+        .collect();
+    pushes.extend(
+        receipts
+            .iter()
+            .step_by(9)
+            .enumerate()
+            .map(|(i, (openid, msgid))| finish_event(openid, msgid, created + (i % 2) as i64)),
+    );
+    assert_eq!(pushes.len(), 10_000);
+    pushes.shuffle(&mut rand::rng());
+
+    let answers: Vec<(u16, String)> = stream::iter(pushes.iter().enumerate())
+        .map(|(n, message)| {
+            let app = &app;
+            async move {
+                let nonce = format!("storm{n}");
+                let (query, body) = signed_with_nonce(
+                    "/wechat/push/official-account",
+                    message,
+                    "wxsandboxoa",
+                    created,
+                    &nonce,
+                );
+                post_raw(app, &query, body).await
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, text)| *status != 200 || text != "success")
+        .take(3)
+        .collect();
+    assert!(refused.is_empty(), "pushes not taken: {refused:?}");
+
+    let (_, usage) = app.get("/v1/reports/usage", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        usage["days"][0]["official_account"]["deliveries"],
+        json!({"delivered": 1_000, "user_blocked": 0, "failed": 0}),
+        "{usage}"
+    );
+    let unmatched = "formid_receipts_unmatched_total{app=\"default\",channel=\"official_account\"} 8000\n";
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(unmatched),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("unmatched"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let undelivered: Vec<&String> = stream::iter(&sent)
+        .filter_map(|(_, msgid)| {
+            let app = &app;
+            async move {
+                let path = format!("/v1/official-account/messages/{msgid}");
+                let (_, receipt) = app.get(&path, Some(REPORT_KEY)).await;
+                (receipt["status"] != "delivered").then_some(msgid)
+            }
+        })
+        .collect()
+        .await;
+    assert!(undelivered.is_empty(), "not delivered: {undelivered:?}");
 }

@@ -22,6 +22,7 @@ mod ledger_contract;
 mod ledger_props;
 mod ledger_redis;
 mod send_crash;
+mod shared_store;
 mod sim;
 mod store_usage;
 mod token_control;
