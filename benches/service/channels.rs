@@ -94,6 +94,16 @@ async fn wait_ready(process: &mut Process, url: &str) {
 /// The `formid-ledger` binary on `redis`, keys under `prefix`, calling
 /// the simulator at `sim` for the default app.
 async fn spawn_service(redis: &RedisServer, prefix: &str, sim: &str) -> Process {
+    spawn_service_with(redis, prefix, sim, &[]).await
+}
+
+/// [`spawn_service`] with more settings.
+pub async fn spawn_service_with(
+    redis: &RedisServer,
+    prefix: &str,
+    sim: &str,
+    settings: &[(&str, &str)],
+) -> Process {
     let address = free_address();
     let child = Command::new(env!("CARGO_BIN_EXE_formid-ledger"))
         .env_clear()
@@ -113,6 +123,7 @@ async fn spawn_service(redis: &RedisServer, prefix: &str, sim: &str) -> Process 
             format!("collector:{COLLECT_KEY}:collect,sender:{SEND_KEY}:send"),
         )
         .env("MAX_GRANTS_PER_TEMPLATE", USES.to_string())
+        .envs(settings.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .expect("the service binary starts");
@@ -192,7 +203,7 @@ async fn timed(
 }
 
 /// The simulator on its own server threads, timing sends.
-fn simulator() -> SimClient {
+pub fn simulator() -> SimClient {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let sim = Simulator::new(SimConfig::default());

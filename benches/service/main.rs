@@ -6,6 +6,7 @@
 
 mod channels;
 mod forwarder;
+mod pushes;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
@@ -37,7 +38,7 @@ const USERS: usize = 4_000;
 /// as many as the direct phase's: 80,000 uses, twice what a phase spends.
 const SPENDERS: usize = 4_000;
 
-/// `BENCH_ONLY=channels|latency|ingest|send|subscribe|embedded|memory|peers|wait|calls`
+/// `BENCH_ONLY=channels|latency|pushes|ingest|send|subscribe|embedded|memory|peers|wait|calls`
 /// runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
@@ -787,6 +788,13 @@ fn main() {
         };
         count_failures("latency", before);
         let before = FAILED.load(Ordering::Relaxed);
+        let storm = if wanted("pushes") {
+            Some(pushes::storm().await)
+        } else {
+            None
+        };
+        count_failures("pushes", before);
+        let before = FAILED.load(Ordering::Relaxed);
         let ingest = if wanted("ingest") {
             Some(ingest(&app, &ledger).await)
         } else {
@@ -925,6 +933,16 @@ fn main() {
             "  ...POST /v1/messages, 1,000 sends/s",
             added(latency.map(|l| l.1))
         );
+        row(
+            "WeChat receipt pushes, safe mode, 64 at once",
+            storm.as_ref().map(|s| s.rate),
+            None,
+            ">= 5000",
+        );
+        let p99 = storm
+            .as_ref()
+            .map_or("-".into(), |s| format!("{:.2} ms", s.p99_ms));
+        println!("| {:<44} | {p99:>12} |       | <100 ms |", "  ...p99 answer time");
         row("reserve + commit scripts, direct", send, None, "");
         row("grant reserve + commit scripts, direct", subscribe, None, "");
         row(
