@@ -4,7 +4,8 @@
 //!
 //! Metric labels come from closed sets only: the method is one of the
 //! standard ones or `other` (a request with any other method is answered
-//! 405 at once), the route is the matched pattern or `unmatched`.
+//! at once: 405 with the path's `Allow`, or 404 for no route), the route is
+//! the matched pattern or `unmatched`.
 
 use std::time::Instant;
 
@@ -13,8 +14,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument;
 
+use super::AllowedMethods;
 use crate::error::ApiError;
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 
@@ -61,9 +64,13 @@ pub async fn request_context(
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = Instant::now();
     let mut response = if method == "other" {
-        // No route takes an invented method: answer before anything reads it.
+        // No route takes an invented method: answer before anything reads
+        // it, with the methods the path does take (404 for no route).
+        let response = match (req.match_pattern(), req.app_data::<web::Data<AllowedMethods>>()) {
+            (Some(pattern), Some(allowed)) => super::method_not_allowed(allowed.of(&pattern)),
+            _ => actix_web::ResponseError::error_response(&ApiError::not_found()),
+        };
         let (req, _) = req.into_parts();
-        let response = actix_web::ResponseError::error_response(&ApiError::method_not_allowed());
         ServiceResponse::new(req, response).map_into_right_body()
     } else {
         next.call(req)

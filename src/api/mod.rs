@@ -168,9 +168,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for (method, path, route) in routes() {
         by_path.entry(path).or_default().push((method, route));
     }
+    let mut allowed = AllowedMethods::default();
     for (path, routes) in by_path {
         let allow: Vec<&str> = routes.iter().map(|(m, _)| m.as_str()).collect();
         let allow = allow.join(", ");
+        allowed.0.insert(path.clone(), allow.clone());
         let resource = routes
             .into_iter()
             .fold(web::resource(path.as_str()), |r, (_, route)| r.route(route));
@@ -182,24 +184,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(openapi::explorer_assets());
     // WeChat's pushes: signed, not API-key protected, bodies of any type.
     // Today's paths act on the default app.
-    for path in ["/wechat/push/miniprogram", "/wechat/push/{app}/miniprogram"] {
-        cfg.service(push_resource(path, push::miniprogram_check, push::miniprogram));
-    }
-    for path in [
-        "/wechat/push/official-account",
-        "/wechat/push/{app}/official-account",
-    ] {
-        cfg.service(push_resource(
-            path,
-            push::official_account_check,
-            push::official_account,
-        ));
+    for path in PUSH_PATHS {
+        allowed.0.insert(path.to_owned(), PUSH_METHODS.to_owned());
+        cfg.service(if path.ends_with("/miniprogram") {
+            push_resource(path, push::miniprogram_check, push::miniprogram)
+        } else {
+            push_resource(path, push::official_account_check, push::official_account)
+        });
     }
     cfg.service(dashboard::assets());
+    cfg.app_data(web::Data::new(allowed));
 }
 
+/// The methods each route pattern takes, for the `Allow` of a 405 that
+/// the middleware answers before routing (a method no route takes).
+/// Patterns not listed (the explorer's and the dashboard's pages and
+/// assets) take `GET`.
+#[derive(Debug, Default)]
+pub struct AllowedMethods(std::collections::HashMap<String, String>);
+
+impl AllowedMethods {
+    pub fn of(&self, pattern: &str) -> &str {
+        self.0.get(pattern).map_or("GET", String::as_str)
+    }
+}
+
+/// WeChat's push endpoints (GET for the console's URL check, POST for
+/// pushes); the paths without an app act on the default app.
+pub const PUSH_PATHS: [&str; 4] = [
+    "/wechat/push/miniprogram",
+    "/wechat/push/{app}/miniprogram",
+    "/wechat/push/official-account",
+    "/wechat/push/{app}/official-account",
+];
+
+const PUSH_METHODS: &str = "GET, POST";
+
 /// 405 with the methods the path takes (`Allow`, as HTTP requires).
-fn method_not_allowed(allow: &str) -> HttpResponse {
+pub(crate) fn method_not_allowed(allow: &str) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&ApiError::method_not_allowed());
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
         response
@@ -222,7 +244,7 @@ where
     web::resource(path)
         .route(web::get().to(check))
         .route(web::post().to(push))
-        .default_service(web::to(|| async { method_not_allowed("GET, POST") }))
+        .default_service(web::to(|| async { method_not_allowed(PUSH_METHODS) }))
 }
 
 /// Unknown routes: a JSON 404.

@@ -19,6 +19,9 @@ pub struct OpenId(String);
 pub struct InvalidOpenId;
 
 impl OpenId {
+    /// Longest openid accepted.
+    pub const MAX_LEN: usize = MAX_LEN;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidOpenId> {
         let well_formed = super::is_identifier(raw, MAX_LEN);
         if well_formed {

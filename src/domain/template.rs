@@ -12,8 +12,11 @@ pub struct TemplateId(String);
 pub struct InvalidTemplateId;
 
 impl TemplateId {
+    /// Longest template id accepted.
+    pub const MAX_LEN: usize = 128;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidTemplateId> {
-        let ok = super::is_identifier(raw, 128);
+        let ok = super::is_identifier(raw, Self::MAX_LEN);
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

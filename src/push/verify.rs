@@ -20,13 +20,19 @@ pub struct PushSettings {
 }
 
 /// The query WeChat signs a push with.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PushQuery {
+    /// SHA-1 over the sorted token, timestamp and nonce.
     pub signature: Option<String>,
+    /// Unix seconds; within 300 s of now.
     pub timestamp: Option<String>,
     pub nonce: Option<String>,
+    /// The console's URL check: echoed back.
     pub echostr: Option<String>,
+    /// `aes` in safe mode.
     pub encrypt_type: Option<String>,
+    /// Safe mode: SHA-1 over the sorted token, timestamp, nonce and `Encrypt`.
     pub msg_signature: Option<String>,
 }
 

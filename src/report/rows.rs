@@ -42,9 +42,39 @@ pub struct Rejections {
 
 /// How a channel's sends of a day ended: a count for every outcome the
 /// channel has ([`ChannelKind::outcomes`]), zeros included.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(value_type = BTreeMap<String, i64>, example = json!({"sent": 12, "wechat_rejected": 1}))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Sends(BTreeMap<&'static str, i64>);
+
+/// An object with a count for each outcome a channel can have (each
+/// channel's report carries its own outcomes; an official-account row also
+/// carries its deliveries beside them).
+impl utoipa::PartialSchema for Sends {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        let mut outcomes: Vec<Outcome> = ChannelKind::ALL
+            .iter()
+            .flat_map(|c| c.outcomes())
+            .copied()
+            .collect();
+        outcomes.sort();
+        outcomes.dedup();
+        outcomes
+            .into_iter()
+            .fold(ObjectBuilder::new(), |object, outcome| {
+                object.property(
+                    outcome.as_str(),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+                )
+            })
+            .description(Some("How a channel's sends of the day ended, by outcome"))
+            .examples([serde_json::json!({"sent": 12, "wechat_rejected": 1})])
+            .into()
+    }
+}
+
+impl ToSchema for Sends {}
 
 impl Sends {
     fn of(channel: ChannelKind, get: &dyn Fn(Counter) -> i64) -> Self {

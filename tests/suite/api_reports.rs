@@ -259,7 +259,10 @@ async fn the_api_document_covers_every_route() {
         .into_iter()
         .map(|(m, p, _)| (m.to_string(), p.to_owned()))
         .collect();
-    assert_eq!(documented, mounted);
+    let pushes = formid_ledger::api::PUSH_PATHS
+        .iter()
+        .flat_map(|path| ["GET", "POST"].map(|m| (m.to_owned(), (*path).to_owned())));
+    assert_eq!(documented, mounted.iter().cloned().chain(pushes).collect());
 
     // Served as it is generated, and every documented route answers.
     let app = TestApp::spawn(Store::Memory).await;

@@ -9,15 +9,24 @@ use support::RedisServer;
 use support::app::{Store, TestApp};
 
 /// Invented HTTP methods once grew `/metrics` without bound (one label
-/// value each). They are answered 405 at once and counted as `other`.
+/// value each). They are answered at once (405 naming the path's methods,
+/// 404 for no route) and counted as `other`.
 #[tokio::test]
 async fn invented_methods_never_become_metric_labels() {
     let app = TestApp::spawn(Store::Memory).await;
     for i in 0..20 {
         let method = Method::from_bytes(format!("M{i}XXXXXXXXXXXXXXXXXXXXXXXX").as_bytes()).unwrap();
-        for path in ["/v1/messages", "/no/such/route"] {
-            not_allowed(&app, &method, path).await;
-        }
+        let headers = not_allowed(&app, &method, "/v1/messages").await;
+        assert_eq!(headers["allow"], "POST");
+        let res = app
+            .http
+            .request(method, app.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+        let body: serde_json::Value = res.json().await.expect("a JSON error body");
+        assert_eq!(body["code"], "not_found");
     }
     let text = app.metrics_text().await;
     assert!(!text.contains("XXXXXXXX"), "an invented method reached /metrics");
@@ -189,6 +198,18 @@ async fn a_405_names_the_methods_the_path_takes() {
         (Method::PUT, "/v1/templates", "GET, POST"),
         (Method::PATCH, "/v1/apps/default/messages", "POST"),
         (Method::PUT, "/wechat/push/miniprogram", "GET, POST"),
+        (Method::from_bytes(b"QUERY").unwrap(), "/readyz", "GET"),
+        (Method::from_bytes(b"QUERY").unwrap(), "/dashboard", "GET"),
+        (
+            Method::from_bytes(b"QUERY").unwrap(),
+            "/v1/apps/default/templates",
+            "GET, POST",
+        ),
+        (
+            Method::from_bytes(b"QUERY").unwrap(),
+            "/wechat/push/news/official-account",
+            "GET, POST",
+        ),
     ] {
         let headers = not_allowed(&app, &method, path).await;
         assert_eq!(headers["allow"], allow, "{method} {path}");
