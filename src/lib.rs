@@ -7,7 +7,8 @@
 //! `wechat` (the WeChat client), `send` (the send pipeline), `channels`
 //! (what each kind of message spends and answers), `templates`
 //! (template libraries and the cached account lists), `push` (WeChat's
-//! pushes: verified, opened, taken in once), `report` (usage counters), `apps`
+//! pushes: verified and opened by the `wechat_wire` crate, taken in once,
+//! their receipts), `report` (usage counters), `apps`
 //! (one context per app of the deployment, and the popup answers applied
 //! to it), `bootstrap` (stores and clients from the configuration),
 //! `sim` (the WeChat simulator), `auth`, `api` (HTTP handlers), `app`

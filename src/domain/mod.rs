@@ -11,7 +11,6 @@ mod channel;
 mod credential;
 mod expiry;
 mod openid;
-pub mod subscribe_data;
 mod target;
 mod template;
 
@@ -22,6 +21,7 @@ pub use expiry::{CREDENTIAL_VALIDITY, ExpiryPolicy};
 pub use openid::{InvalidOpenId, OpenId};
 pub use target::{InvalidTarget, parse_target, printable};
 pub use template::{IdempotencyKey, InvalidIdempotencyKey, InvalidTemplateId, TemplateId};
+pub use wechat_wire::subscribe_data;
 
 /// WeChat's identifier alphabet: 1 to `max_len` bytes of `[A-Za-z0-9_-]`.
 /// Openids, credential ids and template ids use it, and nothing in it can

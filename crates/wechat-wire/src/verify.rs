@@ -20,8 +20,8 @@ pub struct PushSettings {
 }
 
 /// The query WeChat signs a push with.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct PushQuery {
     /// SHA-1 over the sorted token, timestamp and nonce.
     pub signature: Option<String>,

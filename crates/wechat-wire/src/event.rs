@@ -7,7 +7,7 @@
 //! before any deserialization, so no entity is ever declared, let alone
 //! expanded.
 //!
-//! Not owned: signatures and decryption (`push::crypto`), deduplicating
+//! Not owned: signatures and decryption (`crate::crypto`), deduplicating
 //! WeChat's retries, and what an event does to the ledger.
 //!
 //! The shapes come from WeChat's documentation (mini-program
