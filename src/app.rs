@@ -384,7 +384,7 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
         subscribe: SubscribeChannel::new(stores.grants.clone(), wechat.clone(), usage.clone()),
         official_account: official_account.map(|oa| OfficialAccount {
             sender: Sender::new(oa.tokens.clone(), usage.clone(), policy),
-            channel: OfficialAccountChannel::new(oa.client),
+            channel: OfficialAccountChannel::new(oa.client, shared.clock.clone()),
             tokens: oa.tokens,
         }),
         // A running send holds its key a little past its own time bound.

@@ -59,12 +59,15 @@ async fn send_on<C: ChannelRoute>(
 ) -> Result<HttpResponse, ApiError> {
     let backend = caller.require(Scope::Send)?.to_owned();
     let (keyed, body) = read_send::<C::Body>(&req, body)?;
-    let message = C::parse(body)?;
+    let mut message = C::parse(body)?;
     if let Err(err) = C::check(&message) {
         count(app, C::KIND, Outcome::InvalidData);
         return Err(err);
     }
     let slot = idempotency_slot(&backend, C::KIND);
+    if let Some((key, _)) = &keyed {
+        C::keyed(&mut message, &format!("{slot}:{}", key.as_str()));
+    }
     run_once(&app.idempotency, &slot, keyed, async |attempt| {
         let result = match attempt {
             Attempt::Fresh(journal) => {

@@ -54,6 +54,11 @@ pub trait ChannelRoute: Channel + 'static {
         Ok(())
     }
 
+    /// The message as a request with an Idempotency-Key sends it: `key`
+    /// names the request among the caller's (a channel whose WeChat call
+    /// takes a de-duplication id derives it from this). Unchanged by default.
+    fn keyed(_message: &mut Self::Message, _key: &str) {}
+
     /// The 200 body of a message WeChat accepted.
     fn sent(
         credential: &Self::Credential,

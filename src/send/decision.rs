@@ -47,8 +47,10 @@ pub struct History {
 /// How a channel's credential behaves when an outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recheck {
-    /// A one-use id (formId): presenting it again tells whether the first
-    /// attempt was delivered (41029) or not (0).
+    /// Presenting it again is safe: a one-use id (formId) tells whether the
+    /// first attempt was delivered (41029) or not (0); an official-account
+    /// message with its `client_msg_id`, inside WeChat's 10 minutes, is
+    /// sent once however often it is presented (0).
     ByRepresenting,
     /// Counted uses (prepay_id, subscribe grant): nothing tells.
     Impossible,

@@ -203,8 +203,9 @@ impl Sender {
     /// Presents a held use again to learn what became of an earlier attempt
     /// whose answer was lost: 0 or 41029 mean sent (once), and nothing ever
     /// moves on to another credential. A use that cannot be checked so
-    /// (a prepay_id's, a grant, an official-account message) is never
-    /// presented again: it counts as spent and the outcome stays unknown.
+    /// (a prepay_id's, a grant, an official-account message past WeChat's
+    /// `client_msg_id` window) is never presented again: it counts as spent
+    /// and the outcome stays unknown.
     #[tracing::instrument(skip_all)]
     pub async fn resolve<C: Channel>(
         &self,

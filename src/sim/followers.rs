@@ -1,8 +1,12 @@
 //! The simulated official account's users: who follows it, who blocks its
-//! messages, and the ids its messages get. Plain data that `state` keeps;
-//! the send route that reads it is `official_account`.
+//! messages, the ids its messages get, and the messages sent with a
+//! `client_msg_id` in the last 10 minutes (WeChat sends one message per
+//! follower and `client_msg_id` in that time). Plain data that `state`
+//! keeps; the send route that reads it is `official_account`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 
 /// The official account's users.
 #[derive(Debug, Default)]
@@ -10,6 +14,8 @@ pub struct Followers {
     pub(super) following: HashSet<String>,
     pub(super) blocking: HashSet<String>,
     pub(super) next_msgid: u64,
+    /// (touser, client_msg_id) → the message's msgid and when it was sent.
+    pub(super) sent_with_id: HashMap<(String, String), (u64, DateTime<Utc>)>,
 }
 
 impl Followers {

@@ -2,7 +2,10 @@
 //! `cgi-bin/message/template/send` under its own token, checked in WeChat's
 //! order against its followers and the users who block it (`followers`).
 //! Whether a message reached its follower is told later, in a
-//! `TEMPLATESENDJOBFINISH` push (`pusher`).
+//! `TEMPLATESENDJOBFINISH` push (`pusher`). A message sent again with the
+//! same `client_msg_id` to the same follower within [`CLIENT_MSG_ID_WINDOW`]
+//! is not sent again: WeChat answers it as it answered the first (errcode 0,
+//! the first message's msgid) and delivers and pushes nothing more.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -12,6 +15,9 @@ use super::errors::WxError;
 use super::library::Channel;
 use super::state::{Message, State};
 
+/// How long WeChat remembers a (touser, `client_msg_id`) it sent.
+pub const CLIENT_MSG_ID_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
+
 /// A message WeChat took: its id, and what its receipt will say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
@@ -19,6 +25,8 @@ pub struct Taken {
     pub touser: String,
     /// `success`, or `failed:user block` when the follower blocks the account.
     pub status: &'static str,
+    /// The same `client_msg_id` came within the window: nothing was sent.
+    pub repeated: bool,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +35,7 @@ struct SendBody {
     template_id: String,
     url: Option<String>,
     data: Option<Map<String, Value>>,
+    client_msg_id: Option<String>,
 }
 
 impl State {
@@ -62,12 +71,26 @@ impl State {
             .data
             .filter(|d| !d.is_empty() && d.values().all(|v| v.get("value").is_some_and(Value::is_string)))
             .ok_or(WxError::InvalidData)?;
-        self.followers.next_msgid += 1;
-        let msgid = 2_000_000_000 + self.followers.next_msgid;
         let status = match self.followers.blocking.contains(&body.touser) {
             true => "failed:user block",
             false => "success",
         };
+        let sent_with_id = &mut self.followers.sent_with_id;
+        sent_with_id.retain(|_, (_, at)| now - *at < CLIENT_MSG_ID_WINDOW);
+        let dedup = body.client_msg_id.clone().map(|id| (body.touser.clone(), id));
+        if let Some((msgid, _)) = dedup.as_ref().and_then(|key| sent_with_id.get(key)) {
+            return Ok(Taken {
+                msgid: *msgid,
+                touser: body.touser,
+                status,
+                repeated: true,
+            });
+        }
+        self.followers.next_msgid += 1;
+        let msgid = 2_000_000_000 + self.followers.next_msgid;
+        if let Some(key) = dedup {
+            self.followers.sent_with_id.insert(key, (msgid, now));
+        }
         if status == "success" {
             self.deliver(
                 body.touser.clone(),
@@ -87,6 +110,7 @@ impl State {
             msgid,
             touser: body.touser,
             status,
+            repeated: false,
         })
     }
 }

@@ -174,7 +174,7 @@ async fn send_official_account(account: Account, req: HttpRequest, payload: web:
         .send_official_account(access_token(&params), body.as_deref(), account.now());
     match result {
         Ok(taken) => {
-            if let Some(pusher) = account.pusher() {
+            if let (Some(pusher), false) = (account.pusher(), taken.repeated) {
                 pusher.job_finished(&taken.touser, taken.msgid, taken.status);
             }
             HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": taken.msgid }))

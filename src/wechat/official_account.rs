@@ -25,7 +25,9 @@ pub struct OfficialAccountMessage {
     pub url: Option<String>,
     pub miniprogram: Option<MiniProgramLink>,
     pub data: serde_json::Map<String, serde_json::Value>,
-    /// WeChat's own dedup key for the message (≤ 32 characters).
+    /// WeChat's own dedup key for the message (≤ 32 characters): the
+    /// caller's, or one derived from the request's Idempotency-Key; without
+    /// either, the channel gives the request one of its own.
     pub client_msg_id: Option<String>,
 }
 
@@ -38,16 +40,19 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     miniprogram: Option<&'a MiniProgramLink>,
     data: &'a serde_json::Map<String, serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_msg_id: Option<&'a str>,
+    client_msg_id: &'a str,
 }
 
 impl WechatClient {
     #[tracing::instrument(skip_all)]
+    /// `template/send` with `client_msg_id`: WeChat sends one message per
+    /// (touser, `client_msg_id`) within 10 minutes, so a re-send with the
+    /// same id is answered without a second message.
     pub async fn send_official_account(
         &self,
         access_token: &str,
         message: &OfficialAccountMessage,
+        client_msg_id: &str,
         timeout: Duration,
     ) -> Result<WechatAnswer, CallError> {
         let body = Body {
@@ -56,7 +61,7 @@ impl WechatClient {
             url: message.url.as_deref(),
             miniprogram: message.miniprogram.as_ref(),
             data: &message.data,
-            client_msg_id: message.client_msg_id.as_deref(),
+            client_msg_id,
         };
         self.post_message("/cgi-bin/message/template/send", access_token, &body, timeout)
             .await

@@ -6,14 +6,19 @@
 
 use crate::support;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use formid_ledger::clock::ShiftedClock;
 
 use formid_ledger::config::{GrantSource, Secret};
 use formid_ledger::push::crypto::{self, AesKey};
 use formid_ledger::sim::{BUILTIN_OA_TEMPLATES, BUILTIN_SUBSCRIBE_TEMPLATES, PushTargets, SimConfig};
 use serde_json::{Value, json};
 use support::RedisServer;
-use support::app::{ADMIN_KEY, COLLECT_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim};
+use support::app::{
+    ADMIN_KEY, COLLECT_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim, start_sim_on_clock,
+};
 
 const TOKEN: &str = "test-push-token-0123";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -269,6 +274,83 @@ async fn status_of(app: &TestApp, path: &str, wanted: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn oa_send_keyed(app: &TestApp, openid: &str, key: &str) -> (u16, Value) {
+    let body = json!({"touser": openid, "template_id": BUILTIN_OA_TEMPLATES[0].0,
+        "data": {"first": {"value": "Order 42 shipped"}, "keyword1": {"value": "42"}, "remark": {"value": "thanks"}}});
+    let response = app
+        .http
+        .post(app.url("/v1/official-account/messages"))
+        .bearer_auth(SEND_KEY)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// WeChat sends one template message per (touser, client_msg_id) within 10
+/// minutes, so a message whose answer was lost is sent again with its id:
+/// 200 and one message, where it used to be 503 wechat_outcome_unknown.
+#[tokio::test]
+async fn an_official_account_message_whose_answer_was_lost_is_sent_once() {
+    let sim = start_sim(SimConfig::default());
+    let app = TestApp::spawn_with(Store::Memory, |c| configure(&sim, c)).await;
+    sim.post("/sandbox/oa/followers", json!({"openid": "oLostAnswer"}))
+        .await;
+    sim.fault(json!({"lose_answer": true, "count": 1})).await;
+    let (status, accepted) = oa_send(&app, "oLostAnswer").await;
+    assert_eq!(
+        (status, accepted["status"].as_str(), accepted["attempts"].as_u64()),
+        (200, Some("accepted"), Some(2)),
+        "{accepted}"
+    );
+    let inbox = sim.inbox("oLostAnswer").await;
+    assert_eq!(inbox.len(), 1, "one message: {inbox:?}");
+    assert_eq!(inbox[0]["msgid"].to_string(), accepted["msgid"].as_str().unwrap());
+
+    // The id is the request's own: the same message in another request is
+    // another message, and so is one under another Idempotency-Key.
+    assert_eq!(oa_send(&app, "oLostAnswer").await.0, 200);
+    assert_eq!(oa_send_keyed(&app, "oLostAnswer", "second").await.0, 200);
+    assert_eq!(sim.inbox("oLostAnswer").await.len(), 3);
+}
+
+/// A message whose answers were all lost is 503 wechat_outcome_unknown; a
+/// retry with its Idempotency-Key sends it again with the same id inside
+/// WeChat's 10 minutes (one message, 200), and never after them.
+#[tokio::test]
+async fn a_lost_official_account_send_is_resolved_inside_wechats_window_only() {
+    let clock = Arc::new(ShiftedClock::default());
+    let sim = start_sim_on_clock(SimConfig::default(), clock.clone());
+    let app = TestApp::spawn_on_clock(Store::Memory, clock.clone(), |c| configure(&sim, c)).await;
+    sim.post("/sandbox/oa/followers", json!({"openid": "oWindow"}))
+        .await;
+    let unknown = (503, Some("wechat_outcome_unknown"));
+
+    sim.fault(json!({"lose_answer": true, "count": 20})).await;
+    let (status, body) = oa_send_keyed(&app, "oWindow", "inside").await;
+    assert_eq!((status, body["code"].as_str()), unknown, "{body}");
+    sim.fault(json!({"count": 0})).await;
+    assert_eq!(sim.inbox("oWindow").await.len(), 1, "WeChat took it once");
+    let (status, body) = oa_send_keyed(&app, "oWindow", "inside").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    assert_eq!(sim.inbox("oWindow").await.len(), 1, "and only once");
+
+    sim.fault(json!({"lose_answer": true, "count": 20})).await;
+    let (status, body) = oa_send_keyed(&app, "oWindow", "past").await;
+    assert_eq!((status, body["code"].as_str()), unknown, "{body}");
+    sim.fault(json!({"count": 0})).await;
+    clock.skip(chrono::Duration::minutes(11));
+    let (status, body) = oa_send_keyed(&app, "oWindow", "past").await;
+    assert_eq!((status, body["code"].as_str()), unknown, "{body}");
+    assert_eq!(sim.inbox("oWindow").await.len(), 2, "never sent again");
 }
 
 /// Two instances on one Redis; the simulator pushes to the second, sends go

@@ -1203,3 +1203,49 @@ async fn each_simulated_app_keeps_its_own_tokens_inboxes_stats_and_faults() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
 }
+
+/// The official account's template/send with a `client_msg_id`: the same id
+/// to the same follower within 10 minutes is answered as the first was
+/// (errcode 0, the first msgid) and sends nothing; another follower, another
+/// id, or the same id after 10 minutes is a message of its own.
+#[tokio::test]
+async fn official_account_sends_are_one_message_per_client_msg_id_for_ten_minutes() {
+    let (sim, clock) = Sim::with_clock(SimConfig::default()).await;
+    for openid in ["oDedupA", "oDedupB"] {
+        let (status, _) = sim.post("/oa/followers", json!({ "openid": openid })).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let token = sim
+        .wx_get(
+            "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandboxoa&secret=sandbox-oa-secret",
+        )
+        .await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let send = async |touser: &str, id: &str| {
+        let body = json!({"touser": touser, "template_id": formid_ledger::sim::BUILTIN_OA_TEMPLATES[0].0,
+            "data": {"first": {"value": "x"}}, "client_msg_id": id});
+        let answer = sim
+            .wx_post(
+                &format!("/wechat/cgi-bin/message/template/send?access_token={token}"),
+                body,
+            )
+            .await;
+        assert_eq!(answer["errcode"], 0, "{answer}");
+        answer["msgid"].as_u64().expect("msgid")
+    };
+    let first = send("oDedupA", "order-1").await;
+    assert_eq!(send("oDedupA", "order-1").await, first, "the same message");
+    assert_eq!(sim.inbox("oDedupA").await.len(), 1);
+    assert_ne!(send("oDedupB", "order-1").await, first);
+    assert_ne!(send("oDedupA", "order-2").await, first);
+    assert_eq!(sim.inbox("oDedupA").await.len(), 2);
+    clock.advance(chrono::Duration::minutes(10));
+    assert_ne!(
+        send("oDedupA", "order-1").await,
+        first,
+        "forgotten after 10 minutes"
+    );
+    assert_eq!(sim.inbox("oDedupA").await.len(), 3);
+}

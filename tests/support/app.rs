@@ -44,6 +44,18 @@ pub fn start_sim(config: formid_ledger::sim::SimConfig) -> SimClient {
     SimClient { base, http: client() }
 }
 
+/// [`start_sim`] with WeChat keeping `clock`'s time.
+pub fn start_sim_on_clock(
+    config: formid_ledger::sim::SimConfig,
+    clock: std::sync::Arc<dyn Clock>,
+) -> SimClient {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let sim = formid_ledger::sim::Simulator::with_clock(config, clock);
+    tokio::spawn(formid_ledger::sim::serve(listener, sim).unwrap());
+    SimClient { base, http: client() }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
