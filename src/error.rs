@@ -7,7 +7,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use chrono::{DateTime, FixedOffset, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::ledger::LedgerError;
@@ -43,6 +43,8 @@ pub mod code {
     /// A route names an app the deployment does not have.
     pub const UNKNOWN_APP: &str = "unknown_app";
     pub const NOT_FOLLOWING: &str = "not_following";
+    /// `POST /v1/quota/clear`: WeChat's 10 clears this month are used.
+    pub const QUOTA_CLEARS_EXHAUSTED: &str = "quota_clears_exhausted";
     /// The push endpoints: a missing or wrong signature, a stale
     /// timestamp, a foreign appid.
     pub const INVALID_SIGNATURE: &str = "invalid_signature";
@@ -183,6 +185,7 @@ pub fn respond(status: StatusCode, body: Value) -> HttpResponse {
 pub fn retry_after(status: StatusCode, code: &str, now: DateTime<Utc>) -> Option<u64> {
     match (status, code) {
         (StatusCode::TOO_MANY_REQUESTS, code::WECHAT_QUOTA_EXCEEDED) => Some(until_beijing_midnight(now)),
+        (StatusCode::TOO_MANY_REQUESTS, code::QUOTA_CLEARS_EXHAUSTED) => Some(until_beijing_next_month(now)),
         (StatusCode::TOO_MANY_REQUESTS, _) => Some(60),
         (StatusCode::SERVICE_UNAVAILABLE, code::WECHAT_UNAVAILABLE) => Some(5),
         (StatusCode::SERVICE_UNAVAILABLE, _) => Some(1),
@@ -193,7 +196,20 @@ pub fn retry_after(status: StatusCode, code: &str, now: DateTime<Utc>) -> Option
 fn until_beijing_midnight(now: DateTime<Utc>) -> u64 {
     let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
     let today = now.with_timezone(&beijing).date_naive();
-    let midnight = (today + chrono::Days::new(1))
+    until_beijing_start_of(today + chrono::Days::new(1), now)
+}
+
+/// WeChat counts quota clears per calendar month.
+fn until_beijing_next_month(now: DateTime<Utc>) -> u64 {
+    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    let today = now.with_timezone(&beijing).date_naive();
+    let first = today.with_day(1).unwrap_or(today) + chrono::Months::new(1);
+    until_beijing_start_of(first, now)
+}
+
+fn until_beijing_start_of(day: chrono::NaiveDate, now: DateTime<Utc>) -> u64 {
+    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    let midnight = day
         .and_time(NaiveTime::MIN)
         .and_local_timezone(beijing)
         .single()
@@ -278,6 +294,14 @@ mod tests {
         let early = at("2026-11-24T16:30:00Z");
         let quota = retry_after(StatusCode::TOO_MANY_REQUESTS, code::WECHAT_QUOTA_EXCEEDED, early);
         assert_eq!(quota, Some(23 * 3600 + 1800));
+        // Quota clears renew with the month: 2026-11-30 23:00 in Beijing.
+        let month_end = at("2026-11-30T15:00:00Z");
+        let clears = retry_after(
+            StatusCode::TOO_MANY_REQUESTS,
+            code::QUOTA_CLEARS_EXHAUSTED,
+            month_end,
+        );
+        assert_eq!(clears, Some(3600));
         assert_eq!(
             retry_after(StatusCode::TOO_MANY_REQUESTS, code::RATE_LIMITED, late),
             Some(60)

@@ -8,7 +8,8 @@
 //! (what each kind of message spends and answers), `templates`
 //! (template libraries and the cached account lists), `push` (WeChat's
 //! pushes: verified and opened by the `wechat_wire` crate, taken in once,
-//! their receipts), `report` (usage counters), `apps`
+//! their receipts), `quota` (WeChat's send quotas), `report` (usage
+//! counters), `apps`
 //! (one context per app of the deployment, and the popup answers applied
 //! to it), `bootstrap` (stores and clients from the configuration),
 //! `sim` (the WeChat simulator), `auth`, `api` (HTTP handlers), `app`
@@ -29,6 +30,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod push;
+pub mod quota;
 pub mod report;
 pub mod send;
 pub mod sim;

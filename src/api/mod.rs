@@ -16,6 +16,7 @@ pub mod middleware;
 mod once;
 pub mod openapi;
 pub mod push;
+mod quota;
 mod receipts;
 mod reports;
 pub mod send;
@@ -98,6 +99,8 @@ fn bare_routes() -> Vec<(Method, &'static str, Route)> {
             web::get().to(users::credentials),
         ),
         (Method::POST, "/v1/messages", web::post().to(send::template)),
+        (Method::GET, "/v1/quota", web::get().to(quota::get)),
+        (Method::POST, "/v1/quota/clear", web::post().to(quota::clear)),
         (
             Method::POST,
             "/v1/subscriptions",

@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    APP_SCOPE, apps, credentials, dashboard, health, push, receipts, reports, send, sessions, subscriptions,
-    templates, users,
+    APP_SCOPE, apps, credentials, dashboard, health, push, quota, receipts, reports, send, sessions,
+    subscriptions, templates, users,
 };
 use crate::domain::{ChannelKind, OpenId, TemplateId};
 use crate::error::ErrorBody;
@@ -28,7 +28,7 @@ use crate::error::ErrorBody;
         reports::summary, reports::usage,
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
         send::official_account, receipts::official_account_status, receipts::subscribe_status,
-        apps::list,
+        apps::list, quota::get, quota::clear,
         push::miniprogram_check, push::miniprogram, push::official_account_check, push::official_account,
     ),
     components(schemas(ErrorBody)),

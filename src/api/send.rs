@@ -108,6 +108,9 @@ async fn send_on<C: ChannelRoute>(
         }
         let (status, body, outcome, record) = answer::<C>(&result);
         count(app, C::KIND, outcome);
+        if outcome == Outcome::WechatQuotaExceeded {
+            crate::quota::record_exhausted(app, C::KIND, app.clock.now()).await;
+        }
         tracing::info!(
             channel = C::KIND.as_str(),
             outcome = outcome.as_str(),

@@ -3,8 +3,9 @@
 // Plain ES2020, no build step, no framework; charts by the vendored uPlot
 // (global `uPlot`). Served under `Content-Security-Policy: default-src 'self'`,
 // so nothing here uses inline styles, inline handlers, eval or other origins.
-// It talks to this service only: GET /v1/reports/summary and
-// GET /v1/reports/usage, with `Authorization: Bearer <key>` (scope `report`).
+// It talks to this service only: GET /v1/reports/summary,
+// GET /v1/reports/usage and GET /v1/quota (each under /v1/apps/{app} once
+// the apps are known), with `Authorization: Bearer <key>` (scope `report`).
 //
 // For the browser test:
 //   body[data-state]      "loading" | "needs-key" | "ready" | "error"
@@ -15,6 +16,8 @@
 //   [data-summary=<path>] one per live summary number, text = formatted value,
 //                         data-value = the raw number
 //   tr[data-template=<id>][data-count=<n>]  grants held per subscribe template
+//   tr[data-quota=<channel>][data-used=<n>][data-limit=<n>]  WeChat's count of
+//                         the channel's send API today
 //
 // Nothing is logged to the console; every failure is shown on the page.
 'use strict';
@@ -92,6 +95,8 @@
     grants: $('grants'),
     grantsEmpty: $('grants-empty'),
     grantsTotal: $('grants-total'),
+    quota: $('quota'),
+    quotaNote: $('quota-note'),
     charts: $('charts'),
     range: $('range'),
     updated: $('updated'),
@@ -394,10 +399,25 @@
     return body;
   }
 
-  // Where the shown app's reports are: /v1/apps/{app}/..., or the bare
+  // Where the shown app's routes are: /v1/apps/{app}/..., or the bare
   // routes (the default app) before the apps are known.
+  function appRoute(path) {
+    return (state.app ? '/v1/apps/' + encodeURIComponent(state.app) : '/v1') + '/' + path;
+  }
+
   function reports(path) {
-    return (state.app ? '/v1/apps/' + encodeURIComponent(state.app) : '/v1') + '/reports/' + path;
+    return appRoute('reports/' + path);
+  }
+
+  // WeChat's quota comes from WeChat: when it cannot be had, the rest of the
+  // page still shows, with the reason in the quota card.
+  async function loadQuota(key) {
+    try {
+      return await getJSON(appRoute('quota'), key);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw err;
+      return { error: describe(err) };
+    }
   }
 
   // The apps this key may see, in the picker (shown when there are several).
@@ -471,10 +491,15 @@
     try {
       await loadApps(key);
       if (gen !== state.gen) return;
-      const [summary, usage] = await Promise.all([getJSON(reports('summary'), key), loadUsage(key)]);
+      const [summary, usage, quota] = await Promise.all([
+        getJSON(reports('summary'), key),
+        loadUsage(key),
+        loadQuota(key),
+      ]);
       if (gen !== state.gen) return;
       ui.content.hidden = false; // before drawing: the charts take the width they get
       await render(usage, summary);
+      renderQuota(quota);
       if (gen !== state.gen) return;
       state.lastOk = new Date();
       hideStatus();
@@ -520,6 +545,9 @@
     ui.grants.hidden = true;
     ui.grantsEmpty.hidden = true;
     ui.grantsTotal.textContent = '';
+    ui.quota.tBodies[0].replaceChildren();
+    ui.quota.hidden = true;
+    ui.quotaNote.hidden = true;
     ui.emptyNote.hidden = true;
     ui.range.textContent = '';
   }
@@ -589,6 +617,33 @@
       : '';
     ui.grantsTotal.dataset.total = String(total);
     return total === 0;
+  }
+
+  // One row per send API: used of the daily limit, and when the day's first
+  // 45009 came.
+  function renderQuota(quota) {
+    const apis = isObj(quota) && Array.isArray(quota.apis) ? quota.apis.filter(isObj) : [];
+    const body = ui.quota.tBodies[0];
+    body.replaceChildren(
+      ...apis
+        .filter((a) => typeof a.channel === 'string' && isNum(a.used) && isNum(a.daily_limit))
+        .map((a) =>
+          el(
+            'tr',
+            { 'data-quota': a.channel, 'data-used': a.used, 'data-limit': a.daily_limit },
+            el(
+              'td',
+              null,
+              el('span', { class: 'tpl', text: humanKey(a.channel) + (a.exhausted_at ? ' · 45009 at ' + clock(new Date(a.exhausted_at)) : '') }),
+              el('span', { class: 'bar-track' }, el('progress', { max: a.daily_limit || 1, value: a.used, 'aria-hidden': 'true' })),
+            ),
+            el('td', { class: 'num', text: fmt(a.used) + ' / ' + fmt(a.daily_limit) }),
+          ),
+        ),
+    );
+    ui.quota.hidden = body.rows.length === 0;
+    ui.quotaNote.hidden = body.rows.length !== 0;
+    ui.quotaNote.textContent = isObj(quota) && quota.error ? 'Not available: ' + quota.error + '.' : 'No send API to show.';
   }
 
   // ------------------------------------------------------------ chart specs

@@ -66,6 +66,10 @@ pub enum WxError {
     InvalidKidList,
     #[error("invalid sceneDesc")]
     InvalidSceneDesc,
+    #[error("cgi_path not found, please check")]
+    CgiPathNotFound,
+    #[error("forbid to clear quota because of reaching the limit")]
+    ClearQuotaLimit,
 }
 
 impl WxError {
@@ -99,6 +103,8 @@ impl WxError {
             WxError::InvalidTid => 200014,
             WxError::InvalidKidList => 200020,
             WxError::InvalidSceneDesc => 200021,
+            WxError::CgiPathNotFound => 76021,
+            WxError::ClearQuotaLimit => 48006,
         }
     }
 }

@@ -121,7 +121,7 @@
 
 //! # Layout
 //! A ladder, each module using only those before it: `config`, `clock`,
-//! `errors`, `fault`, `subscribe` → `tokens` → `state` → `handle` → `fault_gate`,
+//! `errors`, `fault`, `quota`, `subscribe` → `tokens` → `state` → `handle` → `fault_gate`,
 //! `control`, `wechat` (HTTP) → this module (the route table).
 
 mod clock;
@@ -135,6 +135,7 @@ mod handle;
 mod library;
 mod official_account;
 mod pusher;
+mod quota;
 mod state;
 mod subscribe;
 mod template_admin;

@@ -11,8 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::config::OA_SEND_PATH;
 use super::errors::WxError;
 use super::library::Channel;
+use super::quota::Side;
 use super::state::{Message, State};
 
 /// How long WeChat remembers a (touser, `client_msg_id`) it sent.
@@ -86,6 +88,8 @@ impl State {
                 repeated: true,
             });
         }
+        self.quotas
+            .take(Side::OfficialAccount, OA_SEND_PATH, self.config.daily_limit, now)?;
         self.followers.next_msgid += 1;
         let msgid = 2_000_000_000 + self.followers.next_msgid;
         if let Some(key) = dedup {

@@ -7,17 +7,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::clock::{wechat_day, wechat_local};
-use super::config::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SimConfig};
+use super::clock::wechat_local;
+use super::config::{BUILTIN_OA_TEMPLATES, BUILTIN_TEMPLATES, SEND_PATH, SUBSCRIBE_SEND_PATH, SimConfig};
 use super::errors::WxError;
 use super::fault::Fault;
 use super::followers::Followers;
 use super::library::{self, AccountTemplate, AccountTemplates, Channel};
+use super::quota::{ClearQuota, Quota, QuotaGet, Quotas, Side};
 use super::subscribe::{self, BUILTIN_SUBSCRIBE_TEMPLATES, Subscriptions};
 use super::tokens::{Issued, Tokens};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
@@ -64,23 +65,6 @@ pub struct Message {
 
 /// Counts one successful send against a daily limit (days in UTC+8), or
 /// refuses with 45009 once the day's limit is reached.
-fn take_daily_quota(
-    counter: &mut Option<(NaiveDate, u64)>,
-    limit: u64,
-    now: DateTime<Utc>,
-) -> Result<(), WxError> {
-    let today = wechat_day(now);
-    let sent = match *counter {
-        Some((day, sent)) if day == today => sent,
-        _ => 0,
-    };
-    if sent >= limit {
-        return Err(WxError::DailyQuota);
-    }
-    *counter = Some((today, sent + 1));
-    Ok(())
-}
-
 /// Why `subscribeMessage.send` refused: a WeChat error, or 47003 naming the
 /// `data` key at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +141,7 @@ struct Credential {
 }
 
 pub struct State {
-    config: SimConfig,
+    pub(super) config: SimConfig,
     pub(super) tokens: Tokens,
     /// The official account's tokens (its own appid and secret).
     pub(super) oa_tokens: Tokens,
@@ -172,14 +156,14 @@ pub struct State {
     codes: HashMap<String, LoginCode>,
     credentials: HashMap<String, Credential>,
     inboxes: HashMap<String, VecDeque<Message>>,
-    sent_today: Option<(NaiveDate, u64)>,
+    /// The send APIs' daily use and the month's quota clears.
+    pub(super) quotas: Quotas,
     fault: Option<Fault>,
     token_fetches: u64,
     token_refusals: u64,
     sends: BTreeMap<i64, u64>,
     pruned_at: DateTime<Utc>,
     pub(super) subscriptions: Subscriptions,
-    subscribe_sent_today: Option<(NaiveDate, u64)>,
     /// Openids that logged in, were issued credentials or answered a
     /// subscribe popup: the users WeChat knows.
     seen: HashSet<String>,
@@ -218,14 +202,13 @@ impl State {
             codes: HashMap::new(),
             credentials: HashMap::new(),
             inboxes: HashMap::new(),
-            sent_today: None,
+            quotas: Quotas::default(),
             fault: None,
             token_fetches: 0,
             token_refusals: 0,
             sends: BTreeMap::new(),
             pruned_at: now,
             subscriptions: Subscriptions::new(),
-            subscribe_sent_today: None,
             seen: HashSet::new(),
         }
     }
@@ -244,6 +227,49 @@ impl State {
     /// official account).
     pub(super) fn owns_token(&self, token: &str) -> bool {
         self.tokens.issued(token) || self.oa_tokens.issued(token)
+    }
+
+    /// Which side issued a current `access_token`.
+    fn side_of(&self, access_token: Option<&str>, now: DateTime<Utc>) -> Result<Side, WxError> {
+        match self.check_token(access_token, now) {
+            Ok(()) => Ok(Side::MiniProgram),
+            Err(err) => match self.check_oa_token(access_token, now) {
+                Ok(()) => Ok(Side::OfficialAccount),
+                Err(_) => Err(err),
+            },
+        }
+    }
+
+    /// `openapi/quota/get`: a send API's daily limit, use and remainder,
+    /// for the side whose token asks.
+    pub fn quota_get(
+        &mut self,
+        access_token: Option<&str>,
+        body: QuotaGet,
+        now: DateTime<Utc>,
+    ) -> Result<Quota, WxError> {
+        let side = self.side_of(access_token, now)?;
+        self.quotas
+            .get(side, &body.cgi_path, self.config.daily_limit, now)
+    }
+
+    /// `clear_quota`: the side's send APIs start the day again (its own
+    /// appid only; 48006 after 10 clears in a month).
+    pub fn clear_quota(
+        &mut self,
+        access_token: Option<&str>,
+        body: ClearQuota,
+        now: DateTime<Utc>,
+    ) -> Result<(), WxError> {
+        let side = self.side_of(access_token, now)?;
+        let appid = match side {
+            Side::MiniProgram => &self.config.appid,
+            Side::OfficialAccount => &self.config.oa_appid,
+        };
+        if body.appid != *appid {
+            return Err(WxError::InvalidAppId);
+        }
+        self.quotas.clear(side, now)
     }
 
     /// A mini-program call's `access_token`: present and current.
@@ -352,7 +378,8 @@ impl State {
         if credential.uses_left == 0 {
             return Err(WxError::FormIdUsedUp);
         }
-        take_daily_quota(&mut self.sent_today, self.config.daily_limit, now)?;
+        self.quotas
+            .take(Side::MiniProgram, SEND_PATH, self.config.daily_limit, now)?;
         credential.uses_left -= 1;
         self.deliver(
             body.touser,
@@ -420,7 +447,12 @@ impl State {
         if self.subscriptions.grants(&body.touser, &body.template_id) == 0 {
             return Err(WxError::NotSubscribed.into());
         }
-        take_daily_quota(&mut self.subscribe_sent_today, self.config.daily_limit, now)?;
+        self.quotas.take(
+            Side::MiniProgram,
+            SUBSCRIBE_SEND_PATH,
+            self.config.daily_limit,
+            now,
+        )?;
         let msgid = self.subscriptions.spend(&body.touser, &body.template_id);
         self.deliver(
             body.touser,

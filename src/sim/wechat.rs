@@ -35,6 +35,8 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(resource(SEND_PATH).route(web::post().to(send)))
         .service(resource(SUBSCRIBE_SEND_PATH).route(web::post().to(send_subscribe)))
         .service(resource(OA_SEND_PATH).route(web::post().to(send_official_account)))
+        .service(resource("/cgi-bin/openapi/quota/get").route(web::post().to(quota_get)))
+        .service(resource("/cgi-bin/clear_quota").route(web::post().to(clear_quota)))
         .configure(template_routes)
         .default_service(web::to(not_found))
 }
@@ -179,6 +181,38 @@ async fn send_official_account(account: Account, req: HttpRequest, payload: web:
             }
             HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": taken.msgid }))
         }
+        Err(err) => err.into(),
+    }
+}
+
+/// `openapi/quota/get`: `{"quota": {"daily_limit", "used", "remain"}}`.
+async fn quota_get(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let params = query(&req);
+    let body = json_body(payload).await;
+    let result = body.and_then(|body| {
+        account
+            .lock()
+            .quota_get(access_token(&params), body, account.now())
+    });
+    match result {
+        Ok(quota) => {
+            HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "quota": quota }))
+        }
+        Err(err) => err.into(),
+    }
+}
+
+/// `clear_quota` `{"appid"}`.
+async fn clear_quota(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let params = query(&req);
+    let body = json_body(payload).await;
+    let result = body.and_then(|body| {
+        account
+            .lock()
+            .clear_quota(access_token(&params), body, account.now())
+    });
+    match result {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok" })),
         Err(err) => err.into(),
     }
 }

@@ -131,8 +131,9 @@ impl Templates {
     }
 
     /// Makes `call` as the channel's app under its central token; a token
-    /// WeChat rejects is replaced and the call made once more.
-    async fn call(&self, channel: ChannelKind, call: &ManageCall) -> Result<Value, TemplateError> {
+    /// WeChat rejects is replaced and the call made once more. Also what
+    /// the quota calls (`crate::quota`) go through.
+    pub async fn call(&self, channel: ChannelKind, call: &ManageCall) -> Result<Value, TemplateError> {
         let app = self.app(channel)?;
         let mut retried = false;
         loop {

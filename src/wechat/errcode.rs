@@ -27,6 +27,8 @@ pub const NOT_SUBSCRIBED: i64 = 43101;
 /// The user does not follow the official account.
 pub const NOT_FOLLOWING: i64 = 43004;
 pub const RATE_LIMITED: i64 = 45011;
+/// `clear_quota`: the month's 10 clears are used.
+pub const CLEAR_QUOTA_LIMIT: i64 = 48006;
 pub const BAD_DATA_FORMAT: i64 = 47001;
 pub const BAD_ARGUMENT: i64 = 47003;
 

@@ -1,7 +1,8 @@
 //! WeChat's template management calls for the three channels (docs/api.md):
 //! the old mini-program library (`wxopen/template/*`), the subscribe
 //! library (`wxaapi/newtmpl/*`) and the official account's private
-//! templates (`cgi-bin/template/*`). Each takes an access token and
+//! templates (`cgi-bin/template/*`), and the quota calls
+//! (`openapi/quota/get`, `clear_quota`). Each takes an access token and
 //! answers WeChat's JSON, or the errcode it refused with; the token's
 //! central control is the caller's ([`crate::templates`]).
 
@@ -127,6 +128,16 @@ impl ManageCall {
             "/cgi-bin/template/api_add_template",
             json!({"template_id_short": short_id}),
         )
+    }
+
+    /// `openapi/quota/get`: a send API's daily limit, use and remainder.
+    pub fn quota_get(cgi_path: &str) -> Self {
+        Self::post("/cgi-bin/openapi/quota/get", json!({"cgi_path": cgi_path}))
+    }
+
+    /// `clear_quota`: the account's API counts start the day again.
+    pub fn clear_quota(appid: &str) -> Self {
+        Self::post("/cgi-bin/clear_quota", json!({"appid": appid}))
     }
 
     pub fn official_account_del(template_id: &str) -> Self {

@@ -103,6 +103,11 @@ test('the charts and the summary show what the service holds, with nothing on th
   assert.equal(await summary(page, 'available_sends.prepay'), 3);
   const held = await page.$eval(`tr[data-template="${SUBSCRIBE}"]`, (el) => Number(el.dataset.count));
   assert.equal(held, 2);
+  // WeChat's quota per send API: the two template sends and one subscribe send.
+  const quota = await page.$$eval('tr[data-quota]', (rows) =>
+    Object.fromEntries(rows.map((r) => [r.dataset.quota, Number(r.dataset.used)])),
+  );
+  assert.deepEqual(quota, { template: 2, subscribe: 1, official_account: 0 });
 
   // Each chart is drawn, not just counted.
   const canvases = await page.$$eval('[data-chart] canvas', (all) => all.length);

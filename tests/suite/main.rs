@@ -21,6 +21,7 @@ mod hardening;
 mod ledger_contract;
 mod ledger_props;
 mod ledger_redis;
+mod quota;
 mod send_crash;
 mod shared_store;
 mod sim;

@@ -1,0 +1,146 @@
+//! An app's send quotas as WeChat counts them: each send API's daily limit,
+//! use and remainder (`openapi/quota/get`), a clear of the mini-program's
+//! or the official account's counts (`clear_quota`: 10 a month, then
+//! 48006), and when the day's first 45009 came on each channel (the send
+//! route records it). The calls go as the channel's app, under its central
+//! token (`Templates::call`).
+
+use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::apps::AppContext;
+use crate::domain::ChannelKind;
+use crate::store::StoreError;
+use crate::templates::TemplateError;
+use crate::wechat::templates::ManageCall;
+
+/// How long the time of a day's first 45009 is kept (past its day).
+const EXHAUSTION_KEPT: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
+
+/// The WeChat API a channel's messages go through, as `quota/get` names it.
+pub fn send_api(channel: ChannelKind) -> &'static str {
+    match channel {
+        ChannelKind::Template => "/cgi-bin/message/wxopen/template/send",
+        ChannelKind::Subscribe => "/cgi-bin/message/subscribe/send",
+        ChannelKind::OfficialAccount => "/cgi-bin/message/template/send",
+    }
+}
+
+/// Which of an app's two WeChat accounts a clear is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Account {
+    Miniprogram,
+    OfficialAccount,
+}
+
+impl Account {
+    /// The channels whose sends the account's quota counts.
+    pub fn channels(self) -> &'static [ChannelKind] {
+        match self {
+            Account::Miniprogram => &[ChannelKind::Template, ChannelKind::Subscribe],
+            Account::OfficialAccount => &[ChannelKind::OfficialAccount],
+        }
+    }
+}
+
+/// One send API's quota today.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ApiQuota {
+    pub channel: ChannelKind,
+    #[schema(example = "/cgi-bin/message/subscribe/send")]
+    pub cgi_path: &'static str,
+    pub daily_limit: u64,
+    pub used: u64,
+    pub remain: u64,
+    /// When WeChat first answered 45009 on this channel today (Beijing day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhausted_at: Option<String>,
+}
+
+/// Why a quota could not be read or cleared.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error(transparent)]
+    Wechat(#[from] TemplateError),
+    #[error("WeChat's quota answer is not readable: {0}")]
+    Unreadable(String),
+}
+
+/// WeChat's day (quotas reset at midnight in Beijing).
+fn wechat_day(at: DateTime<Utc>) -> NaiveDate {
+    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    at.with_timezone(&beijing).date_naive()
+}
+
+fn exhaustion_name(channel: ChannelKind, at: DateTime<Utc>) -> String {
+    format!("quota:exhausted:{channel}:{}", wechat_day(at))
+}
+
+/// Notes that WeChat answered 45009 on `channel` at `at`; the day's first
+/// note stands.
+pub async fn record_exhausted(app: &AppContext, channel: ChannelKind, at: DateTime<Utc>) {
+    let when = at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let noted = app
+        .shared
+        .put_cached_if_absent(&exhaustion_name(channel, at), &when, EXHAUSTION_KEPT)
+        .await;
+    if let Err(err) = noted {
+        tracing::warn!(error = %err, "could not note the quota's exhaustion");
+    }
+}
+
+/// Each send API of the app's channels: WeChat's count today, and when its
+/// 45009 first came.
+pub async fn quotas(app: &AppContext) -> Result<Vec<ApiQuota>, QuotaError> {
+    let now = app.clock.now();
+    let mut quotas = Vec::new();
+    for channel in app.channels() {
+        let call = ManageCall::quota_get(send_api(channel));
+        let answer = app.templates.call(channel, &call).await?;
+        let count = |field: &str| {
+            answer["quota"][field]
+                .as_u64()
+                .ok_or_else(|| QuotaError::Unreadable(format!("quota.{field} in {answer}")))
+        };
+        let exhausted_at = app
+            .shared
+            .get_cached(&exhaustion_name(channel, now))
+            .await
+            .map_err(|e: StoreError| TemplateError::Store(e.to_string()))?;
+        quotas.push(ApiQuota {
+            channel,
+            cgi_path: send_api(channel),
+            daily_limit: count("daily_limit")?,
+            used: count("used")?,
+            remain: count("remain")?,
+            exhausted_at,
+        });
+    }
+    Ok(quotas)
+}
+
+/// Clears `account`'s counts at WeChat (its own appid), and today's
+/// exhaustion notes of its channels. Returns the appid cleared.
+pub async fn clear(app: &AppContext, account: Account) -> Result<String, QuotaError> {
+    let channel = account.channels()[0];
+    let appid = match account {
+        Account::Miniprogram => app.wechat.appid().to_owned(),
+        Account::OfficialAccount => app
+            .official_account
+            .as_ref()
+            .map(|oa| oa.channel.appid().to_owned())
+            .ok_or(TemplateError::NotConfigured(channel))?,
+    };
+    app.templates
+        .call(channel, &ManageCall::clear_quota(&appid))
+        .await?;
+    let now = app.clock.now();
+    for channel in account.channels() {
+        if let Err(err) = app.shared.drop_cached(&exhaustion_name(*channel, now)).await {
+            tracing::warn!(error = %err, "could not drop the quota's exhaustion note");
+        }
+    }
+    Ok(appid)
+}
