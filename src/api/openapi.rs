@@ -29,7 +29,7 @@ use crate::error::ErrorBody;
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
         send::official_account, receipts::official_account_status, receipts::subscribe_status,
         apps::list, quota::get, quota::clear,
-        push::miniprogram_check, push::miniprogram, push::official_account_check, push::official_account,
+        push::miniprogram_check, push::miniprogram,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -72,6 +72,13 @@ impl Modify for BearerAuth {
 pub fn document_json() -> String {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        // Both push endpoints take the same requests and answers.
+        if let Some(item) = paths.get("/wechat/push/miniprogram") {
+            let text = item.to_string().replace("miniprogram_", "official_account_");
+            if let Ok(item) = serde_json::from_str(&text) {
+                paths.insert("/wechat/push/official-account".to_owned(), item);
+            }
+        }
         let scoped: Vec<(String, Value)> = paths
             .iter()
             .filter(|(path, _)| path.as_str() != "/v1/apps")

@@ -53,7 +53,7 @@ fn success() -> HttpResponse {
         .body("success")
 }
 
-/// The console's URL check of the mini-program endpoint: `echostr` back.
+/// The console's URL check of a push endpoint: `echostr` back.
 #[utoipa::path(get, path = "/wechat/push/miniprogram", tag = "wechat", params(PushQuery),
     operation_id = "miniprogram_check",
     responses(
@@ -66,15 +66,8 @@ pub async fn miniprogram_check(app: App, query: web::Query<PushQuery>) -> Result
     check(&app, Endpoint::MiniProgram, &query)
 }
 
-/// The console's URL check of the official-account endpoint: `echostr` back.
-#[utoipa::path(get, path = "/wechat/push/official-account", tag = "wechat", params(PushQuery),
-    operation_id = "official_account_check",
-    responses(
-        (status = 200, description = "`echostr`, as text", content_type = "text/plain"),
-        (status = 400, body = ErrorBody, description = "invalid_request: a signing parameter is missing"),
-        (status = 401, body = ErrorBody, description = "invalid_signature, or a timestamp outside the window"),
-        (status = 404, body = ErrorBody, description = "not_configured: no push token for this endpoint, or unknown_app"),
-    ))]
+/// The console's URL check of the official-account endpoint (documented
+/// with the mini-program's, [`crate::api::openapi`]).
 pub async fn official_account_check(
     app: App,
     query: web::Query<PushQuery>,
@@ -82,8 +75,8 @@ pub async fn official_account_check(
     check(&app, Endpoint::OfficialAccount, &query)
 }
 
-/// A push from WeChat to the mini-program endpoint: verified, opened, applied
-/// once however often WeChat retries it, and answered `success`.
+/// A push from WeChat to a push endpoint: verified, opened, applied once
+/// however often WeChat retries it, and answered `success`.
 #[utoipa::path(post, path = "/wechat/push/miniprogram", tag = "wechat", params(PushQuery),
     operation_id = "miniprogram_push",
     request_body(content = String, description = "WeChat's XML or JSON push (safe mode: an envelope with `Encrypt`)", content_type = "text/xml"),
@@ -103,19 +96,8 @@ pub async fn miniprogram(
     receive(&app, Endpoint::MiniProgram, &query, &read(body).await?).await
 }
 
-/// A push from WeChat to the official-account endpoint: verified, opened, applied
-/// once however often WeChat retries it, and answered `success`.
-#[utoipa::path(post, path = "/wechat/push/official-account", tag = "wechat", params(PushQuery),
-    operation_id = "official_account_push",
-    request_body(content = String, description = "WeChat's XML or JSON push (safe mode: an envelope with `Encrypt`)", content_type = "text/xml"),
-    responses(
-        (status = 200, description = "`success`, as text", content_type = "text/plain"),
-        (status = 400, body = ErrorBody, description = "invalid_request: not a push this endpoint can read"),
-        (status = 401, body = ErrorBody, description = "invalid_signature, a timestamp outside the window, or a plain-mode signed URL already used with another body"),
-        (status = 404, body = ErrorBody, description = "not_configured: no push token for this endpoint, or unknown_app"),
-        (status = 413, body = ErrorBody, description = "payload_too_large"),
-        (status = 503, body = ErrorBody, description = "store_unavailable (WeChat retries the push)"),
-    ))]
+/// A push to the official-account endpoint (documented with the
+/// mini-program's).
 pub async fn official_account(
     app: App,
     query: web::Query<PushQuery>,
