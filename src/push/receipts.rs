@@ -137,6 +137,22 @@ impl Receipts {
         at: DateTime<Utc>,
     ) -> Result<Option<Status>, StoreError> {
         let at = time(at);
+        // The common case, the receipt not yet pushed, in one write.
+        let first = Receipt {
+            msgid: msgid.to_owned(),
+            status: Status::Accepted,
+            accepted_at: Some(at.clone()),
+            finished_at: None,
+            detail: None,
+        };
+        let name = Self::name(messages, msgid);
+        if self
+            .store
+            .replace_cached(&name, None, &encode(&first)?, KEEP)
+            .await?
+        {
+            return Ok(None);
+        }
         let before = self
             .update(messages, msgid, |before| match before {
                 None => Some(Receipt {

@@ -4,7 +4,7 @@
 //! follower and `client_msg_id` in that time). Plain data that `state`
 //! keeps; the send route that reads it is `official_account`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -15,7 +15,9 @@ pub struct Followers {
     pub(super) blocking: HashSet<String>,
     pub(super) next_msgid: u64,
     /// (touser, client_msg_id) → the message's msgid and when it was sent.
-    pub(super) sent_with_id: HashMap<(String, String), (u64, DateTime<Utc>)>,
+    sent_with_id: HashMap<(String, String), (u64, DateTime<Utc>)>,
+    /// The same keys in the order sent, so the expired leave from the front.
+    sent_order: VecDeque<(DateTime<Utc>, (String, String))>,
 }
 
 impl Followers {
@@ -28,5 +30,30 @@ impl Followers {
     pub fn block(&mut self, openid: &str) {
         self.following.insert(openid.to_owned());
         self.blocking.insert(openid.to_owned());
+    }
+
+    /// The msgid of a message sent to `key` within `window` before `now`
+    /// (older ones are forgotten first).
+    pub fn sent_recently(
+        &mut self,
+        key: &(String, String),
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Option<u64> {
+        while let Some((at, _)) = self.sent_order.front()
+            && now - *at >= window
+        {
+            let (at, old) = self.sent_order.pop_front().expect("a front entry");
+            if self.sent_with_id.get(&old).is_some_and(|(_, sent)| *sent == at) {
+                self.sent_with_id.remove(&old);
+            }
+        }
+        self.sent_with_id.get(key).map(|(msgid, _)| *msgid)
+    }
+
+    /// Remembers that `msgid` went to `key` at `now`.
+    pub fn remember_sent(&mut self, key: (String, String), msgid: u64, now: DateTime<Utc>) {
+        self.sent_order.push_back((now, key.clone()));
+        self.sent_with_id.insert(key, (msgid, now));
     }
 }

@@ -77,12 +77,13 @@ impl State {
             true => "failed:user block",
             false => "success",
         };
-        let sent_with_id = &mut self.followers.sent_with_id;
-        sent_with_id.retain(|_, (_, at)| now - *at < CLIENT_MSG_ID_WINDOW);
         let dedup = body.client_msg_id.clone().map(|id| (body.touser.clone(), id));
-        if let Some((msgid, _)) = dedup.as_ref().and_then(|key| sent_with_id.get(key)) {
+        let repeated = dedup
+            .as_ref()
+            .and_then(|key| self.followers.sent_recently(key, CLIENT_MSG_ID_WINDOW, now));
+        if let Some(msgid) = repeated {
             return Ok(Taken {
-                msgid: *msgid,
+                msgid,
                 touser: body.touser,
                 status,
                 repeated: true,
@@ -93,7 +94,7 @@ impl State {
         self.followers.next_msgid += 1;
         let msgid = 2_000_000_000 + self.followers.next_msgid;
         if let Some(key) = dedup {
-            self.followers.sent_with_id.insert(key, (msgid, now));
+            self.followers.remember_sent(key, msgid, now);
         }
         if status == "success" {
             self.deliver(
