@@ -262,6 +262,19 @@ impl RedisConnection {
         Ok(connected)
     }
 
+    /// Where Redis is, without credentials: `host:port` (the seed nodes of
+    /// a cluster, comma-separated), for metric labels and logs.
+    pub fn address(&self) -> String {
+        match &self.target {
+            RedisTarget::Single(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+                rest.split('/').next().unwrap_or(rest).to_owned()
+            }
+            RedisTarget::Cluster(nodes) => nodes.join(","),
+        }
+    }
+
     /// The masters with fewer than `wanted` replicas connected, each as
     /// "`node` has n": writes they own cannot be made durable. Read live
     /// from every node (`INFO replication`), for readiness.

@@ -32,8 +32,15 @@ impl EvictionWatch {
         let Ok(answer) = redis.query(&redis::cmd("INFO").arg("memory").to_owned()).await else {
             return;
         };
+        // One gauge per node (a single server's INFO names no node), so the
+        // one that would evict is named and processes sharing a registry
+        // keep their stores apart.
+        for (node, text) in node_texts(&answer) {
+            let node = if node.is_empty() { redis.address() } else { node };
+            let evicting = field(&text, "maxmemory_policy").is_some_and(|p| p != SAFE);
+            metrics::gauge!(STORE_EVICTING, "node" => node).set(if evicting { 1.0 } else { 0.0 });
+        }
         let policy = evicting_policy(&answer);
-        metrics::gauge!(STORE_EVICTING).set(if policy.is_some() { 1.0 } else { 0.0 });
         let mut seen = self.evicting.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(policy) = &policy
             && seen.as_ref() != Some(policy)
