@@ -10,7 +10,18 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
+
+/// Beijing time (UTC+8), where WeChat's days, and so its daily quotas,
+/// begin and end.
+pub fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+/// The WeChat day `at` falls on.
+pub fn wechat_day(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&beijing()).date_naive()
+}
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

@@ -7,9 +7,10 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, NaiveTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::clock::{beijing, wechat_day};
 use crate::ledger::LedgerError;
 use crate::store::StoreError;
 
@@ -194,21 +195,18 @@ pub fn retry_after(status: StatusCode, code: &str, now: DateTime<Utc>) -> Option
 }
 
 fn until_beijing_midnight(now: DateTime<Utc>) -> u64 {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    let today = now.with_timezone(&beijing).date_naive();
-    until_beijing_start_of(today + chrono::Days::new(1), now)
+    until_beijing_start_of(wechat_day(now) + chrono::Days::new(1), now)
 }
 
 /// WeChat counts quota clears per calendar month.
 fn until_beijing_next_month(now: DateTime<Utc>) -> u64 {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    let today = now.with_timezone(&beijing).date_naive();
+    let today = wechat_day(now);
     let first = today.with_day(1).unwrap_or(today) + chrono::Months::new(1);
     until_beijing_start_of(first, now)
 }
 
 fn until_beijing_start_of(day: chrono::NaiveDate, now: DateTime<Utc>) -> u64 {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    let beijing = beijing();
     let midnight = day
         .and_time(NaiveTime::MIN)
         .and_local_timezone(beijing)

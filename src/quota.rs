@@ -5,14 +5,16 @@
 //! route records it). The calls go as the channel's app, under its central
 //! token (`Templates::call`).
 
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::apps::AppContext;
+use crate::clock::wechat_day;
 use crate::domain::ChannelKind;
 use crate::store::StoreError;
 use crate::templates::TemplateError;
+use crate::wechat::errcode;
 use crate::wechat::templates::ManageCall;
 
 /// How long the time of a day's first 45009 is kept (past its day).
@@ -66,12 +68,11 @@ pub enum QuotaError {
     Wechat(#[from] TemplateError),
     #[error("WeChat's quota answer is not readable: {0}")]
     Unreadable(String),
-}
-
-/// WeChat's day (quotas reset at midnight in Beijing).
-fn wechat_day(at: DateTime<Utc>) -> NaiveDate {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    at.with_timezone(&beijing).date_naive()
+    /// WeChat's 48006: the month's 10 clears are used.
+    #[error("WeChat allows 10 quota clears a month and they are used (48006)")]
+    ClearsExhausted,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn exhaustion_name(channel: ChannelKind, at: DateTime<Utc>) -> String {
@@ -104,11 +105,7 @@ pub async fn quotas(app: &AppContext) -> Result<Vec<ApiQuota>, QuotaError> {
                 .as_u64()
                 .ok_or_else(|| QuotaError::Unreadable(format!("quota.{field} in {answer}")))
         };
-        let exhausted_at = app
-            .shared
-            .get_cached(&exhaustion_name(channel, now))
-            .await
-            .map_err(|e: StoreError| TemplateError::Store(e.to_string()))?;
+        let exhausted_at = app.shared.get_cached(&exhaustion_name(channel, now)).await?;
         quotas.push(ApiQuota {
             channel,
             cgi_path: send_api(channel),
@@ -133,9 +130,17 @@ pub async fn clear(app: &AppContext, account: Account) -> Result<String, QuotaEr
             .map(|oa| oa.channel.appid().to_owned())
             .ok_or(TemplateError::NotConfigured(channel))?,
     };
-    app.templates
+    match app
+        .templates
         .call(channel, &ManageCall::clear_quota(&appid))
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(TemplateError::Rejected { errcode, .. }) if errcode == errcode::CLEAR_QUOTA_LIMIT => {
+            return Err(QuotaError::ClearsExhausted);
+        }
+        Err(err) => return Err(err.into()),
+    }
     let now = app.clock.now();
     for channel in account.channels() {
         if let Err(err) = app.shared.drop_cached(&exhaustion_name(*channel, now)).await {

@@ -641,34 +641,7 @@ type ReplicatedRate = fn(&Replicated) -> f64;
 /// `WAIT 1` after each ingest and settle.
 async fn replicated() -> [Replicated; 2] {
     let master = RedisServer::start();
-    let replica = RedisServer::start();
-    let mut to_replica = redis::Client::open(replica.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(master.port())
-        .query_async(&mut to_replica)
-        .await
-        .unwrap();
-    let mut to_master = redis::Client::open(master.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut to_master)
-            .await
-            .unwrap();
-        if info.contains("state=online") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _replica = RedisServer::start_replica_of(&master).await;
     let sim = start_sim(SimConfig::default());
     let mut rates = [Replicated::default(); 2];
     for (slot, replicas) in [(0, 0), (1, 1)] {

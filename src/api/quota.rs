@@ -19,6 +19,13 @@ impl From<QuotaError> for ApiError {
         match err {
             QuotaError::Wechat(err) => err.into(),
             QuotaError::Unreadable(why) => ApiError::wechat_unavailable(why),
+            QuotaError::ClearsExhausted => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code::QUOTA_CLEARS_EXHAUSTED,
+                "WeChat allows 10 quota clears a month and they are used (48006)",
+            )
+            .with("wechat_errcode", errcode::CLEAR_QUOTA_LIMIT),
+            QuotaError::Store(err) => err.into(),
         }
     }
 }
@@ -79,21 +86,7 @@ pub struct Cleared {
 pub async fn clear(app: App, caller: Caller, body: web::Json<ClearBody>) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let account = body.into_inner().account;
-    match quota::clear(&app, account).await {
-        Ok(appid) => {
-            tracing::warn!(app = %app.name, ?account, "WeChat's API counts were cleared");
-            Ok(HttpResponse::Ok().json(Cleared { account, appid }))
-        }
-        Err(QuotaError::Wechat(crate::templates::TemplateError::Rejected { errcode: code, .. }))
-            if code == errcode::CLEAR_QUOTA_LIMIT =>
-        {
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                code::QUOTA_CLEARS_EXHAUSTED,
-                "WeChat allows 10 quota clears a month and they are used (48006)",
-            )
-            .with("wechat_errcode", code))
-        }
-        Err(err) => Err(err.into()),
-    }
+    let appid = quota::clear(&app, account).await?;
+    tracing::warn!(app = %app.name, ?account, "WeChat's API counts were cleared");
+    Ok(HttpResponse::Ok().json(Cleared { account, appid }))
 }

@@ -247,7 +247,7 @@ impl Default for Config {
             max_grants_per_template: 50,
             subscribe_retention_days: 365,
             subscribe_grants_from: GrantSource::Client,
-            report_utc_offset: china_standard_time(),
+            report_utc_offset: crate::clock::beijing(),
             usage_flush_secs: 2,
             send_lease_secs: 30,
             send_budget_ms: 12_000,
@@ -393,10 +393,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-fn china_standard_time() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
 }
 
 /// `+08:00`, `-05:30`, `Z` or `UTC`.

@@ -155,13 +155,7 @@ impl Receipts {
         }
         let before = self
             .update(messages, msgid, |before| match before {
-                None => Some(Receipt {
-                    msgid: msgid.to_owned(),
-                    status: Status::Accepted,
-                    accepted_at: Some(at.clone()),
-                    finished_at: None,
-                    detail: None,
-                }),
+                None => Some(first.clone()),
                 Some(early) if early.accepted_at.is_none() => Some(Receipt {
                     accepted_at: Some(at.clone()),
                     ..early.clone()

@@ -4,6 +4,8 @@
 //! account may clear its counts 10 times a calendar month (48006 after).
 //! Plain data that `state` keeps and counts sends into.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,7 @@ use super::errors::WxError;
 pub const CLEARS_PER_MONTH: u32 = 10;
 
 /// Which of an account's two apps a call is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     MiniProgram,
     OfficialAccount,
@@ -41,10 +43,10 @@ struct Used {
 /// The send APIs' daily use and the month's clears, per side.
 #[derive(Debug, Default)]
 pub struct Quotas {
-    /// (side, cgi path) → its use today.
-    used: Vec<((Side, &'static str), Used)>,
+    /// (side, cgi path) → its use on its day.
+    used: HashMap<(Side, &'static str), Used>,
     /// (side, (year, month)) → clears made in it.
-    clears: Vec<(Side, (i32, u32), u32)>,
+    clears: HashMap<(Side, (i32, u32)), u32>,
 }
 
 /// `openapi/quota/get`'s `quota`.
@@ -69,14 +71,7 @@ pub struct ClearQuota {
 
 impl Quotas {
     fn entry(&mut self, side: Side, path: &'static str) -> &mut Used {
-        let at = match self.used.iter().position(|((s, p), _)| *s == side && *p == path) {
-            Some(at) => at,
-            None => {
-                self.used.push(((side, path), Used::default()));
-                self.used.len() - 1
-            }
-        };
-        &mut self.used[at].1
+        self.used.entry((side, path)).or_default()
     }
 
     /// Takes one send of `path`'s daily quota, or 45009 when it is used up.
@@ -129,22 +124,12 @@ impl Quotas {
     /// to [`CLEARS_PER_MONTH`] times a month.
     pub fn clear(&mut self, side: Side, now: DateTime<Utc>) -> Result<(), WxError> {
         let day = wechat_day(now);
-        let month = (day.year(), day.month());
-        let made = self
-            .clears
-            .iter()
-            .find(|(s, m, _)| *s == side && *m == month)
-            .map_or(0, |(_, _, n)| *n);
-        if made >= CLEARS_PER_MONTH {
+        let made = self.clears.entry((side, (day.year(), day.month()))).or_default();
+        if *made >= CLEARS_PER_MONTH {
             return Err(WxError::ClearQuotaLimit);
         }
-        self.clears.retain(|(s, m, _)| !(*s == side && *m == month));
-        self.clears.push((side, month, made + 1));
-        for ((s, _), used) in &mut self.used {
-            if *s == side {
-                *used = Used::default();
-            }
-        }
+        *made += 1;
+        self.used.retain(|(s, _), _| *s != side);
         Ok(())
     }
 }

@@ -35,12 +35,16 @@ impl EvictionWatch {
         // One gauge per node (a single server's INFO names no node), so the
         // one that would evict is named and processes sharing a registry
         // keep their stores apart.
-        for (node, text) in node_texts(&answer) {
-            let node = if node.is_empty() { redis.address() } else { node };
-            let evicting = field(&text, "maxmemory_policy").is_some_and(|p| p != SAFE);
-            metrics::gauge!(STORE_EVICTING, "node" => node).set(if evicting { 1.0 } else { 0.0 });
+        let nodes = evicting_policies(&answer);
+        for (node, evicting) in &nodes {
+            let node = if node.is_empty() {
+                redis.address()
+            } else {
+                node.clone()
+            };
+            metrics::gauge!(STORE_EVICTING, "node" => node).set(if evicting.is_some() { 1.0 } else { 0.0 });
         }
-        let policy = evicting_policy(&answer);
+        let policy = nodes.into_iter().find_map(|(_, evicting)| evicting);
         let mut seen = self.evicting.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(policy) = &policy
             && seen.as_ref() != Some(policy)
@@ -55,13 +59,17 @@ impl EvictionWatch {
     }
 }
 
-/// The first `maxmemory_policy` other than `noeviction` in an `INFO`
-/// answer (one text, or one per cluster node).
-fn evicting_policy(answer: &Value) -> Option<String> {
-    node_texts(answer).iter().find_map(|(_, text)| {
-        let policy = field(text, "maxmemory_policy")?;
-        (policy != SAFE).then(|| policy.to_owned())
-    })
+/// Each node of an `INFO` answer (one text, or one per cluster node) with
+/// its `maxmemory_policy` if that is not `noeviction`.
+fn evicting_policies(answer: &Value) -> Vec<(String, Option<String>)> {
+    node_texts(answer)
+        .into_iter()
+        .map(|(node, text)| {
+            let policy = field(&text, "maxmemory_policy").filter(|p| *p != SAFE);
+            let policy = policy.map(str::to_owned);
+            (node, policy)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -76,10 +84,20 @@ mod tests {
     fn only_a_policy_other_than_noeviction_counts() {
         let safe = "# Memory\r\nused_memory:1\r\nmaxmemory_policy:noeviction\r\n";
         let lru = "# Memory\r\nmaxmemory_policy:allkeys-lru\r\n";
-        assert_eq!(evicting_policy(&bulk(safe)), None);
-        assert_eq!(evicting_policy(&bulk(lru)).as_deref(), Some("allkeys-lru"));
+        let policy = |answer: &Value| evicting_policies(answer);
+        assert_eq!(policy(&bulk(safe)), [(String::new(), None)]);
+        assert_eq!(
+            policy(&bulk(lru)),
+            [(String::new(), Some("allkeys-lru".to_owned()))]
+        );
         let cluster = Value::Map(vec![(bulk("a:1"), bulk(safe)), (bulk("b:2"), bulk(lru))]);
-        assert_eq!(evicting_policy(&cluster).as_deref(), Some("allkeys-lru"));
-        assert_eq!(evicting_policy(&Value::Nil), None);
+        assert_eq!(
+            policy(&cluster),
+            [
+                ("a:1".to_owned(), None),
+                ("b:2".to_owned(), Some("allkeys-lru".to_owned()))
+            ]
+        );
+        assert!(policy(&Value::Nil).is_empty());
     }
 }

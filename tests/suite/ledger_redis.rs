@@ -243,32 +243,12 @@ async fn ten_form_ids_per_openid_cost_at_most_44_bytes_each() {
 async fn ingest_waits_for_replicas_when_asked_to() {
     use formid_ledger::ledger::{LedgerError, LedgerSettings, RedisTarget};
     let master = RedisServer::start();
-    let replica = RedisServer::start();
-    let client = |server: &RedisServer| redis::Client::open(server.url()).unwrap();
-    let mut to_replica = client(&replica).get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(master.port())
-        .query_async(&mut to_replica)
+    let replica = RedisServer::start_replica_of(&master).await;
+    let mut to_replica = redis::Client::open(replica.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let mut to_master = client(&master).get_multiplexed_async_connection().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut to_master)
-            .await
-            .unwrap();
-        if info.contains("connected_slaves:1") && info.contains("state=online") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica never synced: {info}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 
     let wait = std::time::Duration::from_secs(2);
     let durable = RedisLedger::new(RedisTarget::Single(master.url()), "fl", LedgerSettings::default())

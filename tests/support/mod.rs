@@ -122,6 +122,40 @@ impl RedisServer {
         false
     }
 
+    /// A new redis-server replicating `master`, returned once the master
+    /// sees it online (at most 10 s).
+    pub async fn start_replica_of(master: &RedisServer) -> RedisServer {
+        let replica = RedisServer::start();
+        let connect = |server: &RedisServer| redis::Client::open(server.url()).unwrap();
+        let mut to_replica = connect(&replica)
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(master.port())
+            .query_async(&mut to_replica)
+            .await
+            .unwrap();
+        let mut to_master = connect(master).get_multiplexed_async_connection().await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut to_master)
+                .await
+                .unwrap();
+            if info.contains("connected_slaves:1") && info.contains("state=online") {
+                return replica;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica never synced: {info}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
