@@ -6,7 +6,9 @@
 //! `success`.
 //!
 //! What an event does: a popup grants (when grants come from pushes), a
-//! change to "reject" burns the template's grants, a subscribe sent event
+//! change to "reject" burns the template's grants (or ends its long-term
+//! subscription), a change to "accept" subscribes a long-term template
+//! again, a subscribe sent event
 //! and `TEMPLATESENDJOBFINISH` record the message's delivery. Anything else
 //! is counted and acknowledged.
 
@@ -192,7 +194,6 @@ fn event_label(push: &Push) -> &'static str {
 /// What a verified push does.
 async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), ApiError> {
     let label = event_label(push);
-    let now = app.clock.now();
     let openid = || {
         OpenId::parse(&push.from_user_name)
             .map_err(|e| ApiError::invalid_request(format!("FromUserName: {e}")))
@@ -214,14 +215,12 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
             true
         }
         (PushKind::SubscribeChange(choices), Endpoint::MiniProgram) => {
-            let openid = openid()?;
-            for choice in choices.iter().filter(|c| c.status == "reject") {
-                let Ok(template) = TemplateId::parse(&choice.template_id) else {
-                    continue;
-                };
-                let events = app.grants.burn_grants(&openid, &template).await?;
-                app.usage.grant_events(now, &events);
-            }
+            let changes: Vec<(TemplateId, bool)> = choices
+                .iter()
+                .filter(|c| c.status == "reject" || Answer::parse(&c.status) == Answer::Accept)
+                .filter_map(|c| Some((TemplateId::parse(&c.template_id).ok()?, c.status != "reject")))
+                .collect();
+            app.apply_changes(&openid()?, &changes).await?;
             true
         }
         (PushKind::SubscribeSent(results), Endpoint::MiniProgram) => {

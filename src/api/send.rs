@@ -72,11 +72,14 @@ async fn send_on<C: ChannelRoute>(
         let result = match attempt {
             Attempt::Fresh(journal) => {
                 let (template, keys) = C::template(&message);
-                if let Err(err) = known_template(app, C::KIND, template.as_str(), keys).await {
-                    if let Some(outcome) = refused(&err) {
-                        count(app, C::KIND, outcome);
+                match known_template(app, C::KIND, template.as_str(), keys).await {
+                    Ok(long_term) => C::listed(&mut message, long_term),
+                    Err(err) => {
+                        if let Some(outcome) = refused(&err) {
+                            count(app, C::KIND, outcome);
+                        }
+                        return Err(err);
                     }
-                    return Err(err);
                 }
                 sender.send(channel, &message, journal).await?
             }

@@ -41,8 +41,11 @@ pub struct Ignored {
 
 #[derive(Serialize, ToSchema)]
 pub struct SubscriptionsResponse {
-    /// Grants now held, per accepted template.
+    /// Grants now held, per accepted one-time template.
     granted: BTreeMap<String, u32>,
+    /// Accepted long-term templates (WeChat's type 3): the user is
+    /// subscribed, and sends spend nothing until they turn it off.
+    long_term: Vec<String>,
     /// Answers other than accept: nothing changed for those templates.
     ignored: Vec<Ignored>,
     /// `client`, or `push` when grants come from WeChat's pushes (then
@@ -109,6 +112,7 @@ pub async fn record(
     if app.grant_source == GrantSource::Push {
         return Ok(HttpResponse::Ok().json(SubscriptionsResponse {
             granted: BTreeMap::new(),
+            long_term: Vec::new(),
             ignored: Vec::new(),
             source: "push",
         }));
@@ -129,6 +133,7 @@ pub async fn record(
     );
     Ok(HttpResponse::Ok().json(SubscriptionsResponse {
         granted,
+        long_term: applied.long_term,
         ignored,
         source: "client",
     }))

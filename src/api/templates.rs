@@ -52,15 +52,17 @@ impl From<TemplateError> for ApiError {
 
 /// Fails a send, before anything is spent, whose template the account's
 /// list does not hold, or (subscribe) whose `data` names a key the template
-/// lacks. A list that cannot be had checks nothing.
+/// lacks; otherwise says whether the list names it long-term. A list that
+/// cannot be had checks nothing (and says one-time).
 pub(super) async fn known_template<'k>(
     app: &AppContext,
     channel: ChannelKind,
     template_id: &str,
     data_keys: impl IntoIterator<Item = &'k str>,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     match app.templates.check(channel, template_id, data_keys).await {
-        Check::Known | Check::Unchecked => Ok(()),
+        Check::Known { long_term } => Ok(long_term),
+        Check::Unchecked => Ok(false),
         Check::UnknownTemplate => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             code::UNKNOWN_TEMPLATE,

@@ -29,8 +29,10 @@ pub struct UserCredentials {
     leased: u32,
     /// Oldest expiry first.
     credentials: Vec<HeldCredential>,
-    /// Subscribe grants held per template.
+    /// Subscribe grants held per one-time template.
     subscriptions: BTreeMap<String, u32>,
+    /// Long-term templates the user is subscribed to.
+    long_term_subscriptions: Vec<String>,
 }
 
 /// What one user can be sent.
@@ -72,6 +74,11 @@ pub async fn credentials(
             .templates
             .into_iter()
             .map(|(template, n)| (template.as_str().to_owned(), n))
+            .collect(),
+        long_term_subscriptions: grants
+            .long_term
+            .into_iter()
+            .map(|template| template.as_str().to_owned())
             .collect(),
     }))
 }

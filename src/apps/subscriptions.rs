@@ -1,13 +1,16 @@
 //! What users answered in `wx.requestSubscribeMessage`, applied to an app:
-//! each accept is one grant (to the per-template cap), every answer is
-//! counted. Posted by the mini-program (`POST /v1/subscriptions`) or pushed
-//! by WeChat (the popup event), both applied here.
+//! each accept of a one-time template is one grant (to the per-template
+//! cap), an accept of a long-term template (the account's list says which)
+//! a subscription, and every answer is counted. Posted by the mini-program
+//! (`POST /v1/subscriptions`) or pushed by WeChat (the popup event), both
+//! applied here; so are the changes users make in the settings page.
 
 use std::collections::BTreeMap;
 
 use super::AppContext;
-use crate::domain::{OpenId, TemplateId};
+use crate::domain::{ChannelKind, OpenId, TemplateId};
 use crate::ledger::LedgerError;
+use crate::ledger::grants::{Accept, Holding};
 use crate::metrics::SUBSCRIBE_RESULTS;
 use crate::report::{Counter, GrantCounter};
 
@@ -63,25 +66,43 @@ pub type Answered = (TemplateId, Answer, String);
 /// What applying a popup's answers did.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// Grants now held, per accepted template.
+    /// Grants now held, per accepted one-time template.
     pub granted: BTreeMap<String, u32>,
+    /// Accepted long-term templates: the user is subscribed to each.
+    pub long_term: Vec<String>,
     /// (template, answer as given) of the answers that granted nothing.
     pub ignored: Vec<(String, String)>,
 }
 
 impl AppContext {
-    /// Grants what `openid` accepted (one per accept, to the cap) and counts
+    /// Grants what `openid` accepted (one per accept of a one-time
+    /// template, to the cap; a subscription for a long-term one) and counts
     /// every answer.
     pub async fn apply_answers(&self, openid: &OpenId, answers: &[Answered]) -> Result<Applied, LedgerError> {
-        let accepted: Vec<(TemplateId, u32)> = answers
+        let accepted: Vec<&TemplateId> = answers
             .iter()
             .filter(|(_, answer, _)| *answer == Answer::Accept)
-            .map(|(template, _, _)| (template.clone(), 1))
+            .map(|(template, _, _)| template)
             .collect();
         let outcome = if accepted.is_empty() {
             None
         } else {
-            Some(self.grants.add_grants(openid, &accepted).await?)
+            let long_term = self
+                .templates
+                .long_term(ChannelKind::Subscribe, accepted.iter().map(|t| t.as_str()))
+                .await;
+            let batch: Vec<(TemplateId, Accept)> = accepted
+                .iter()
+                .map(|template| {
+                    let accept = if long_term.contains(template.as_str()) {
+                        Accept::LongTerm
+                    } else {
+                        Accept::OneTime(1)
+                    };
+                    ((*template).clone(), accept)
+                })
+                .collect();
+            Some(self.grants.add_accepts(openid, &batch).await?)
         };
         let now = self.clock.now();
         let mut applied = Applied::default();
@@ -97,11 +118,42 @@ impl AppContext {
         }
         if let Some(outcome) = outcome {
             self.usage.grant_events(now, &outcome.events);
-            for ((template, _), held) in accepted.iter().zip(&outcome.held) {
-                applied.granted.insert(template.as_str().to_owned(), *held);
+            for (template, held) in accepted.iter().zip(&outcome.held) {
+                match held {
+                    Holding::Grants(n) => {
+                        applied.granted.insert(template.as_str().to_owned(), *n);
+                    }
+                    Holding::LongTerm => applied.long_term.push(template.as_str().to_owned()),
+                }
             }
         }
         Ok(applied)
+    }
+
+    /// What `openid` changed in the mini-program's settings page: a
+    /// template turned off loses its grants (or its subscription); a
+    /// long-term template turned on again is subscribed again. Turning a
+    /// one-time template on grants nothing: only a popup's accept does.
+    pub async fn apply_changes(
+        &self,
+        openid: &OpenId,
+        changes: &[(TemplateId, bool)],
+    ) -> Result<(), LedgerError> {
+        let turned_on = changes.iter().filter(|(_, on)| *on).map(|(t, _)| t.as_str());
+        let long_term = self.templates.long_term(ChannelKind::Subscribe, turned_on).await;
+        let now = self.clock.now();
+        for (template, on) in changes {
+            let events = if !on {
+                self.grants.burn_grants(openid, template).await?
+            } else if long_term.contains(template.as_str()) {
+                let batch = [(template.clone(), Accept::LongTerm)];
+                self.grants.add_accepts(openid, &batch).await?.events
+            } else {
+                continue;
+            };
+            self.usage.grant_events(now, &events);
+        }
+        Ok(())
     }
 }
 

@@ -48,6 +48,11 @@ pub trait ChannelRoute: Channel + 'static {
     /// have (empty when the channel does not check keys).
     fn template(message: &Self::Message) -> (&TemplateId, Vec<&str>);
 
+    /// What the account's list says of the message's template: whether it
+    /// is long-term (a channel whose spending depends on that keeps it);
+    /// ignored by default.
+    fn listed(_message: &mut Self::Message, _long_term: bool) {}
+
     /// Rules the message must meet before anything is spent (a 422
     /// `invalid_data`); none by default.
     fn check(_: &Self::Message) -> Result<(), ApiError> {

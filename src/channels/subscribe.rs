@@ -3,7 +3,9 @@
 //! first (nothing is spent on a message WeChat would refuse); then it spends
 //! one of the recipient's grants of the message's template. Grants are counted,
 //! not named, so a lost answer cannot be checked: it counts as spent. 43101
-//! means the user cancelled: every grant of the template is burned.
+//! means the user cancelled: every grant of the template is burned. A
+//! long-term template the user subscribed to spends nothing: the send
+//! leases the subscription, and 43101 ends it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use utoipa::ToSchema;
 use super::{Channel, ChannelRoute, invalid_target};
 use crate::domain::{ChannelKind, Outcome, TemplateId, parse_target, subscribe_data};
 use crate::error::{ApiError, code};
-use crate::ledger::grants::{GrantLedger, GrantReservation};
+use crate::ledger::grants::{GrantLedger, GrantReservation, Holding};
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::push::receipts::Messages;
 use crate::report::UsageRecorder;
@@ -53,8 +55,13 @@ pub struct SubscribeSent {
     status: &'static str,
     /// WeChat's id of the message (a string: it can exceed 2^53).
     msgid: Option<String>,
-    /// Grants of this template the user still holds.
-    grants_left: u32,
+    /// Grants of this template the user still holds; absent when the
+    /// message went on a long-term subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grants_left: Option<u32>,
+    /// Sent on the user's long-term subscription: nothing was spent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    long_term: bool,
     /// Calls made to WeChat.
     attempts: u32,
 }
@@ -75,11 +82,12 @@ impl SubscribeChannel {
     }
 }
 
-/// A reserved grant, and how many of its template the user holds besides.
+/// A reserved grant (or a leased long-term subscription), and what the
+/// user holds of its template besides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldGrant {
     pub reservation: GrantReservation,
-    pub left: u32,
+    pub left: Holding,
 }
 
 #[async_trait]
@@ -95,7 +103,13 @@ impl Channel for SubscribeChannel {
     ) -> Result<Option<HeldGrant>, LedgerError> {
         let reserved = self
             .grants
-            .reserve_grant(&message.touser, &message.template_id, lease, hold)
+            .reserve_for(
+                &message.touser,
+                &message.template_id,
+                message.long_term,
+                lease,
+                hold,
+            )
             .await?;
         self.usage.grant_events(Utc::now(), &reserved.events);
         let left = reserved.left;
@@ -138,7 +152,11 @@ impl Channel for SubscribeChannel {
             lease: lease.to_hex(),
             template: held.reservation.template.as_str().to_owned(),
             deadline: held.reservation.deadline,
-            left: held.left,
+            left: match held.left {
+                Holding::Grants(n) => n,
+                Holding::LongTerm => 0,
+            },
+            long_term: held.left == Holding::LongTerm,
         };
         serde_json::to_string(&stored).unwrap_or_default()
     }
@@ -155,7 +173,11 @@ impl Channel for SubscribeChannel {
             lease,
             credential: HeldGrant {
                 reservation,
-                left: stored.left,
+                left: if stored.long_term {
+                    Holding::LongTerm
+                } else {
+                    Holding::Grants(stored.left)
+                },
             },
         })
     }
@@ -168,6 +190,8 @@ struct StoredGrant {
     template: String,
     deadline: DateTime<Utc>,
     left: u32,
+    #[serde(default)]
+    long_term: bool,
 }
 
 impl ChannelRoute for SubscribeChannel {
@@ -201,6 +225,7 @@ impl ChannelRoute for SubscribeChannel {
             data: body.data,
             miniprogram_state: body.miniprogram_state,
             lang: body.lang,
+            long_term: false,
         })
     }
 
@@ -209,6 +234,10 @@ impl ChannelRoute for SubscribeChannel {
             &message.template_id,
             message.data.keys().map(String::as_str).collect(),
         )
+    }
+
+    fn listed(message: &mut SubscribeMessage, long_term: bool) {
+        message.long_term = long_term;
     }
 
     fn check(message: &SubscribeMessage) -> Result<(), ApiError> {
@@ -224,10 +253,15 @@ impl ChannelRoute for SubscribeChannel {
     }
 
     fn sent(held: &HeldGrant, attempts: u32, _: Option<i64>, msgid: Option<String>) -> Value {
+        let (grants_left, long_term) = match held.left {
+            Holding::Grants(n) => (Some(n), false),
+            Holding::LongTerm => (None, true),
+        };
         serde_json::json!(SubscribeSent {
             status: "sent",
             msgid,
-            grants_left: held.left,
+            grants_left,
+            long_term,
             attempts,
         })
     }

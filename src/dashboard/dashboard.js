@@ -16,6 +16,7 @@
 //   [data-summary=<path>] one per live summary number, text = formatted value,
 //                         data-value = the raw number
 //   tr[data-template=<id>][data-count=<n>]  grants held per subscribe template
+//   tr[data-template=<id>][data-subscribers=<n>]  users subscribed per long-term template
 //   tr[data-quota=<channel>][data-used=<n>][data-limit=<n>]  WeChat's count of
 //                         the channel's send API today
 //
@@ -95,6 +96,9 @@
     grants: $('grants'),
     grantsEmpty: $('grants-empty'),
     grantsTotal: $('grants-total'),
+    subscribers: $('subscribers'),
+    subscribersEmpty: $('subscribers-empty'),
+    subscribersTotal: $('subscribers-total'),
     quota: $('quota'),
     quotaNote: $('quota-note'),
     charts: $('charts'),
@@ -532,8 +536,9 @@
     state.last = { usage, summary };
     const summaryZero = renderSummary(summary);
     const grantsZero = renderGrants(summary.subscribe_grants);
+    const subscribersZero = renderSubscribers(summary.long_term_subscribers);
     const chartsZero = await renderCharts(usage);
-    ui.emptyNote.hidden = !(summaryZero && grantsZero && chartsZero);
+    ui.emptyNote.hidden = !(summaryZero && grantsZero && subscribersZero && chartsZero);
   }
 
   function clearData() {
@@ -545,6 +550,10 @@
     ui.grants.hidden = true;
     ui.grantsEmpty.hidden = true;
     ui.grantsTotal.textContent = '';
+    ui.subscribers.tBodies[0].replaceChildren();
+    ui.subscribers.hidden = true;
+    ui.subscribersEmpty.hidden = true;
+    ui.subscribersTotal.textContent = '';
     ui.quota.tBodies[0].replaceChildren();
     ui.quota.hidden = true;
     ui.quotaNote.hidden = true;
@@ -558,7 +567,7 @@
   function renderSummary(summary) {
     const flat = [];
     for (const [k, v] of Object.entries(summary)) {
-      if (k === 'subscribe_grants') continue;
+      if (k === 'subscribe_grants' || k === 'long_term_subscribers') continue;
       if (isNum(v)) flat.push([k, v]);
       else if (isObj(v)) leaves(v, k, flat);
     }
@@ -590,16 +599,27 @@
 
   // Returns true when no grant is held.
   function renderGrants(grants) {
-    const entries = isObj(grants) ? Object.entries(grants).filter((e) => isNum(e[1])) : [];
+    return renderPerTemplate(ui.grants, ui.grantsEmpty, ui.grantsTotal, grants, 'held', 'count');
+  }
+
+  // Returns true when no user holds a long-term subscription.
+  function renderSubscribers(subscribers) {
+    return renderPerTemplate(ui.subscribers, ui.subscribersEmpty, ui.subscribersTotal, subscribers, 'subscribed', 'subscribers');
+  }
+
+  // A per-template table of counts, largest first, each row with a bar;
+  // `attr` names the row's data attribute holding its count.
+  function renderPerTemplate(table, emptyEl, totalEl, counts, noun, attr) {
+    const entries = isObj(counts) ? Object.entries(counts).filter((e) => isNum(e[1])) : [];
     entries.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const total = entries.reduce((s, e) => s + e[1], 0);
     const max = entries.reduce((m, e) => Math.max(m, e[1]), 0);
-    const body = ui.grants.tBodies[0];
+    const body = table.tBodies[0];
     body.replaceChildren(
       ...entries.map(([id, n]) =>
         el(
           'tr',
-          { 'data-template': id, 'data-count': n },
+          { 'data-template': id, ['data-' + attr]: n },
           el(
             'td',
             null,
@@ -610,12 +630,12 @@
         ),
       ),
     );
-    ui.grants.hidden = entries.length === 0;
-    ui.grantsEmpty.hidden = entries.length !== 0;
-    ui.grantsTotal.textContent = entries.length
-      ? fmt(total) + ' held · ' + fmt(entries.length) + (entries.length === 1 ? ' template' : ' templates')
+    table.hidden = entries.length === 0;
+    emptyEl.hidden = entries.length !== 0;
+    totalEl.textContent = entries.length
+      ? fmt(total) + ' ' + noun + ' · ' + fmt(entries.length) + (entries.length === 1 ? ' template' : ' templates')
       : '';
-    ui.grantsTotal.dataset.total = String(total);
+    totalEl.dataset.total = String(total);
     return total === 0;
   }
 

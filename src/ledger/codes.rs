@@ -37,6 +37,13 @@ pub const GEV_CAPPED: i64 = 2;
 pub const GEV_SPENT: i64 = 3;
 pub const GEV_BURNED: i64 = 4;
 pub const GEV_REFUNDED: i64 = 5;
+/// A long-term subscription began; the count is the one-time grants it absorbed.
+pub const GEV_SUBSCRIBED: i64 = 6;
+pub const GEV_SENT_LONG_TERM: i64 = 7;
+pub const GEV_ENDED: i64 = 8;
+
+/// The count of a grant entry that is a long-term subscription.
+pub const GRANT_STANDING: i64 = 0xFFFF;
 
 /// `local NAME = value` for every constant above.
 pub fn lua_prelude() -> String {
@@ -67,6 +74,10 @@ pub fn lua_prelude() -> String {
         ("GEV_SPENT", GEV_SPENT),
         ("GEV_BURNED", GEV_BURNED),
         ("GEV_REFUNDED", GEV_REFUNDED),
+        ("GEV_SUBSCRIBED", GEV_SUBSCRIBED),
+        ("GEV_SENT_LONG_TERM", GEV_SENT_LONG_TERM),
+        ("GEV_ENDED", GEV_ENDED),
+        ("GRANT_STANDING", GRANT_STANDING),
     ];
     named
         .iter()
@@ -128,6 +139,12 @@ pub fn grant_event_from(code: i64, template: u16, grants: u32) -> Option<RawGran
         GEV_SPENT => RawGrantEvent::Spent { template },
         GEV_BURNED => RawGrantEvent::Burned { template, grants },
         GEV_REFUNDED => RawGrantEvent::Refunded { template },
+        GEV_SUBSCRIBED => RawGrantEvent::Subscribed {
+            template,
+            absorbed: grants,
+        },
+        GEV_SENT_LONG_TERM => RawGrantEvent::SentLongTerm { template },
+        GEV_ENDED => RawGrantEvent::Ended { template },
         _ => return None,
     })
 }

@@ -46,6 +46,12 @@ pub enum GrantCounter {
     Filtered,
     Spent,
     Burned,
+    /// Long-term subscriptions begun.
+    LongTermAccepted,
+    /// Messages sent on long-term subscriptions (nothing spent).
+    LongTermSent,
+    /// Long-term subscriptions ended (turned off, or WeChat's 43101).
+    LongTermEnded,
 }
 
 impl GrantCounter {
@@ -58,6 +64,9 @@ impl GrantCounter {
             GrantCounter::Filtered => "filtered",
             GrantCounter::Spent => "spent",
             GrantCounter::Burned => "burned",
+            GrantCounter::LongTermAccepted => "long_term.accepted",
+            GrantCounter::LongTermSent => "long_term.sent",
+            GrantCounter::LongTermEnded => "long_term.ended",
         }
     }
 }
@@ -131,6 +140,8 @@ impl Series {
 
 /// Prefix of the running totals of grants outstanding per template.
 pub const GRANTS_TOTAL_PREFIX: &str = "grants.";
+/// Prefix of the running totals of long-term subscribers per template.
+pub const LONG_TERM_TOTAL_PREFIX: &str = "long_term.";
 
 #[cfg(test)]
 mod tests {
@@ -157,6 +168,10 @@ mod tests {
                 "subscribe.deliveries.delivered",
             ),
             (Counter::Grants(GrantCounter::Banned), "subscribe.banned"),
+            (
+                Counter::Grants(GrantCounter::LongTermSent),
+                "subscribe.long_term.sent",
+            ),
             (Counter::Collected(CredentialKind::Prepay), "collected.prepay"),
             (
                 Counter::Rejected(RejectReason::MockFormId),

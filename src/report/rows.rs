@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::counter::{Counter, ERRCODE_PREFIX, GRANTS_TOTAL_PREFIX, GrantCounter, Series};
+use super::counter::{
+    Counter, ERRCODE_PREFIX, GRANTS_TOTAL_PREFIX, GrantCounter, LONG_TERM_TOTAL_PREFIX, Series,
+};
 use crate::domain::{ChannelKind, CredentialKind, Outcome, RejectReason};
 use crate::push::receipts::Status;
 use crate::store::DayCounters;
@@ -132,8 +134,22 @@ pub struct SubscribeRow {
     pub filtered: i64,
     pub spent: i64,
     pub burned: i64,
+    /// Long-term templates, counted apart: they spend no grant.
+    pub long_term: LongTermRow,
     pub sends: Sends,
     pub deliveries: Deliveries,
+}
+
+/// Long-term subscriptions of a day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LongTermRow {
+    /// Subscriptions begun (a first accept, or one after the user turned
+    /// the template off).
+    pub accepted: i64,
+    /// Messages sent on subscriptions (included in `sends.sent`).
+    pub sent: i64,
+    /// Subscriptions ended: turned off by the user, or WeChat's 43101.
+    pub ended: i64,
 }
 
 /// One day of `GET /v1/reports/usage`. `spent`, `burned`, `refunded` and
@@ -171,6 +187,8 @@ pub struct Summary {
     /// Subscribe grants users hold (or that sends in progress hold), per
     /// template.
     pub subscribe_grants: BTreeMap<String, i64>,
+    /// Users subscribed to each long-term template.
+    pub long_term_subscribers: BTreeMap<String, i64>,
 }
 
 /// Days whose counters a summary needs: every instant a credential can
@@ -251,6 +269,11 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
             filtered: grants(GrantCounter::Filtered),
             spent: grants(GrantCounter::Spent),
             burned: grants(GrantCounter::Burned),
+            long_term: LongTermRow {
+                accepted: grants(GrantCounter::LongTermAccepted),
+                sent: grants(GrantCounter::LongTermSent),
+                ended: grants(GrantCounter::LongTermEnded),
+            },
             sends: Sends::of(ChannelKind::Subscribe, &get),
             deliveries: Deliveries::of(ChannelKind::Subscribe, &get),
         },
@@ -263,9 +286,14 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
 
 /// Grants outstanding per template, from the running totals.
 pub fn subscribe_grants(totals: &DayCounters) -> BTreeMap<String, i64> {
+    per_template(totals, GRANTS_TOTAL_PREFIX)
+}
+
+/// The running totals under `prefix`, per template, those above zero.
+fn per_template(totals: &DayCounters, prefix: &str) -> BTreeMap<String, i64> {
     totals
         .iter()
-        .filter_map(|(field, n)| Some((field.strip_prefix(GRANTS_TOTAL_PREFIX)?.to_owned(), *n)))
+        .filter_map(|(field, n)| Some((field.strip_prefix(prefix)?.to_owned(), *n)))
         .filter(|(_, n)| *n > 0)
         .collect()
 }
@@ -292,6 +320,7 @@ pub fn summary(
         available_sends: available,
         expiring_within_24h: expiring.total(),
         subscribe_grants: subscribe_grants(totals),
+        long_term_subscribers: per_template(totals, LONG_TERM_TOTAL_PREFIX),
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
 
-use super::counter::{Counter, GRANTS_TOTAL_PREFIX, GrantCounter, Series};
-use crate::domain::{ChannelKind, Outcome};
+use super::counter::{Counter, GRANTS_TOTAL_PREFIX, GrantCounter, LONG_TERM_TOTAL_PREFIX, Series};
+use crate::domain::{ChannelKind, Outcome, TemplateId};
 use crate::ledger::LedgerEvent;
 use crate::ledger::grants::GrantEvent;
 use crate::store::{StoreError, TOTALS, UsageBatch, UsageDeltas, UsageStore};
@@ -87,34 +87,46 @@ impl UsageRecorder {
     }
 
     /// Turns grant events into counter deltas: [`Counter::Grants`] on the
-    /// day, and the running total of grants outstanding per template
-    /// (`grants.<template_id>` in [`TOTALS`]).
+    /// day, the running total of one-time grants outstanding per template
+    /// (`grants.<template_id>` in [`TOTALS`]) and of long-term subscribers
+    /// (`long_term.<template_id>`).
     pub fn grant_events(&self, now: DateTime<Utc>, events: &[GrantEvent]) {
         let (today, _) = self.day_of(now);
         let mut deltas = Vec::new();
+        let mut total = |prefix: &str, template: &TemplateId, n: i64| {
+            deltas.push((TOTALS, format!("{prefix}{}", template.as_str()), n));
+        };
+        let mut counted = Vec::new();
         for event in events {
-            // (day counter, how many, change to the template's outstanding grants)
-            let (field, n, outstanding) = match event {
+            let (counter, n) = match event {
                 GrantEvent::Accepted { template, grants } => {
-                    (GrantCounter::Accepted, *grants, Some((template, 1)))
+                    total(GRANTS_TOTAL_PREFIX, template, i64::from(*grants));
+                    (GrantCounter::Accepted, *grants)
                 }
-                GrantEvent::Capped { grants, .. } => (GrantCounter::Capped, *grants, None),
-                GrantEvent::Spent { template } => (GrantCounter::Spent, 1, Some((template, -1))),
+                GrantEvent::Capped { grants, .. } => (GrantCounter::Capped, *grants),
+                GrantEvent::Spent { template } => {
+                    total(GRANTS_TOTAL_PREFIX, template, -1);
+                    (GrantCounter::Spent, 1)
+                }
                 GrantEvent::Burned { template, grants } => {
-                    (GrantCounter::Burned, *grants, Some((template, -1)))
+                    total(GRANTS_TOTAL_PREFIX, template, -i64::from(*grants));
+                    (GrantCounter::Burned, *grants)
                 }
                 GrantEvent::Refunded { .. } => continue,
+                GrantEvent::Subscribed { template, absorbed } => {
+                    total(GRANTS_TOTAL_PREFIX, template, -i64::from(*absorbed));
+                    total(LONG_TERM_TOTAL_PREFIX, template, 1);
+                    (GrantCounter::LongTermAccepted, 1)
+                }
+                GrantEvent::SentLongTerm { .. } => (GrantCounter::LongTermSent, 1),
+                GrantEvent::Ended { template } => {
+                    total(LONG_TERM_TOTAL_PREFIX, template, -1);
+                    (GrantCounter::LongTermEnded, 1)
+                }
             };
-            let n = i64::from(n);
-            deltas.push((today, Counter::Grants(field).field(), n));
-            if let Some((template, sign)) = outstanding {
-                deltas.push((
-                    TOTALS,
-                    format!("{GRANTS_TOTAL_PREFIX}{}", template.as_str()),
-                    sign * n,
-                ));
-            }
+            counted.push((today, Counter::Grants(counter).field(), i64::from(n)));
         }
+        deltas.extend(counted);
         self.add(deltas);
     }
 

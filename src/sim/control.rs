@@ -351,6 +351,9 @@ async fn change_subscription(
 struct SubscribeTemplateRequest {
     template_id: String,
     keywords: Vec<String>,
+    /// WeChat's kind: 2 one-time (the default), 3 long-term.
+    #[serde(rename = "type")]
+    kind: Option<u8>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -361,7 +364,17 @@ async fn register_subscribe_template(
     let SubscribeTemplateRequest {
         template_id,
         keywords,
+        kind,
     } = body.into_inner();
+    let long_term = match kind.unwrap_or(2) {
+        2 => false,
+        3 => true,
+        _ => {
+            return Err(ControlError::invalid(
+                "type must be 2 (one-time) or 3 (long-term)",
+            ));
+        }
+    };
     let template = parse_template(&template_id)?;
     let well_formed = |k: &String| {
         let kind = k.trim_end_matches(|c: char| c.is_ascii_digit());
@@ -374,6 +387,10 @@ async fn register_subscribe_template(
     }
     account
         .lock()
-        .add_subscribe_template(template.as_str().to_owned(), keywords.clone());
-    Ok(HttpResponse::Ok().json(json!({ "template_id": template.as_str(), "keywords": keywords })))
+        .add_subscribe_template(template.as_str().to_owned(), keywords.clone(), long_term);
+    Ok(HttpResponse::Ok().json(json!({
+        "template_id": template.as_str(),
+        "keywords": keywords,
+        "type": if long_term { 3 } else { 2 },
+    })))
 }

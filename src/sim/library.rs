@@ -186,6 +186,8 @@ pub struct AccountTemplate {
     pub content: String,
     /// The data keys, in order.
     pub keys: Vec<String>,
+    /// A long-term subscribe template (`type` 3 in `gettemplate`).
+    pub long_term: bool,
 }
 
 impl AccountTemplate {
@@ -197,6 +199,7 @@ impl AccountTemplate {
             title: title.to_owned(),
             content,
             keys: keys.to_vec(),
+            long_term: false,
         }
     }
 
@@ -230,6 +233,7 @@ impl AccountTemplate {
             title: entry.title.to_owned(),
             content,
             keys: lines.into_iter().map(|(_, key)| key).collect(),
+            long_term: false,
         }
     }
 }
@@ -274,7 +278,8 @@ impl AccountTemplates {
                     json!({"template_id": id, "title": t.title, "content": t.content, "example": ""})
                 }
                 Channel::Subscribe => json!({
-                    "priTmplId": id, "title": t.title, "content": t.content, "example": "", "type": 2,
+                    "priTmplId": id, "title": t.title, "content": t.content, "example": "",
+                    "type": if t.long_term { 3 } else { 2 },
                 }),
                 Channel::OfficialAccount => json!({
                     "template_id": id, "title": t.title, "primary_industry": "IT科技",

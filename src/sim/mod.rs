@@ -72,7 +72,8 @@
 //!   sent at once; deleted ones answer 40037.
 //!
 //! # Built-in subscribe templates
-//! [`BUILTIN_SUBSCRIBE_TEMPLATES`], with their keywords; more with
+//! [`BUILTIN_SUBSCRIBE_TEMPLATES`] (one-time) and
+//! [`BUILTIN_LONG_TERM_TEMPLATE`], with their keywords; more with
 //! `POST /sandbox/subscribe-templates`.
 //!
 //! # Control routes (`/sandbox/...`)
@@ -116,7 +117,7 @@
 //!   `reject` without asking.
 //! - `POST /subscriptions/change` `{"openid", "template_id", "status": "reject"
 //!   | "accept"}`: the user turns a template off (its grants go) or on.
-//! - `POST /subscribe-templates` `{"template_id", "keywords": ["thing1", ...]}`
+//! - `POST /subscribe-templates` `{"template_id", "keywords": ["thing1", ...], "type"?: 2 | 3}`
 //!   registers a subscribe template.
 
 //! # Layout
@@ -153,7 +154,7 @@ pub use config::{
 pub use fault_gate::on_connect;
 pub use handle::Simulator;
 pub use state::INBOX_CAPACITY;
-pub use subscribe::BUILTIN_SUBSCRIBE_TEMPLATES;
+pub use subscribe::{BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_SUBSCRIBE_TEMPLATES};
 
 impl Simulator {
     /// All routes, under `/sandbox`. The `drop` fault only closes the

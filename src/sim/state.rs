@@ -19,7 +19,7 @@ use super::fault::Fault;
 use super::followers::Followers;
 use super::library::{self, AccountTemplate, AccountTemplates, Channel};
 use super::quota::{ClearQuota, Quota, QuotaGet, Quotas, Side};
-use super::subscribe::{self, BUILTIN_SUBSCRIBE_TEMPLATES, Subscriptions};
+use super::subscribe::{self, BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_SUBSCRIBE_TEMPLATES, Subscriptions};
 use super::tokens::{Issued, Tokens};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
 
@@ -182,6 +182,11 @@ impl State {
             let template = AccountTemplate::plain("Sandbox subscribe template", &keys);
             account.insert(Channel::Subscribe, id.to_owned(), template);
         }
+        let (id, keys) = BUILTIN_LONG_TERM_TEMPLATE;
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        let mut template = AccountTemplate::plain("Sandbox long-term subscribe template", &keys);
+        template.long_term = true;
+        account.insert(Channel::Subscribe, id.to_owned(), template);
         for (id, short) in BUILTIN_OA_TEMPLATES {
             let entry = library::entry(Channel::OfficialAccount, short).expect("a library entry");
             let template = AccountTemplate::from_entry(
@@ -444,7 +449,7 @@ impl State {
         if let Some(key) = subscribe::refused_key(keywords, &data) {
             return Err(SubscribeRefusal::Data(key));
         }
-        if self.subscriptions.grants(&body.touser, &body.template_id) == 0 {
+        if !self.subscriptions.may_send(&body.touser, &body.template_id) {
             return Err(WxError::NotSubscribed.into());
         }
         self.quotas.take(
@@ -513,11 +518,13 @@ impl State {
         Ok(())
     }
 
-    pub fn add_subscribe_template(&mut self, template_id: String, keywords: Vec<String>) {
-        let template = AccountTemplate::plain("Sandbox subscribe template", &keywords);
+    /// Adds a subscribe template: one-time, or `long_term` (type 3).
+    pub fn add_subscribe_template(&mut self, template_id: String, keywords: Vec<String>, long_term: bool) {
+        let mut template = AccountTemplate::plain("Sandbox subscribe template", &keywords);
+        template.long_term = long_term;
         self.account
             .insert(Channel::Subscribe, template_id.clone(), template);
-        self.subscriptions.add_template(template_id, keywords);
+        self.subscriptions.add_template(template_id, keywords, long_term);
     }
 
     pub fn issue_login_code(&mut self, openid: OpenId, now: DateTime<Utc>) -> String {

@@ -1,7 +1,9 @@
 //! Subscribe messages as WeChat keeps them: the account's subscribe
 //! templates and their keywords, each user's one-time grants per template
 //! (given by `wx.requestSubscribeMessage` accepts, dropped when the user
-//! turns a template off), and the `data` rules of `subscribeMessage.send`.
+//! turns a template off), their long-term subscriptions (an accept of a
+//! long-term template lets the app send until the user turns it off), and
+//! the `data` rules of `subscribeMessage.send`.
 //!
 //! The data rules are written here again, on purpose, apart from the
 //! service's validator (`domain::subscribe_data`): the simulator is the
@@ -30,13 +32,25 @@ pub const BUILTIN_SUBSCRIBE_TEMPLATES: [(&str, &[&str]); 3] = [
     ),
 ];
 
+/// A long-term subscribe template (WeChat's type 3) every simulator knows
+/// from the start, with its keywords: one accept lets the app send until
+/// the user turns it off.
+pub const BUILTIN_LONG_TERM_TEMPLATE: (&str, &[&str]) = (
+    "Lt7Yu3Io9Pa1Sd5Fg2Hj8Kl4Zx6Cv0Bn3Mq7We1Rt5Y",
+    &["thing1", "phrase2"],
+);
+
 /// A user's answer to one template in `wx.requestSubscribeMessage`.
 pub const RESULTS: [&str; 4] = ["accept", "reject", "ban", "filter"];
 
 #[derive(Debug, Default)]
 pub struct Subscriptions {
     templates: HashMap<String, Vec<String>>,
+    /// Templates of the long-term kind (WeChat's type 3).
+    long_term: HashSet<String>,
     grants: HashMap<(String, String), u32>,
+    /// (openid, template) subscribed long-term.
+    standing: HashSet<(String, String)>,
     /// (openid, template) the user turned off in settings.
     off: HashSet<(String, String)>,
     next_msgid: u64,
@@ -44,22 +58,31 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     pub fn new() -> Self {
+        let (long_term, _) = BUILTIN_LONG_TERM_TEMPLATE;
         Self {
             templates: BUILTIN_SUBSCRIBE_TEMPLATES
                 .iter()
+                .chain([&BUILTIN_LONG_TERM_TEMPLATE])
                 .map(|(id, keys)| ((*id).to_owned(), keys.iter().map(|k| (*k).to_owned()).collect()))
                 .collect(),
+            long_term: HashSet::from([long_term.to_owned()]),
             next_msgid: 1_000_000,
             ..Self::default()
         }
     }
 
-    pub fn add_template(&mut self, template_id: String, keywords: Vec<String>) {
+    pub fn add_template(&mut self, template_id: String, keywords: Vec<String>, long_term: bool) {
+        if long_term {
+            self.long_term.insert(template_id.clone());
+        } else {
+            self.long_term.remove(&template_id);
+        }
         self.templates.insert(template_id, keywords);
     }
 
     pub fn remove_template(&mut self, template_id: &str) {
         self.templates.remove(template_id);
+        self.long_term.remove(template_id);
     }
 
     pub fn keywords(&self, template_id: &str) -> Option<&[String]> {
@@ -79,7 +102,9 @@ impl Subscriptions {
             } else {
                 wanted.as_str()
             };
-            if result == "accept" {
+            if result == "accept" && self.long_term.contains(template) {
+                self.standing.insert(key);
+            } else if result == "accept" {
                 *self.grants.entry(key).or_default() += 1;
             }
             answer.insert(template.clone(), result.into());
@@ -87,27 +112,36 @@ impl Subscriptions {
         answer
     }
 
-    /// The user turns a template off (its grants go) or on again.
+    /// The user turns a template off (its grants or its subscription go)
+    /// or on again (a long-term template is subscribed again).
     pub fn change(&mut self, openid: &str, template: &str, on: bool) {
         let key = (openid.to_owned(), template.to_owned());
         if on {
             self.off.remove(&key);
+            if self.long_term.contains(template) {
+                self.standing.insert(key);
+            }
         } else {
             self.grants.remove(&key);
+            self.standing.remove(&key);
             self.off.insert(key);
         }
     }
 
-    pub fn grants(&self, openid: &str, template: &str) -> u32 {
-        self.grants
-            .get(&(openid.to_owned(), template.to_owned()))
-            .copied()
-            .unwrap_or(0)
+    /// Whether a message of `template` may be sent to `openid`: a grant
+    /// held, or a long-term subscription.
+    pub fn may_send(&self, openid: &str, template: &str) -> bool {
+        let key = (openid.to_owned(), template.to_owned());
+        self.standing.contains(&key) || self.grants.get(&key).is_some_and(|n| *n > 0)
     }
 
-    /// Uses one grant; returns the new message's id.
+    /// Uses one grant (a long-term subscription uses none); returns the new
+    /// message's id.
     pub fn spend(&mut self, openid: &str, template: &str) -> u64 {
-        if let Some(n) = self.grants.get_mut(&(openid.to_owned(), template.to_owned())) {
+        let key = (openid.to_owned(), template.to_owned());
+        if !self.standing.contains(&key)
+            && let Some(n) = self.grants.get_mut(&key)
+        {
             *n = n.saturating_sub(1);
         }
         self.next_msgid += 1;

@@ -302,7 +302,7 @@ impl State {
         let template_id = library::new_template_id();
         let template = AccountTemplate::from_entry(Channel::Subscribe, entry, &keywords);
         self.subscriptions
-            .add_template(template_id.clone(), template.keys.clone());
+            .add_template(template_id.clone(), template.keys.clone(), false);
         self.account
             .insert(Channel::Subscribe, template_id.clone(), template);
         Ok(json!({"priTmplId": template_id}))

@@ -60,7 +60,11 @@ pub struct App {
 /// What the cached list says of a template a send names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    Known,
+    /// Among the account's templates; `long_term` for a long-term
+    /// subscribe template.
+    Known {
+        long_term: bool,
+    },
     UnknownTemplate,
     /// A `data` key the subscribe template does not have.
     MissingKey(String),
@@ -283,24 +287,13 @@ impl Templates {
         template_id: &str,
         data_keys: impl IntoIterator<Item = &'k str>,
     ) -> Check {
-        let mut list = match self.cached(channel, None).await {
+        let list = match self.naming(channel, [template_id]).await {
             Ok(list) => list,
             Err(err) => {
                 tracing::warn!(%channel, error = %err, "template list unavailable; the send goes ahead unchecked");
                 return Check::Unchecked;
             }
         };
-        if !list.templates.iter().any(|t| t.template_id == template_id) {
-            // Perhaps added in WeChat's console since: look again, rarely.
-            let age = self.clock.now().timestamp_millis() - list.fetched_at_ms;
-            if age < MISS_REFRESH.as_millis() as i64 {
-                return Check::UnknownTemplate;
-            }
-            match self.cached(channel, Some(list.fetched_at_ms)).await {
-                Ok(fresh) => list = fresh,
-                Err(_) => return Check::Unchecked,
-            }
-        }
         let Some(template) = list.templates.iter().find(|t| t.template_id == template_id) else {
             return Check::UnknownTemplate;
         };
@@ -311,7 +304,52 @@ impl Templates {
         {
             return Check::MissingKey(missing.to_owned());
         }
-        Check::Known
+        Check::Known {
+            long_term: template.long_term,
+        }
+    }
+
+    /// Which of `template_ids` the account's list of `channel` names
+    /// long-term; none when the list cannot be had (their accepts are then
+    /// kept as one-time grants, which the first send after the list is back
+    /// turns into the subscription).
+    pub async fn long_term<'t>(
+        &self,
+        channel: ChannelKind,
+        template_ids: impl IntoIterator<Item = &'t str> + Clone,
+    ) -> std::collections::BTreeSet<String> {
+        let list = match self.naming(channel, template_ids.clone()).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::warn!(%channel, error = %err, "template list unavailable; accepts kept as one-time grants");
+                return Default::default();
+            }
+        };
+        template_ids
+            .into_iter()
+            .filter(|id| list.templates.iter().any(|t| t.long_term && t.template_id == *id))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The cached list, fetched again when it lacks one of `template_ids`
+    /// and is older than [`MISS_REFRESH`] (a template added in WeChat's
+    /// console since is found; bogus ids cost little).
+    async fn naming<'t>(
+        &self,
+        channel: ChannelKind,
+        template_ids: impl IntoIterator<Item = &'t str>,
+    ) -> Result<Arc<Cached>, TemplateError> {
+        let list = self.cached(channel, None).await?;
+        let mut ids = template_ids.into_iter();
+        if ids.all(|id| list.templates.iter().any(|t| t.template_id == id)) {
+            return Ok(list);
+        }
+        let age = self.clock.now().timestamp_millis() - list.fetched_at_ms;
+        if age < MISS_REFRESH.as_millis() as i64 {
+            return Ok(list);
+        }
+        self.cached(channel, Some(list.fetched_at_ms)).await
     }
 
     fn cache_name(&self, channel: ChannelKind) -> String {

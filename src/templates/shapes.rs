@@ -16,6 +16,11 @@ pub struct AccountTemplate {
     pub content: String,
     /// The `data` keys, from the content's placeholders, in order.
     pub keys: Vec<String>,
+    /// A long-term subscribe template (WeChat's `type` 3): one accept lets
+    /// the app send until the user turns it off. False for every other
+    /// template.
+    #[serde(default)]
+    pub long_term: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -160,6 +165,9 @@ pub fn category_ids(answer: &Value) -> String {
 /// An account list in any channel's dialect: `list` of `template_id`
 /// (old library), `data` of `priTmplId` (subscribe), `template_list` of
 /// `template_id` (official account).
+/// `gettemplate`'s `type` of a long-term template (2 is one-time).
+const LONG_TERM_TYPE: i64 = 3;
+
 pub fn account_list(channel: ChannelKind, answer: &Value) -> Vec<AccountTemplate> {
     let (field, id) = match channel {
         ChannelKind::Template => ("list", "template_id"),
@@ -175,6 +183,7 @@ pub fn account_list(channel: ChannelKind, answer: &Value) -> Vec<AccountTemplate
                 title: text(&t["title"]),
                 keys: keys_of(&content),
                 content,
+                long_term: channel == ChannelKind::Subscribe && t["type"].as_i64() == Some(LONG_TERM_TYPE),
             }
         })
         .filter(|t| !t.template_id.is_empty())
@@ -197,16 +206,20 @@ mod tests {
     #[test]
     fn each_dialect_maps_onto_one_shape() {
         let subscribe = json!({"data": [{"priTmplId": "abc", "title": "订单发货通知",
-            "content": "物品名称:{{thing1.DATA}}\n", "type": 2}]});
+            "content": "物品名称:{{thing1.DATA}}\n", "type": 2},
+            {"priTmplId": "def", "title": "办理进度通知", "content": "", "type": 3}]});
+        let list = account_list(ChannelKind::Subscribe, &subscribe);
         assert_eq!(
-            account_list(ChannelKind::Subscribe, &subscribe),
-            [AccountTemplate {
+            list[0],
+            AccountTemplate {
                 template_id: "abc".into(),
                 title: "订单发货通知".into(),
                 content: "物品名称:{{thing1.DATA}}\n".into(),
                 keys: vec!["thing1".into()],
-            }]
+                long_term: false,
+            }
         );
+        assert!(list[1].long_term, "type 3 is long-term");
         let titles = json!({"count": 7, "data": [{"tid": 99, "title": "订单发货通知", "type": 2, "categoryId": "307"}]});
         let page = LibraryPage::from_subscribe_titles(&titles);
         assert_eq!((page.items[0].id.as_str(), page.total), ("99", 7));

@@ -19,6 +19,9 @@ pub struct SubscribeMessage {
     pub miniprogram_state: Option<String>,
     /// `zh_CN`, `en_US`, `zh_HK` or `zh_TW`.
     pub lang: Option<String>,
+    /// The account's list names the template long-term (not sent to
+    /// WeChat: it decides what the ledger spends).
+    pub long_term: bool,
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,7 @@ import { startService } from '../../clients/miniprogram/test/service.mjs';
 
 const TEMPLATE = 'FDco73hhn-F5hDB5NItfkd8fCbZfeKxwXUCS2clB83A'; // built into the simulator
 const SUBSCRIBE = 'Xq5qC3Z8lWJtKsN0yS3a8fGmN3n4Y1fT5nQbH7sWq9E';
+const LONG_TERM = 'Lt7Yu3Io9Pa1Sd5Fg2Hj8Kl4Zx6Cv0Bn3Mq7We1Rt5Y'; // the simulator's long-term template
 const COLLECT_ONLY = 'collector-only-0123456789abcdef';
 const SHOTS = process.env.DASHBOARD_SCREENSHOTS || '.';
 
@@ -35,7 +36,8 @@ after(async () => {
 });
 
 /** One user: 5 formIds (and a mock one), two template sends, a prepay_id;
- * three subscribe accepts and one subscribe send. */
+ * three subscribe accepts and one subscribe send; a long-term subscription
+ * and two sends on it. */
 async function seed() {
   const openid = 'oDashboard';
   const { form_ids } = await service.sandbox('/sandbox/form-ids', { openid, count: 5 });
@@ -64,6 +66,17 @@ async function seed() {
     method: 'POST',
     body: { touser: openid, template_id: SUBSCRIBE, data: { thing1: { value: '配送中' } } },
   });
+  const results = await service.sandbox('/sandbox/subscriptions', {
+    openid,
+    results: { [LONG_TERM]: 'accept' },
+  });
+  await service.admin('/v1/subscriptions', { method: 'POST', body: { openid, results } });
+  for (let i = 0; i < 2; i++) {
+    await service.admin('/v1/subscribe-messages', {
+      method: 'POST',
+      body: { touser: openid, template_id: LONG_TERM, data: { thing1: { value: `进度 ${i}` } } },
+    });
+  }
 }
 
 /** A page that records console messages and uncaught errors. */
@@ -103,11 +116,17 @@ test('the charts and the summary show what the service holds, with nothing on th
   assert.equal(await summary(page, 'available_sends.prepay'), 3);
   const held = await page.$eval(`tr[data-template="${SUBSCRIBE}"]`, (el) => Number(el.dataset.count));
   assert.equal(held, 2);
+  // The long-term template counts apart: one subscriber, two sends, nothing spent.
+  const subscribers = await page.$eval(`tr[data-template="${LONG_TERM}"]`, (el) => Number(el.dataset.subscribers));
+  assert.equal(subscribers, 1);
+  const longTerm = await totals(page, 'subscribe-long-term');
+  assert.equal(longTerm['subscribe.long_term.sent'], 2);
+  assert.equal(longTerm['subscribe.long_term.accepted'], 1);
   // WeChat's quota per send API: the two template sends and one subscribe send.
   const quota = await page.$$eval('tr[data-quota]', (rows) =>
     Object.fromEntries(rows.map((r) => [r.dataset.quota, Number(r.dataset.used)])),
   );
-  assert.deepEqual(quota, { template: 2, subscribe: 1, official_account: 0 });
+  assert.deepEqual(quota, { template: 2, subscribe: 3, official_account: 0 });
 
   // Each chart is drawn, not just counted.
   const canvases = await page.$$eval('[data-chart] canvas', (all) => all.length);

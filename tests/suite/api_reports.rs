@@ -164,6 +164,7 @@ async fn workload_counts_exactly(app: TestApp, clock: &ManualClock) {
             "refunded": {"form": 0, "prepay": 1},
             "expired_unspent": {"form": 1, "prepay": 0},
             "subscribe": {"accepted": 0, "rejected": 0, "banned": 0, "filtered": 0, "spent": 0, "burned": 0,
+                "long_term": {"accepted": 0, "sent": 0, "ended": 0},
                 "sends": {"sent": 0, "not_subscribed": 0, "invalid_data": 0, "unknown_template": 0, "wechat_rejected": 0,
                     "wechat_quota_exceeded": 0, "wechat_unavailable": 0, "wechat_outcome_unknown": 0},
                 "deliveries": {"delivered": 0, "user_blocked": 0, "failed": 0}},
@@ -178,7 +179,7 @@ async fn workload_counts_exactly(app: TestApp, clock: &ManualClock) {
     // A still has 3 forms and 1 prepay use; B expired; D spent out.
     assert_eq!(
         summary,
-        json!({"users_with_credentials": 1, "available_sends": {"form": 3, "prepay": 1}, "expiring_within_24h": 0, "subscribe_grants": {}})
+        json!({"users_with_credentials": 1, "available_sends": {"form": 3, "prepay": 1}, "expiring_within_24h": 0, "subscribe_grants": {}, "long_term_subscribers": {}})
     );
 }
 

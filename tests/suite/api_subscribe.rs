@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use formid_ledger::sim::{BUILTIN_SUBSCRIBE_TEMPLATES, SimConfig};
+use formid_ledger::sim::{BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_SUBSCRIBE_TEMPLATES, SimConfig};
 use serde_json::{Value, json};
 use support::RedisServer;
 use support::app::{COLLECT_KEY, REPORT_KEY, SEND_KEY, Store, TestApp, start_sim};
@@ -134,6 +134,7 @@ async fn a_new_user_grants_sends_and_cancels_and_the_report_counts_it_all() {
     assert_eq!(
         row,
         json!({"accepted": 4, "rejected": 1, "banned": 0, "filtered": 0, "spent": 3, "burned": 1,
+            "long_term": {"accepted": 0, "sent": 0, "ended": 0},
             "sends": {"sent": 3, "not_subscribed": 2, "invalid_data": 1, "unknown_template": 0, "wechat_rejected": 0,
                 "wechat_quota_exceeded": 0, "wechat_unavailable": 0, "wechat_outcome_unknown": 0}})
     );
@@ -307,7 +308,10 @@ async fn in_push_mode_posted_results_change_nothing() {
     .await;
     let token = app.login("oPushed").await;
     let body = popup(&app, &token, "oPushed", json!({A: "accept"})).await;
-    assert_eq!(body, json!({"granted": {}, "ignored": [], "source": "push"}));
+    assert_eq!(
+        body,
+        json!({"granted": {}, "long_term": [], "ignored": [], "source": "push"})
+    );
     assert_eq!(subscriptions(&app, "oPushed").await, json!({}));
     let (_, report) = app.get("/v1/reports/usage", Some(REPORT_KEY)).await;
     assert_eq!(report["days"][0]["subscribe"]["accepted"], 0);
@@ -369,4 +373,99 @@ async fn a_fleet_spends_each_grant_once() {
     let stats = sim.stats().await;
     assert_eq!(stats["sends"].get("43101"), None, "{stats}");
     assert_eq!(stats["sends"]["0"], 20);
+}
+
+/// A long-term subscribe template (WeChat's type 3): the sandbox's own.
+const LONG: &str = BUILTIN_LONG_TERM_TEMPLATE.0;
+
+fn message_long(touser: &str) -> Value {
+    json!({"touser": touser, "template_id": LONG,
+        "data": {"thing1": {"value": "办理进度"}, "phrase2": {"value": "已受理"}}})
+}
+
+async fn long_term_subscriptions(app: &TestApp, openid: &str) -> Value {
+    let (status, body) = app
+        .get(&format!("/v1/users/{openid}/credentials"), Some(REPORT_KEY))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["long_term_subscriptions"].clone()
+}
+
+#[tokio::test]
+async fn a_long_term_template_accepted_once_is_sent_on_until_the_user_turns_it_off() {
+    let app = TestApp::spawn(Store::Memory).await;
+    let (_, listed) = app.get("/v1/templates?channel=subscribe", Some(REPORT_KEY)).await;
+    let listed: Vec<&Value> = listed["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["long_term"] == json!(true))
+        .collect();
+    assert_eq!(listed.len(), 1, "gettemplate's type 3 is read: {listed:?}");
+
+    let user = "oCitizen";
+    let token = app.login(user).await;
+    let accepted = popup(&app, &token, user, json!({LONG: "accept", A: "accept"})).await;
+    assert_eq!(accepted["granted"], json!({A: 1}));
+    assert_eq!(accepted["long_term"], json!([LONG]));
+
+    // One accept, four messages, nothing spent.
+    for _ in 0..4 {
+        let (status, body) = send(&app, message_long(user)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["long_term"], json!(true), "{body}");
+        assert!(body.get("grants_left").is_none(), "{body}");
+    }
+    assert_eq!(app.sim.inbox(user).await.len(), 4);
+    assert_eq!(long_term_subscriptions(&app, user).await, json!([LONG]));
+    assert_eq!(subscriptions(&app, user).await, json!({A: 1}));
+
+    // The user turns it off in settings: the next send is a 409.
+    let change = |status: &str| json!({"openid": user, "template_id": LONG, "status": status});
+    let (status, _) = app
+        .sim
+        .post("/sandbox/subscriptions/change", change("reject"))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&app, message_long(user)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("not_subscribed")),
+        "{body}"
+    );
+    assert_eq!(long_term_subscriptions(&app, user).await, json!([]));
+
+    // Turned on again in settings: the change push subscribes it again.
+    let (status, _) = app
+        .sim
+        .post("/sandbox/subscriptions/change", change("accept"))
+        .await;
+    assert_eq!(status, 200);
+    let mut resumed = 0;
+    for _ in 0..50 {
+        if long_term_subscriptions(&app, user).await == json!([LONG]) {
+            resumed += 1;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(resumed, 1, "the change push resubscribed the user");
+    let (status, body) = send(&app, message_long(user)).await;
+    assert_eq!((status, body["long_term"].clone()), (200, json!(true)), "{body}");
+
+    let (_, report) = app.get("/v1/reports/usage", Some(REPORT_KEY)).await;
+    let row = &report["days"][0]["subscribe"];
+    assert_eq!(
+        row["long_term"],
+        json!({"accepted": 2, "sent": 5, "ended": 1}),
+        "{row}"
+    );
+    assert_eq!(
+        (row["accepted"].clone(), row["spent"].clone()),
+        (json!(1), json!(0))
+    );
+    assert_eq!(row["sends"]["sent"], json!(5));
+    let (_, summary) = app.get("/v1/reports/summary", Some(REPORT_KEY)).await;
+    assert_eq!(summary["long_term_subscribers"], json!({LONG: 1}));
+    assert_eq!(summary["subscribe_grants"], json!({A: 1}));
 }

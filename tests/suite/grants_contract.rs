@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use formid_ledger::clock::ManualClock;
 use formid_ledger::domain::{OpenId, TemplateId};
-use formid_ledger::ledger::grants::{GrantEvent, GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
+use formid_ledger::ledger::grants::{
+    Accept, GrantEvent, GrantLedger, GrantSettings, Holding, MemoryGrants, RedisGrants,
+};
 use formid_ledger::ledger::{LeaseId, RedisTarget, Settle, Settled};
 use formid_ledger::store::RedisConnection;
 
@@ -73,13 +75,16 @@ contract!(
     settling_twice_changes_nothing,
     grants_are_forgotten_after_the_retention,
     templates_and_openids_are_independent,
+    a_long_term_subscription_is_sent_on_without_spending,
+    a_long_term_subscription_ends_by_43101_or_by_the_user_and_restarts,
+    one_time_grants_of_a_long_term_template_become_its_subscription,
 );
 
 async fn accepts_accumulate_up_to_the_cap(make: Make) {
     let s = make(settings(5));
     let (g, u) = (&s.grants, user("alice"));
     let out = g.add_grants(&u, &[(tpl("A"), 3), (tpl("B"), 1)]).await.unwrap();
-    assert_eq!(out.held, [3, 1]);
+    assert_eq!(out.held, [Holding::Grants(3), Holding::Grants(1)]);
     assert_eq!(
         out.events,
         [
@@ -94,7 +99,7 @@ async fn accepts_accumulate_up_to_the_cap(make: Make) {
         ]
     );
     let out = g.add_grants(&u, &[(tpl("A"), 4)]).await.unwrap();
-    assert_eq!(out.held, [5]);
+    assert_eq!(out.held, [Holding::Grants(5)]);
     assert_eq!(
         out.events,
         [
@@ -121,7 +126,7 @@ async fn each_grant_is_spent_once(make: Make) {
         let lease = LeaseId::random();
         let out = g.reserve_grant(&u, &tpl("A"), lease, HOLD).await.unwrap();
         assert_eq!(out.reservation.unwrap().template, tpl("A"));
-        assert_eq!(out.left, left);
+        assert_eq!(out.left, Holding::Grants(left));
         let done = g.settle_grant(&u, lease, Settle::Commit).await.unwrap();
         assert_eq!(done.settled, Settled::Spent);
         assert_eq!(done.events, [GrantEvent::Spent { template: tpl("A") }]);
@@ -130,7 +135,7 @@ async fn each_grant_is_spent_once(make: Make) {
         .reserve_grant(&u, &tpl("A"), LeaseId::random(), HOLD)
         .await
         .unwrap();
-    assert_eq!((none.reservation, none.left), (None, 0));
+    assert_eq!((none.reservation, none.left), (None, Holding::Grants(0)));
     assert!(g.grants(&u).await.unwrap().templates.is_empty());
 }
 
@@ -262,6 +267,125 @@ async fn templates_and_openids_are_independent(make: Make) {
         g.grants(&user("ivy")).await.unwrap().templates,
         [(tpl("A"), 1)].into()
     );
+}
+
+const LONG: Accept = Accept::LongTerm;
+
+async fn a_long_term_subscription_is_sent_on_without_spending(make: Make) {
+    let s = make(settings(50));
+    let (g, u) = (&s.grants, user("kim"));
+    let out = g
+        .add_accepts(&u, &[(tpl("L"), LONG), (tpl("A"), Accept::OneTime(1))])
+        .await
+        .unwrap();
+    assert_eq!(out.held, [Holding::LongTerm, Holding::Grants(1)]);
+    assert_eq!(
+        out.events,
+        [
+            GrantEvent::Subscribed {
+                template: tpl("L"),
+                absorbed: 0
+            },
+            GrantEvent::Accepted {
+                template: tpl("A"),
+                grants: 1
+            }
+        ]
+    );
+    // Accepted again (or accepted as one-time): still one subscription.
+    let again = g.add_accepts(&u, &[(tpl("L"), LONG)]).await.unwrap();
+    assert!(again.events.is_empty());
+    assert!(
+        g.add_grants(&u, &[(tpl("L"), 1)])
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    for how in [Settle::Commit, Settle::Refund, Settle::Commit, Settle::Commit] {
+        let lease = LeaseId::random();
+        let got = g.reserve_for(&u, &tpl("L"), true, lease, HOLD).await.unwrap();
+        assert_eq!(got.reservation.unwrap().template, tpl("L"));
+        assert_eq!(got.left, Holding::LongTerm);
+        let done = g.settle_grant(&u, lease, how).await.unwrap();
+        let expected: Vec<GrantEvent> = match how {
+            Settle::Commit => vec![GrantEvent::SentLongTerm { template: tpl("L") }],
+            _ => vec![],
+        };
+        assert_eq!(done.events, expected, "{how:?}");
+    }
+    // A lapsed lease gives nothing back either; nor is the template's
+    // kind needed to send on it.
+    g.reserve_grant(&u, &tpl("L"), LeaseId::random(), HOLD)
+        .await
+        .unwrap();
+    s.clock.advance(chrono::Duration::seconds(31));
+    let later = g
+        .reserve_grant(&u, &tpl("L"), LeaseId::random(), HOLD)
+        .await
+        .unwrap();
+    assert!(later.reservation.is_some());
+    assert!(later.events.is_empty());
+    let held = g.grants(&u).await.unwrap();
+    assert_eq!(held.long_term, [tpl("L")].into());
+    assert_eq!(held.templates, [(tpl("A"), 1)].into());
+}
+
+async fn a_long_term_subscription_ends_by_43101_or_by_the_user_and_restarts(make: Make) {
+    let s = make(settings(50));
+    let (g, u) = (&s.grants, user("lou"));
+    g.add_accepts(&u, &[(tpl("L"), LONG)]).await.unwrap();
+    let (first, second) = (LeaseId::random(), LeaseId::random());
+    g.reserve_for(&u, &tpl("L"), true, first, HOLD).await.unwrap();
+    g.reserve_for(&u, &tpl("L"), true, second, HOLD).await.unwrap();
+    let burned = g.settle_grant(&u, first, Settle::Burn).await.unwrap();
+    assert_eq!(burned.settled, Settled::Burned { uses: 0 });
+    assert_eq!(burned.events, [GrantEvent::Ended { template: tpl("L") }]);
+    let late = g.settle_grant(&u, second, Settle::Commit).await.unwrap();
+    assert_eq!(late.settled, Settled::UnknownLease);
+    let none = g
+        .reserve_for(&u, &tpl("L"), true, LeaseId::random(), HOLD)
+        .await
+        .unwrap();
+    assert_eq!((none.reservation, none.left), (None, Holding::Grants(0)));
+    // A new accept restarts it; the user turning it off ends it again.
+    let back = g.add_accepts(&u, &[(tpl("L"), LONG)]).await.unwrap();
+    assert_eq!(
+        back.events,
+        [GrantEvent::Subscribed {
+            template: tpl("L"),
+            absorbed: 0
+        }]
+    );
+    let off = g.burn_grants(&u, &tpl("L")).await.unwrap();
+    assert_eq!(off, [GrantEvent::Ended { template: tpl("L") }]);
+    assert_eq!(g.grants(&u).await.unwrap(), Default::default());
+}
+
+async fn one_time_grants_of_a_long_term_template_become_its_subscription(make: Make) {
+    let s = make(settings(50));
+    let (g, u) = (&s.grants, user("max"));
+    // Kept as one-time before the ledger knew the template's kind.
+    g.add_grants(&u, &[(tpl("L"), 2)]).await.unwrap();
+    let lease = LeaseId::random();
+    let got = g.reserve_for(&u, &tpl("L"), true, lease, HOLD).await.unwrap();
+    assert_eq!(got.left, Holding::LongTerm);
+    assert_eq!(
+        got.events,
+        [GrantEvent::Subscribed {
+            template: tpl("L"),
+            absorbed: 2
+        }]
+    );
+    let done = g.settle_grant(&u, lease, Settle::Commit).await.unwrap();
+    assert_eq!(done.events, [GrantEvent::SentLongTerm { template: tpl("L") }]);
+    // Nothing held of a long-term template: nothing to turn into one.
+    let none = g
+        .reserve_for(&u, &tpl("M"), true, LeaseId::random(), HOLD)
+        .await
+        .unwrap();
+    assert!(none.reservation.is_none() && none.events.is_empty());
+    assert_eq!(g.grants(&u).await.unwrap().long_term, [tpl("L")].into());
 }
 
 /// 60 concurrent sends over two instances (separate connections) against

@@ -1,6 +1,8 @@
 //! Random sequences of grant operations on the embedded ledger and on Redis
 //! side by side: every answer must be identical, and no grant may appear or
-//! vanish without an event saying so.
+//! vanish without an event saying so. Accepts and reserves may be of the
+//! long-term kind: subscriptions hold no grant, and one-time grants they
+//! absorb are said by their event.
 
 use crate::support;
 
@@ -9,7 +11,9 @@ use std::time::Duration;
 
 use formid_ledger::clock::ManualClock;
 use formid_ledger::domain::{OpenId, TemplateId};
-use formid_ledger::ledger::grants::{GrantEvent, GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
+use formid_ledger::ledger::grants::{
+    Accept, GrantEvent, GrantLedger, GrantSettings, MemoryGrants, RedisGrants,
+};
 use formid_ledger::ledger::{LeaseId, RedisTarget, Settle};
 use formid_ledger::store::RedisConnection;
 use proptest::prelude::*;
@@ -29,6 +33,7 @@ enum Op {
         template: usize,
         lease: usize,
         hold: u64,
+        long_term: bool,
     },
     Settle {
         user: usize,
@@ -51,16 +56,20 @@ fn op() -> impl Strategy<Value = Op> {
     let user = 0..USERS.len();
     let template = 0..TEMPLATES.len();
     prop_oneof![
-        3 => (user.clone(), prop::collection::vec((template.clone(), 0u32..5), 1..3))
+        // An item of LONG_TERM accepts is a long-term accept.
+        3 => (user.clone(), prop::collection::vec((template.clone(), 0u32..=LONG_TERM), 1..3))
             .prop_map(|(user, items)| Op::Add { user, items }),
-        4 => (user.clone(), template.clone(), 0..LEASES, 1u64..120)
-            .prop_map(|(user, template, lease, hold)| Op::Reserve { user, template, lease, hold }),
+        4 => (user.clone(), template.clone(), 0..LEASES, 1u64..120, prop::bool::weighted(0.2))
+            .prop_map(|(user, template, lease, hold, long_term)| Op::Reserve { user, template, lease, hold, long_term }),
         4 => (user.clone(), 0..LEASES, 0usize..4).prop_map(|(user, lease, how)| Op::Settle { user, lease, how }),
         1 => (user.clone(), template).prop_map(|(user, template)| Op::Burn { user, template }),
         1 => user.prop_map(|user| Op::Read { user }),
         2 => prop_oneof![0i64..90, 0i64..40 * 86_400].prop_map(|secs| Op::Advance { secs }),
     ]
 }
+
+/// The accepts count of an item that stands for a long-term accept.
+const LONG_TERM: u32 = 5;
 
 /// Grants held plus leased, per the embedded ledger.
 async fn total(grants: &MemoryGrants, user: &OpenId) -> i64 {
@@ -76,7 +85,11 @@ fn delta(events: &[GrantEvent]) -> i64 {
             GrantEvent::Accepted { grants, .. } => i64::from(*grants),
             GrantEvent::Spent { .. } => -1,
             GrantEvent::Burned { grants, .. } => -i64::from(*grants),
-            GrantEvent::Capped { .. } | GrantEvent::Refunded { .. } => 0,
+            GrantEvent::Subscribed { absorbed, .. } => -i64::from(*absorbed),
+            GrantEvent::Capped { .. }
+            | GrantEvent::Refunded { .. }
+            | GrantEvent::SentLongTerm { .. }
+            | GrantEvent::Ended { .. } => 0,
         })
         .sum()
 }
@@ -100,10 +113,19 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
             Op::Add { user, mut items } => {
                 items.sort_by_key(|(t, _)| *t);
                 items.dedup_by_key(|(t, _)| *t);
-                let batch: Vec<_> = items.iter().map(|(t, n)| (templates[*t].clone(), *n)).collect();
+                let batch: Vec<_> = items
+                    .iter()
+                    .map(|(t, n)| {
+                        let accept = match *n {
+                            LONG_TERM => Accept::LongTerm,
+                            n => Accept::OneTime(n),
+                        };
+                        (templates[*t].clone(), accept)
+                    })
+                    .collect();
                 let before = total(&memory, &users[user]).await;
-                let a = memory.add_grants(&users[user], &batch).await.unwrap();
-                let b = redis.add_grants(&users[user], &batch).await.unwrap();
+                let a = memory.add_accepts(&users[user], &batch).await.unwrap();
+                let b = redis.add_accepts(&users[user], &batch).await.unwrap();
                 prop_assert_eq!(&a, &b, "step {}: add", step);
                 let after = total(&memory, &users[user]).await;
                 prop_assert_eq!(
@@ -118,21 +140,23 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                 template,
                 lease,
                 hold,
+                long_term,
             } => {
                 let hold = Duration::from_secs(hold);
-                let before = total(&memory, &users[user]).await;
+                let (user, template) = (&users[user], &templates[template]);
+                let before = total(&memory, user).await;
                 let a = memory
-                    .reserve_grant(&users[user], &templates[template], leases[lease], hold)
+                    .reserve_for(user, template, long_term, leases[lease], hold)
                     .await
                     .unwrap();
                 let b = redis
-                    .reserve_grant(&users[user], &templates[template], leases[lease], hold)
+                    .reserve_for(user, template, long_term, leases[lease], hold)
                     .await
                     .unwrap();
                 prop_assert_eq!(&a, &b, "step {}: reserve", step);
                 prop_assert_eq!(
-                    total(&memory, &users[user]).await,
-                    before,
+                    total(&memory, user).await,
+                    before + delta(&a.events),
                     "step {}: reserve",
                     step
                 );

@@ -1016,6 +1016,82 @@ async fn a_template_turned_off_loses_its_grants_and_is_rejected_without_asking()
 }
 
 #[tokio::test]
+async fn a_long_term_template_is_sent_on_until_turned_off_and_says_type_3() {
+    use formid_ledger::sim::BUILTIN_LONG_TERM_TEMPLATE;
+    let sim = Sim::new().await;
+    let token = sim.token().await;
+    let long = BUILTIN_LONG_TERM_TEMPLATE.0;
+    let list = sim
+        .wx_get(&format!(
+            "/wechat/wxaapi/newtmpl/gettemplate?access_token={token}"
+        ))
+        .await;
+    let kind = |id: &str| {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["priTmplId"] == id)
+            .map(|t| t["type"].clone())
+    };
+    assert_eq!(kind(long), Some(json!(3)));
+    assert_eq!(
+        kind(formid_ledger::sim::BUILTIN_SUBSCRIBE_TEMPLATES[0].0),
+        Some(json!(2))
+    );
+
+    sim.post(
+        "/subscriptions",
+        json!({"openid": "cal", "results": {long: "accept"}}),
+    )
+    .await;
+    let data = json!({"thing1": {"value": "办理进度"}, "phrase2": {"value": "已受理"}});
+    let path = format!("{SUBSCRIBE}?access_token={token}");
+    for _ in 0..4 {
+        let answer = sim
+            .wx_post(&path, subscribe_message("cal", long, data.clone()))
+            .await;
+        assert_eq!(answer["errcode"], 0, "{answer}");
+    }
+    sim.post(
+        "/subscriptions/change",
+        json!({"openid": "cal", "template_id": long, "status": "reject"}),
+    )
+    .await;
+    assert_eq!(
+        sim.wx_post(&path, subscribe_message("cal", long, data.clone()))
+            .await["errcode"],
+        43101
+    );
+    // Turned on again in settings: sendable again without a popup.
+    sim.post(
+        "/subscriptions/change",
+        json!({"openid": "cal", "template_id": long, "status": "accept"}),
+    )
+    .await;
+    assert_eq!(
+        sim.wx_post(&path, subscribe_message("cal", long, data)).await["errcode"],
+        0
+    );
+
+    // Registered templates are one-time unless they say type 3.
+    let (status, body) = sim
+        .post(
+            "/subscribe-templates",
+            json!({"template_id": "MyLongTpl", "keywords": ["thing1"], "type": 3}),
+        )
+        .await;
+    assert_eq!((status, body["type"].clone()), (StatusCode::OK, json!(3)));
+    let (status, _) = sim
+        .post(
+            "/subscribe-templates",
+            json!({"template_id": "MyOddTpl", "keywords": ["thing1"], "type": 4}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn template_management_follows_wechat_rules_and_limits() {
     let sim = Sim::new().await;
     let token = sim.token().await;

@@ -41,10 +41,11 @@ function clientFor(openid, { storage, ...options } = {}) {
   return { wx, client, errors };
 }
 
-test('the example page: three real formIds and a mock one, flushed when the app hides', async () => {
+test('the example page: three real formIds and a mock one, flushed when the app hides', async (t) => {
   const openid = 'oPageForms';
   const wx = createFakeWx({ service: service.baseUrl, openid });
   const { app, page } = loadMiniProgram({ wx, config: { ledgerBaseUrl: service.baseUrl } });
+  t.after(() => app.ledger.destroy()); // even when an assertion fails
   const real = await formIdsFor(openid, 3);
   for (const formId of [real[0], MOCK_FORM_ID, real[1], real[2]]) {
     page.onSubmit({ type: 'submit', detail: { formId, value: { note: 'hi' } } });
@@ -67,13 +68,13 @@ test('the example page: three real formIds and a mock one, flushed when the app 
     available_sends: 3,
   });
   assert.equal((await userCredentials(openid)).available_sends, 3);
-  app.ledger.destroy();
 });
 
-test('the example page: "Notify me" grants a subscribe message the service then holds', async () => {
+test('the example page: "Notify me" grants a subscribe message the service then holds', async (t) => {
   const openid = 'oPageGrant';
   const wx = createFakeWx({ service: service.baseUrl, openid });
   const { app, page } = loadMiniProgram({ wx, config: { ledgerBaseUrl: service.baseUrl } });
+  t.after(() => app.ledger.destroy()); // even when an assertion fails
   await page.onNotifyTap();
   assert.equal(page.data.notify, 'accept');
   assert.deepEqual(
@@ -85,10 +86,9 @@ test('the example page: "Notify me" grants a subscribe message the service then 
   // The client's own answer: the user's choice and what the service said.
   const out = await app.ledger.requestSubscribe([TEMPLATE]);
   assert.deepEqual(out.answer, { errMsg: 'requestSubscribeMessage:ok', [TEMPLATE]: 'accept' });
-  assert.deepEqual(out.service, { granted: { [TEMPLATE]: 2 }, ignored: [], source: 'client' });
+  assert.deepEqual(out.service, { granted: { [TEMPLATE]: 2 }, long_term: [], ignored: [], source: 'client' });
   assert.equal(out.queued, false);
   assert.deepEqual((await userCredentials(openid)).subscriptions, { [TEMPLATE]: 2 });
-  app.ledger.destroy();
 });
 
 test('a flush that fails twice, then gets through: nothing lost, nothing posted twice', async () => {

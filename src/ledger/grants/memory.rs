@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use super::book::{GrantBook, RawGrantEvent, Secs, Tpl};
 use super::dictionary::Dictionary;
 use super::{
-    GrantAddOutcome, GrantEvent, GrantHoldings, GrantLedger, GrantReservation, GrantReserveOutcome,
-    GrantSettings, GrantSettleOutcome,
+    Accept, GrantAddOutcome, GrantEvent, GrantHoldings, GrantLedger, GrantReservation, GrantReserveOutcome,
+    GrantSettings, GrantSettleOutcome, Holding,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{OpenId, TemplateId};
@@ -61,29 +61,10 @@ impl MemoryGrants {
 
     fn events(&self, raw: &[RawGrantEvent]) -> Vec<GrantEvent> {
         let dictionary = lock(&self.dictionary);
-        let name = |n: Tpl| dictionary.template(n).cloned();
         raw.iter()
             .filter_map(|event| {
-                Some(match *event {
-                    RawGrantEvent::Accepted { template, grants } => GrantEvent::Accepted {
-                        template: name(template)?,
-                        grants,
-                    },
-                    RawGrantEvent::Capped { template, grants } => GrantEvent::Capped {
-                        template: name(template)?,
-                        grants,
-                    },
-                    RawGrantEvent::Spent { template } => GrantEvent::Spent {
-                        template: name(template)?,
-                    },
-                    RawGrantEvent::Burned { template, grants } => GrantEvent::Burned {
-                        template: name(template)?,
-                        grants,
-                    },
-                    RawGrantEvent::Refunded { template } => GrantEvent::Refunded {
-                        template: name(template)?,
-                    },
-                })
+                let template = dictionary.template(event.template())?.clone();
+                Some(GrantEvent::named(*event, template))
             })
             .collect()
     }
@@ -139,34 +120,36 @@ fn hold_secs(hold: Duration) -> Secs {
 
 #[async_trait]
 impl GrantLedger for MemoryGrants {
-    async fn add_grants(
+    async fn add_accepts(
         &self,
         openid: &OpenId,
-        batch: &[(TemplateId, u32)],
+        batch: &[(TemplateId, Accept)],
     ) -> Result<GrantAddOutcome, LedgerError> {
         let numbered = batch
             .iter()
-            .map(|(t, n)| Ok((self.number(t)?, *n)))
+            .map(|(t, accept)| Ok((self.number(t)?, accept.raw())))
             .collect::<Result<Vec<_>, LedgerError>>()?;
         let cap = self.settings.max_per_template;
         let (held, raw) = self.write(openid, |book, _, events| book.add(&numbered, cap, events));
         Ok(GrantAddOutcome {
-            held,
+            held: held.into_iter().map(Holding::of).collect(),
             events: self.events(&raw),
         })
     }
 
-    async fn reserve_grant(
+    async fn reserve_for(
         &self,
         openid: &OpenId,
         template: &TemplateId,
+        long_term: bool,
         lease: LeaseId,
         hold: Duration,
     ) -> Result<GrantReserveOutcome, LedgerError> {
         let number = self.number(template)?;
-        let ((taken, left), raw) = self.write(openid, |book, now, _| {
-            let taken = book.reserve(number, *lease.as_bytes(), now.saturating_add(hold_secs(hold)));
-            (taken, book.held(number))
+        let ((taken, left), raw) = self.write(openid, |book, now, events| {
+            let deadline = now.saturating_add(hold_secs(hold));
+            let taken = book.reserve(number, long_term, *lease.as_bytes(), deadline, events);
+            (taken, Holding::of(book.held(number)))
         });
         let reservation = match taken {
             None => None,
@@ -224,14 +207,16 @@ impl GrantLedger for MemoryGrants {
         let mut book = book;
         book.housekeep(now, &mut Vec::new());
         let dictionary = lock(&self.dictionary);
-        Ok(GrantHoldings {
-            templates: book
-                .entries
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .filter_map(|(t, n)| Some((dictionary.template(*t)?.clone(), *n)))
-                .collect(),
-            leased: book.leases.len() as u32,
-        })
+        let mut holdings = GrantHoldings {
+            leased: book.leased_grants(),
+            ..GrantHoldings::default()
+        };
+        for (number, count) in &book.entries {
+            let Some(template) = dictionary.template(*number) else {
+                continue;
+            };
+            holdings.hold(template.clone(), *count);
+        }
+        Ok(holdings)
     }
 }

@@ -13,8 +13,8 @@ use redis::{FromRedisValue, ParsingError, Script, ScriptInvocation, Value};
 use super::book::{GrantBook, GrantLease, RawGrantEvent, Secs, Tpl};
 use super::dictionary::{DICTIONARY_CAPACITY, Dictionary};
 use super::{
-    GrantAddOutcome, GrantEvent, GrantHoldings, GrantLedger, GrantReservation, GrantReserveOutcome,
-    GrantSettings, GrantSettleOutcome,
+    Accept, GrantAddOutcome, GrantEvent, GrantHoldings, GrantLedger, GrantReservation, GrantReserveOutcome,
+    GrantSettings, GrantSettleOutcome, Holding,
 };
 use crate::clock::Clock;
 use crate::domain::{OpenId, TemplateId};
@@ -158,26 +158,7 @@ impl RedisGrants {
     async fn events(&self, raw: Vec<RawGrantEvent>) -> Result<Vec<GrantEvent>, LedgerError> {
         let mut events = Vec::with_capacity(raw.len());
         for event in raw {
-            events.push(match event {
-                RawGrantEvent::Accepted { template, grants } => GrantEvent::Accepted {
-                    template: self.name(template).await?,
-                    grants,
-                },
-                RawGrantEvent::Capped { template, grants } => GrantEvent::Capped {
-                    template: self.name(template).await?,
-                    grants,
-                },
-                RawGrantEvent::Spent { template } => GrantEvent::Spent {
-                    template: self.name(template).await?,
-                },
-                RawGrantEvent::Burned { template, grants } => GrantEvent::Burned {
-                    template: self.name(template).await?,
-                    grants,
-                },
-                RawGrantEvent::Refunded { template } => GrantEvent::Refunded {
-                    template: self.name(template).await?,
-                },
-            });
+            events.push(GrantEvent::named(event, self.name(event.template()).await?));
         }
         Ok(events)
     }
@@ -213,30 +194,35 @@ impl FromRedisValue for Events {
 
 #[async_trait]
 impl GrantLedger for RedisGrants {
-    async fn add_grants(
+    async fn add_accepts(
         &self,
         openid: &OpenId,
-        batch: &[(TemplateId, u32)],
+        batch: &[(TemplateId, Accept)],
     ) -> Result<GrantAddOutcome, LedgerError> {
         let mut call = ADD.prepare_invoke();
         call.key(self.key(openid))
             .arg(self.pinned_clock())
             .arg(self.settings.max_per_template)
             .arg(self.retention());
-        for (template, accepts) in batch {
-            call.arg(self.number(template).await?).arg(*accepts);
+        for (template, accept) in batch {
+            call.arg(self.number(template).await?);
+            match accept {
+                Accept::OneTime(n) => call.arg(*n),
+                Accept::LongTerm => call.arg("L"),
+            };
         }
         let (held, events): (Vec<u32>, Events) = self.invoke_durable(&call, openid).await?;
         Ok(GrantAddOutcome {
-            held,
+            held: held.into_iter().map(Holding::of).collect(),
             events: self.events(events.0).await?,
         })
     }
 
-    async fn reserve_grant(
+    async fn reserve_for(
         &self,
         openid: &OpenId,
         template: &TemplateId,
+        long_term: bool,
         lease: LeaseId,
         hold: Duration,
     ) -> Result<GrantReserveOutcome, LedgerError> {
@@ -249,7 +235,8 @@ impl GrantLedger for RedisGrants {
                     .arg(self.retention())
                     .arg(number)
                     .arg(&lease.as_bytes()[..])
-                    .arg(hold.as_secs()),
+                    .arg(hold.as_secs())
+                    .arg(if long_term { "1" } else { "0" }),
             )
             .await?;
         let reservation = if taken.is_empty() {
@@ -265,7 +252,7 @@ impl GrantLedger for RedisGrants {
         };
         Ok(GrantReserveOutcome {
             reservation,
-            left,
+            left: Holding::of(left),
             events: self.events(events.0).await?,
         })
     }
@@ -321,16 +308,16 @@ impl GrantLedger for RedisGrants {
             None => GrantBook::default(),
         };
         book.housekeep(now, &mut Vec::new());
-        let mut templates = std::collections::BTreeMap::new();
-        for (number, grants) in &book.entries {
-            if *grants > 0 {
-                templates.insert(self.name(*number).await?, *grants);
+        let mut holdings = GrantHoldings {
+            leased: book.leased_grants(),
+            ..GrantHoldings::default()
+        };
+        for (number, count) in &book.entries {
+            if *count > 0 {
+                holdings.hold(self.name(*number).await?, *count);
             }
         }
-        Ok(GrantHoldings {
-            templates,
-            leased: book.leases.len() as u32,
-        })
+        Ok(holdings)
     }
 }
 

@@ -7,7 +7,8 @@
 -- Stored form, one string per openid at KEYS[1] (integers big-endian):
 --   u8 version=1 | u32 kept until | u16 lease count | leases | entries
 --   lease: u32 deadline | 8 bytes lease id | u16 template
---   entry: u16 template | u16 grants
+--   entry: u16 template | u16 grants (GRANT_STANDING: a long-term
+--          subscription, which sends lease without spending)
 -- Templates are numbers from the deployment's template dictionary.
 
 local GRANT_VERSION = 1
@@ -74,14 +75,36 @@ local function tidy(book)
   book.entries = kept
 end
 
+local function standing(book, template)
+  return held(book, template) == GRANT_STANDING
+end
+
+-- A lease's grant back; nothing for a long-term subscription.
 local function give_back(book, template, events)
   local e = entry(book, template)
   if e == nil then
     book.entries[#book.entries + 1] = {template = template, grants = 1}
+  elseif e.grants == GRANT_STANDING then
+    return
   else
     e.grants = e.grants + 1
   end
   push(events, GEV_REFUNDED, template, 1)
+end
+
+-- Makes a template a long-term subscription, absorbing its one-time grants
+-- (held and leased: its leases settle as the subscription's).
+local function subscribe(book, template, events)
+  local e = entry(book, template)
+  local absorbed = leased(book, template)
+  if e == nil then
+    book.entries[#book.entries + 1] = {template = template, grants = GRANT_STANDING}
+  elseif e.grants == GRANT_STANDING then
+    return
+  else
+    absorbed, e.grants = absorbed + e.grants, GRANT_STANDING
+  end
+  push(events, GEV_SUBSCRIBED, template, absorbed)
 end
 
 local function housekeep(book, now, events)
@@ -93,8 +116,21 @@ local function housekeep(book, now, events)
   for _, l in ipairs(stale) do give_back(book, l.template, events) end
 end
 
--- Drops every grant of a template and cancels its leases; returns how many.
+-- Drops every grant of a template (or ends its long-term subscription) and
+-- cancels its leases; returns how many grants went.
 local function burn_all(book, template, events)
+  if standing(book, template) then
+    local kept, live = {}, {}
+    for _, e in ipairs(book.entries) do
+      if e.template ~= template then kept[#kept + 1] = e end
+    end
+    for _, l in ipairs(book.leases) do
+      if l.template ~= template then live[#live + 1] = l end
+    end
+    book.entries, book.leases = kept, live
+    push(events, GEV_ENDED, template, 0)
+    return 0
+  end
   local e = entry(book, template)
   local burned = 0
   if e ~= nil then burned, e.grants = e.grants, 0 end

@@ -1,5 +1,7 @@
 -- grant settle: ends a grant lease by commit (spent), refund (given back)
--- or burn (every grant of its template dropped), or holds it.
+-- or burn (every grant of its template dropped), or holds it. On a
+-- long-term subscription a commit spends nothing, a refund gives nothing
+-- back and a burn ends the subscription.
 -- KEYS[1] the openid's grant book
 -- ARGV[1] pinned clock ('' = the server's), ARGV[2] retention (s),
 -- ARGV[3] lease id (8 bytes), ARGV[4] mode (SETTLE_*)
@@ -19,9 +21,16 @@ if lease ~= nil and mode == SETTLE_HOLD then
   result = SETTLED_HELD
 elseif lease ~= nil then
   table.remove(book.leases, at)
-  if mode == SETTLE_COMMIT then
+  local standing_now = standing(book, lease.template)
+  if mode == SETTLE_COMMIT and standing_now then
+    push(events, GEV_SENT_LONG_TERM, lease.template, 1)
+    result = SETTLED_SPENT
+  elseif mode == SETTLE_COMMIT then
     push(events, GEV_SPENT, lease.template, 1)
     result = SETTLED_SPENT
+  elseif mode == SETTLE_BURN and standing_now then
+    burn_all(book, lease.template, events)
+    result = SETTLED_BURNED
   elseif mode == SETTLE_REFUND then
     give_back(book, lease.template, events)
     result = SETTLED_REFUNDED
