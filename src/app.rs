@@ -17,7 +17,9 @@ use crate::api::{self, AppState, Mode};
 use crate::apps::{AppContext, Apps, DEFAULT_APP, OfficialAccount};
 use crate::auth::{ApiKeys, Authenticator, Scope, SessionSigner};
 use crate::bootstrap::{Backend, loopback, wechat_base, wechat_clients};
-use crate::channels::{OfficialAccountChannel, SubscribeChannel, TemplateChannel};
+use crate::channels::{
+    OfficialAccountChannel, OfficialAccountSubscribeChannel, SubscribeChannel, TemplateChannel,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::apps::AccountSettings;
 use crate::config::{Config, Secret, TokenMode};
@@ -384,6 +386,12 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
         subscribe: SubscribeChannel::new(stores.grants.clone(), wechat.clone(), usage.clone()),
         official_account: official_account.map(|oa| OfficialAccount {
             sender: Sender::new(oa.tokens.clone(), usage.clone(), policy),
+            subscribe: OfficialAccountSubscribeChannel::new(
+                stores.oa_grants.clone(),
+                oa.client.clone(),
+                usage.clone(),
+            ),
+            grants: stores.oa_grants.clone(),
             channel: OfficialAccountChannel::new(oa.client, shared.clock.clone()),
             tokens: oa.tokens,
         }),

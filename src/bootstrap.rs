@@ -26,6 +26,9 @@ pub struct Stores {
     pub ledger: Arc<dyn Ledger>,
     /// Subscribe grants, in the same store as the credentials.
     pub grants: Arc<dyn GrantLedger>,
+    /// The official account's subscribe grants (its followers' openids),
+    /// beside them under `<prefix>:oa`.
+    pub oa_grants: Arc<dyn GrantLedger>,
     /// The app's records: idempotency, receipts, caches, push de-duplication.
     pub shared: Arc<dyn SharedStore>,
     /// The app's report counters.
@@ -134,31 +137,36 @@ impl Backend {
                 let (redis, replicas, wait) = (&backend.redis, backend.replicas, backend.wait);
                 let mut credentials =
                     RedisLedger::on(redis.clone(), &prefix, ledger).with_replicas(replicas, wait);
-                let mut subscriptions =
-                    RedisGrants::on(redis.clone(), &prefix, grants).with_replicas(replicas, wait);
+                let grant_ledger = |prefix: &str| {
+                    let ledger = RedisGrants::on(redis.clone(), prefix, grants).with_replicas(replicas, wait);
+                    match clock {
+                        Some(clock) => ledger.with_clock(clock.clone()),
+                        None => ledger,
+                    }
+                };
                 if let Some(clock) = clock {
                     credentials = credentials.with_clock(clock.clone());
-                    subscriptions = subscriptions.with_clock(clock.clone());
                 }
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),
-                    grants: Arc::new(subscriptions),
+                    grants: Arc::new(grant_ledger(&prefix)),
+                    oa_grants: Arc::new(grant_ledger(&format!("{prefix}:oa"))),
                     shared: store.clone(),
                     usage: store,
                 }
             }
             Backend::Memory { .. } => {
                 let store = Arc::new(MemoryStore::default());
-                let (credentials, subscriptions) = match clock {
-                    Some(clock) => (
-                        MemoryLedger::with_clock(ledger, clock.clone()),
-                        MemoryGrants::with_clock(grants, clock.clone()),
-                    ),
-                    None => (MemoryLedger::new(ledger), MemoryGrants::new(grants)),
+                let (credentials, grant_ledger): (_, &dyn Fn() -> MemoryGrants) = match clock {
+                    Some(clock) => (MemoryLedger::with_clock(ledger, clock.clone()), &|| {
+                        MemoryGrants::with_clock(grants, clock.clone())
+                    }),
+                    None => (MemoryLedger::new(ledger), &|| MemoryGrants::new(grants)),
                 };
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),
-                    grants: Arc::new(subscriptions),
+                    grants: Arc::new(grant_ledger()),
+                    oa_grants: Arc::new(grant_ledger()),
                     shared: store.clone(),
                     usage: store,
                 }

@@ -6,7 +6,7 @@
 //! token (`Templates::call`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::apps::AppContext;
@@ -20,32 +20,8 @@ use crate::wechat::templates::ManageCall;
 /// How long the time of a day's first 45009 is kept (past its day).
 const EXHAUSTION_KEPT: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
 
-/// The WeChat API a channel's messages go through, as `quota/get` names it.
-pub fn send_api(channel: ChannelKind) -> &'static str {
-    match channel {
-        ChannelKind::Template => "/cgi-bin/message/wxopen/template/send",
-        ChannelKind::Subscribe => "/cgi-bin/message/subscribe/send",
-        ChannelKind::OfficialAccount => "/cgi-bin/message/template/send",
-    }
-}
-
 /// Which of an app's two WeChat accounts a clear is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Account {
-    Miniprogram,
-    OfficialAccount,
-}
-
-impl Account {
-    /// The channels whose sends the account's quota counts.
-    pub fn channels(self) -> &'static [ChannelKind] {
-        match self {
-            Account::Miniprogram => &[ChannelKind::Template, ChannelKind::Subscribe],
-            Account::OfficialAccount => &[ChannelKind::OfficialAccount],
-        }
-    }
-}
+pub use crate::domain::WechatAccount as Account;
 
 /// One send API's quota today.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -98,7 +74,7 @@ pub async fn quotas(app: &AppContext) -> Result<Vec<ApiQuota>, QuotaError> {
     let now = app.clock.now();
     let mut quotas = Vec::new();
     for channel in app.channels() {
-        let call = ManageCall::quota_get(send_api(channel));
+        let call = ManageCall::quota_get(channel.send_api());
         let answer = app.templates.call(channel, &call).await?;
         let count = |field: &str| {
             answer["quota"][field]
@@ -108,7 +84,7 @@ pub async fn quotas(app: &AppContext) -> Result<Vec<ApiQuota>, QuotaError> {
         let exhausted_at = app.shared.get_cached(&exhaustion_name(channel, now)).await?;
         quotas.push(ApiQuota {
             channel,
-            cgi_path: send_api(channel),
+            cgi_path: channel.send_api(),
             daily_limit: count("daily_limit")?,
             used: count("used")?,
             remain: count("remain")?,
@@ -121,7 +97,9 @@ pub async fn quotas(app: &AppContext) -> Result<Vec<ApiQuota>, QuotaError> {
 /// Clears `account`'s counts at WeChat (its own appid), and today's
 /// exhaustion notes of its channels. Returns the appid cleared.
 pub async fn clear(app: &AppContext, account: Account) -> Result<String, QuotaError> {
-    let channel = account.channels()[0];
+    let Some(&channel) = account.channels().first() else {
+        return Err(TemplateError::NotConfigured(ChannelKind::OfficialAccount).into());
+    };
     let appid = match account {
         Account::Miniprogram => app.wechat.appid().to_owned(),
         Account::OfficialAccount => app
@@ -143,7 +121,7 @@ pub async fn clear(app: &AppContext, account: Account) -> Result<String, QuotaEr
     }
     let now = app.clock.now();
     for channel in account.channels() {
-        if let Err(err) = app.shared.drop_cached(&exhaustion_name(*channel, now)).await {
+        if let Err(err) = app.shared.drop_cached(&exhaustion_name(channel, now)).await {
             tracing::warn!(error = %err, "could not drop the quota's exhaustion note");
         }
     }

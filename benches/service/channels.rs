@@ -17,10 +17,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use formid_ledger::domain::{OpenId, TemplateId};
-use formid_ledger::ledger::grants::{GrantLedger, GrantSettings, RedisGrants};
+use formid_ledger::ledger::grants::{Accept, GrantLedger, GrantSettings, RedisGrants};
 use formid_ledger::ledger::{Ledger, LedgerSettings, RedisLedger, RedisTarget};
 use formid_ledger::sim::{
-    BUILTIN_OA_TEMPLATES, BUILTIN_SUBSCRIBE_TEMPLATES, BUILTIN_TEMPLATES, SimConfig, Simulator,
+    BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_OA_SUBSCRIBE_TEMPLATES, BUILTIN_OA_TEMPLATES,
+    BUILTIN_SUBSCRIBE_TEMPLATES, BUILTIN_TEMPLATES, SimConfig, Simulator,
 };
 use formid_ledger::store::RedisConnection;
 use serde_json::{Value, json};
@@ -317,13 +318,15 @@ async fn form_ids(sim: &SimClient, redis: &RedisServer, prefix: &str, users: &[S
 }
 
 /// `uses` accepts of `template` by each of `users`, in the simulator's
-/// popup and in the grant ledger under `prefix`.
+/// popup (`popup`: the mini-program's or the official account's) and in the
+/// grant ledger under `prefix`; one accept, kept as a subscription, for a
+/// long-term template.
 async fn grants(
     sim: &SimClient,
     redis: &RedisServer,
-    prefix: &str,
+    (prefix, popup): (&str, &'static str),
     users: &[String],
-    template: &str,
+    (template, long_term): (&str, bool),
     uses: usize,
 ) {
     let connection = RedisConnection::new(RedisTarget::Single(redis.url()), Duration::from_secs(2));
@@ -337,13 +340,18 @@ async fn grants(
     for_each_user(users, move |user| {
         let (sim, ledger, template) = (sim.clone(), ledger.clone(), template.clone());
         async move {
-            for _ in 0..uses {
-                let popup = json!({"openid": user, "results": {template.as_str(): "accept"}});
-                assert_eq!(sim.post("/sandbox/subscriptions", popup).await.0, 200);
+            let accepts = if long_term { 1 } else { uses };
+            for _ in 0..accepts {
+                let answer = json!({"openid": user, "results": {template.as_str(): "accept"}});
+                assert_eq!(sim.post(popup, answer).await.0, 200);
             }
-            let granted = [(TemplateId::parse(&template).unwrap(), uses as u32)];
+            let accept = match long_term {
+                true => Accept::LongTerm,
+                false => Accept::OneTime(uses as u32),
+            };
+            let granted = [(TemplateId::parse(&template).unwrap(), accept)];
             ledger
-                .add_grants(&OpenId::parse(&user).unwrap(), &granted)
+                .add_accepts(&OpenId::parse(&user).unwrap(), &granted)
                 .await
                 .unwrap();
         }
@@ -360,10 +368,11 @@ fn bodies(users: &[String], template: &str, data: &Value) -> Arc<Vec<Value>> {
     )
 }
 
-/// Template, subscribe and official-account sends: the forwarder's route,
-/// then the service's, for each channel; last, the forwarder's
+/// Template, subscribe and official-account sends, long-term subscribe
+/// sends and official-account subscribe notifications: the forwarder's
+/// route, then the service's, for each; and the forwarder's
 /// official-account route with the receipt write the service makes.
-pub async fn channels() -> ([Channel; 3], Side) {
+pub async fn channels() -> ([Channel; 5], Side) {
     let redis = RedisServer::start();
     let sim = simulator();
     let service = spawn_service(&redis, "svc", &sim.base).await;
@@ -393,8 +402,9 @@ pub async fn channels() -> ([Channel; 3], Side) {
     let id = BUILTIN_SUBSCRIBE_TEMPLATES[0].0;
     let data = json!({"thing1": {"value": "bench"}, "phrase4": {"value": "已发货"}});
     let (svc_users, fwd_users) = (users("oSvcSubscribe", SPENDERS), users("oFwdSubscribe", SPENDERS));
-    grants(&sim, &redis, "svc", &svc_users, id, USES).await;
-    grants(&sim, &redis, "fwd", &fwd_users, id, USES).await;
+    let popup = "/sandbox/subscriptions";
+    grants(&sim, &redis, ("svc", popup), &svc_users, (id, false), USES).await;
+    grants(&sim, &redis, ("fwd", popup), &fwd_users, (id, false), USES).await;
     let subscribe = Channel {
         forwarder: measure(&forwarder, "/subscribe", None, bodies(&fwd_users, id, &data)).await,
         service: measure(
@@ -436,7 +446,59 @@ pub async fn channels() -> ([Channel; 3], Side) {
         bodies(&followers, id, &data),
     )
     .await;
-    ([template, subscribe, official_account], with_receipt)
+
+    // A long-term template: one accept, then every send leases it.
+    let (id, _) = BUILTIN_LONG_TERM_TEMPLATE;
+    let data = json!({"thing1": {"value": "bench"}, "phrase2": {"value": "已受理"}});
+    let (svc_users, fwd_users) = (users("oSvcLongTerm", SPENDERS), users("oFwdLongTerm", SPENDERS));
+    let popup = "/sandbox/subscriptions";
+    grants(&sim, &redis, ("svc", popup), &svc_users, (id, true), USES).await;
+    grants(&sim, &redis, ("fwd", popup), &fwd_users, (id, true), USES).await;
+    let long_term = Channel {
+        forwarder: measure(
+            &forwarder,
+            "/subscribe-long-term",
+            None,
+            bodies(&fwd_users, id, &data),
+        )
+        .await,
+        service: measure(
+            &service,
+            "/v1/subscribe-messages",
+            Some(SEND_KEY),
+            bodies(&svc_users, id, &data),
+        )
+        .await,
+    };
+
+    // The official account's subscribe notifications: grants from its
+    // followers' popups, in its own ledger (`<prefix>:oa`).
+    let (id, _, _) = BUILTIN_OA_SUBSCRIBE_TEMPLATES[0];
+    let data = json!({"thing1": {"value": "bench"}, "time2": {"value": "2026-12-08 10:00"}});
+    let (svc_users, fwd_users) = (users("oSvcOaSub", SPENDERS), users("oFwdOaSub", SPENDERS));
+    let popup = "/sandbox/oa/subscriptions";
+    grants(&sim, &redis, ("svc:oa", popup), &svc_users, (id, false), USES).await;
+    grants(&sim, &redis, ("fwd:oa", popup), &fwd_users, (id, false), USES).await;
+    let notifications = Channel {
+        forwarder: measure(
+            &forwarder,
+            "/official-account-subscribe",
+            None,
+            bodies(&fwd_users, id, &data),
+        )
+        .await,
+        service: measure(
+            &service,
+            "/v1/official-account/subscribe-messages",
+            Some(SEND_KEY),
+            bodies(&svc_users, id, &data),
+        )
+        .await,
+    };
+    (
+        [template, subscribe, official_account, long_term, notifications],
+        with_receipt,
+    )
 }
 
 /// The p99 of (answer time − simulator time) of template sends made at

@@ -33,6 +33,8 @@ const LEASE: Duration = Duration::from_secs(30);
 struct Forwarder {
     ledger: RedisLedger,
     grants: RedisGrants,
+    /// The official account's grants, where the service keeps them.
+    oa_grants: RedisGrants,
     redis: RedisConnection,
     prefix: String,
     http: reqwest::Client,
@@ -129,6 +131,77 @@ async fn subscribe(forwarder: web::Data<Forwarder>, message: web::Json<Message>)
     reply(answer)
 }
 
+/// A subscribe message on a long-term subscription: the lease is taken
+/// (so a 43101 could end it) but nothing is spent.
+async fn subscribe_long_term(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
+    let (Ok(user), Ok(template)) = (
+        OpenId::parse(&message.touser),
+        TemplateId::parse(&message.template_id),
+    ) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let lease = LeaseId::random();
+    let reserved = forwarder
+        .grants
+        .reserve_for(&user, &template, true, lease, LEASE)
+        .await;
+    let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
+        return HttpResponse::Conflict().finish();
+    };
+    let answer = forwarder
+        .wechat(
+            "/cgi-bin/message/subscribe/send",
+            &forwarder.token,
+            message.wechat_body(),
+        )
+        .await;
+    let settled = forwarder
+        .grants
+        .settle_grant(&user, lease, settle_by(&answer))
+        .await;
+    if settled.is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    reply(answer)
+}
+
+/// An official-account subscribe notification: one of the follower's
+/// grants (the official account's ledger) spent on a bizsend.
+async fn official_account_subscribe(
+    forwarder: web::Data<Forwarder>,
+    message: web::Json<Message>,
+) -> HttpResponse {
+    let (Ok(user), Ok(template)) = (
+        OpenId::parse(&message.touser),
+        TemplateId::parse(&message.template_id),
+    ) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let lease = LeaseId::random();
+    let reserved = forwarder
+        .oa_grants
+        .reserve_grant(&user, &template, lease, LEASE)
+        .await;
+    let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
+        return HttpResponse::Conflict().finish();
+    };
+    let answer = forwarder
+        .wechat(
+            "/cgi-bin/message/subscribe/bizsend",
+            &forwarder.oa_token,
+            message.wechat_body(),
+        )
+        .await;
+    let settled = forwarder
+        .oa_grants
+        .settle_grant(&user, lease, settle_by(&answer))
+        .await;
+    if settled.is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    reply(answer)
+}
+
 /// An official-account template message spends nothing: the follow is
 /// what pays for it, so the forwarder only forwards.
 async fn official_account(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
@@ -196,16 +269,14 @@ pub fn run() {
             .build()
             .expect("an HTTP client");
         let redis = RedisConnection::new(RedisTarget::Single(redis), Duration::from_secs(2));
+        let grant_settings = GrantSettings {
+            max_per_template: 1_000,
+            ..GrantSettings::default()
+        };
         let forwarder = web::Data::new(Forwarder {
             ledger: RedisLedger::on(redis.clone(), &prefix, LedgerSettings::default()),
-            grants: RedisGrants::on(
-                redis.clone(),
-                &prefix,
-                GrantSettings {
-                    max_per_template: 1_000,
-                    ..GrantSettings::default()
-                },
-            ),
+            grants: RedisGrants::on(redis.clone(), &prefix, grant_settings),
+            oa_grants: RedisGrants::on(redis.clone(), &format!("{prefix}:oa"), grant_settings),
             redis,
             token: token(&http, &base, "wxsandbox", "sandbox-secret").await,
             oa_token: token(&http, &base, "wxsandboxoa", "sandbox-oa-secret").await,
@@ -218,6 +289,11 @@ pub fn run() {
                 .app_data(forwarder.clone())
                 .route("/template", web::post().to(template))
                 .route("/subscribe", web::post().to(subscribe))
+                .route("/subscribe-long-term", web::post().to(subscribe_long_term))
+                .route(
+                    "/official-account-subscribe",
+                    web::post().to(official_account_subscribe),
+                )
                 .route("/official-account", web::post().to(official_account))
                 .route(
                     "/official-account-with-receipt",

@@ -851,6 +851,11 @@ fn main() {
             ("template", "POST /v1/messages"),
             ("subscribe", "POST /v1/subscribe-messages"),
             ("official account", "POST /v1/official-account/messages"),
+            ("subscribe, long-term", "POST /v1/subscribe-messages, long-term"),
+            (
+                "official-account subscribe",
+                "POST /v1/official-account/subscribe-messages",
+            ),
         ];
         for (n, (channel, route)) in channel_rows.into_iter().enumerate() {
             let phase = sends.map(|s| s.0[n]);

@@ -124,6 +124,16 @@ fn bare_routes() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::GET,
+            "/v1/official-account/subscriptions/{openid}",
+            web::get().to(users::official_account_subscriptions),
+        ),
+        (
+            Method::POST,
+            "/v1/official-account/subscribe-messages",
+            web::post().to(send::official_account_subscribe),
+        ),
+        (
+            Method::GET,
             "/v1/official-account/messages/{msgid}",
             web::get().to(receipts::official_account_status),
         ),

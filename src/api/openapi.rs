@@ -12,7 +12,7 @@ use super::{
     APP_SCOPE, apps, credentials, dashboard, health, push, quota, receipts, reports, send, sessions,
     subscriptions, templates, users,
 };
-use crate::domain::{ChannelKind, OpenId, TemplateId};
+use crate::domain::{ChannelKind, OpenId, TemplateDialect, TemplateId};
 use crate::error::ErrorBody;
 
 #[derive(OpenApi)]
@@ -23,11 +23,11 @@ use crate::error::ErrorBody;
     ),
     paths(
         health::healthz, health::readyz, health::metrics, document, explorer, dashboard::page,
-        sessions::create, credentials::ingest, users::credentials, send::template,
+        sessions::create, credentials::ingest, users::credentials, users::official_account_subscriptions, send::template,
         subscriptions::record, send::subscribe,
         reports::summary, reports::usage,
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
-        send::official_account, receipts::official_account_status, receipts::subscribe_status,
+        send::official_account, send::official_account_subscribe, receipts::official_account_status, receipts::subscribe_status,
         apps::list, quota::get, quota::clear,
         push::miniprogram_check, push::miniprogram,
     ),
@@ -115,7 +115,7 @@ fn printable(max: usize) -> Value {
 fn rule(name: &str, in_library: bool) -> Option<Value> {
     let channels: Vec<&str> = ChannelKind::ALL
         .iter()
-        .filter(|c| !in_library || **c != ChannelKind::OfficialAccount)
+        .filter(|c| !in_library || c.templates() != TemplateDialect::OfficialAccount)
         .map(|c| c.as_str())
         .collect();
     Some(match name {

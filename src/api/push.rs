@@ -19,7 +19,7 @@ use super::BODY_LIMIT;
 use super::extract::App;
 use crate::apps::{Answer, AppContext};
 use crate::config::GrantSource;
-use crate::domain::{OpenId, TemplateId};
+use crate::domain::{ChannelKind, OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody, code};
 use crate::metrics::{PUSH_EVENTS, RECEIPTS_UNMATCHED};
 use crate::push::event::{self, Push, PushKind};
@@ -198,10 +198,23 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
         OpenId::parse(&push.from_user_name)
             .map_err(|e| ApiError::invalid_request(format!("FromUserName: {e}")))
     };
+    // The subscribe events of each endpoint are its account's: the
+    // mini-program's subscribe messages, the official account's
+    // notifications (whose grants come from these pushes only).
+    let (grant_channel, messages, grants_from_push) = match endpoint {
+        Endpoint::MiniProgram => (
+            ChannelKind::Subscribe,
+            Messages::Subscribe,
+            app.grant_source == GrantSource::Push,
+        ),
+        Endpoint::OfficialAccount => (
+            ChannelKind::OfficialAccountSubscribe,
+            Messages::OfficialAccountSubscribe,
+            true,
+        ),
+    };
     let acted = match (&push.kind, endpoint) {
-        (PushKind::SubscribePopup(choices), Endpoint::MiniProgram)
-            if app.grant_source == GrantSource::Push =>
-        {
+        (PushKind::SubscribePopup(choices), _) if grants_from_push => {
             let answers = choices
                 .iter()
                 .filter_map(|c| {
@@ -210,30 +223,23 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
                         .map(|t| (t, Answer::parse(&c.status), c.status.clone()))
                 })
                 .collect::<Vec<_>>();
-            let applied = app.apply_answers(&openid()?, &answers).await?;
+            let applied = app.apply_answers(grant_channel, &openid()?, &answers).await?;
             tracing::info!(granted = applied.granted.len(), "popup answers applied");
             true
         }
-        (PushKind::SubscribeChange(choices), Endpoint::MiniProgram) => {
+        (PushKind::SubscribeChange(choices), _) => {
             let changes: Vec<(TemplateId, bool)> = choices
                 .iter()
                 .filter(|c| c.status == "reject" || Answer::parse(&c.status) == Answer::Accept)
                 .filter_map(|c| Some((TemplateId::parse(&c.template_id).ok()?, c.status != "reject")))
                 .collect();
-            app.apply_changes(&openid()?, &changes).await?;
+            app.apply_changes(grant_channel, &openid()?, &changes).await?;
             true
         }
-        (PushKind::SubscribeSent(results), Endpoint::MiniProgram) => {
+        (PushKind::SubscribeSent(results), _) => {
             for result in results {
                 let status = Status::of_subscribe(result.error_code);
-                record(
-                    app,
-                    Messages::Subscribe,
-                    &result.msg_id,
-                    status,
-                    &result.error_status,
-                )
-                .await?;
+                record(app, messages, &result.msg_id, status, &result.error_status).await?;
             }
             true
         }
@@ -274,6 +280,8 @@ async fn record(
     match before {
         Some(Status::Accepted) => app.count_delivery(channel, status),
         Some(_) => {} // WeChat said it again.
+        // Its send's answer carried no msgid to record: counted now, once.
+        None if messages.counted_on_receipt() => app.count_delivery(channel, status),
         None => {
             tracing::info!(
                 channel = channel.as_str(),

@@ -14,8 +14,8 @@ use super::templates::known_template;
 use crate::apps::AppContext;
 use crate::auth::{Caller, Scope};
 use crate::channels::{
-    Accepted, ChannelRoute, MessageBody, OfficialAccountMessageBody, Sent, SubscribeMessageBody,
-    SubscribeSent, answer,
+    Accepted, ChannelRoute, MessageBody, OfficialAccountMessageBody, OfficialAccountSubscribeBody, Sent,
+    SubscribeMessageBody, SubscribeSent, answer,
 };
 use crate::domain::{ChannelKind, Outcome};
 use crate::error::{ApiError, ErrorBody, code};
@@ -104,8 +104,12 @@ async fn send_on<C: ChannelRoute>(
                 .await
             {
                 Ok(None) => {}
-                // WeChat's receipt came first: counted now, once.
-                Ok(Some(status)) => app.count_delivery(messages.channel(), status),
+                // WeChat's receipt came first: counted now, once (unless
+                // its receipt counted it already).
+                Ok(Some(status)) if !messages.counted_on_receipt() => {
+                    app.count_delivery(messages.channel(), status)
+                }
+                Ok(Some(_)) => {}
                 Err(err) => tracing::warn!(error = %err, "could not record the message as accepted"),
             }
         }
@@ -203,6 +207,36 @@ pub async fn official_account(
     caller.require(Scope::Send)?;
     let oa = app.official_account.as_ref().ok_or_else(not_configured)?;
     send_on(&app, &oa.sender, &oa.channel, caller, req, body.into_inner()).await
+}
+
+/// Send an official-account subscribe notification to a follower, spending
+/// one of their grants of its template.
+#[utoipa::path(post, path = "/v1/official-account/subscribe-messages", tag = "backends",
+    request_body = OfficialAccountSubscribeBody, operation_id = "send_official_account_subscribe_message",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-128 printable ASCII; the same key and body within 24 h get the first answer again")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = SubscribeSent, description = "Sent; one grant spent (none on a long-term subscription)"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the send scope"),
+        (status = 404, body = ErrorBody, description = "not_configured"),
+        (status = 409, body = ErrorBody, description = "not_subscribed (no grant from the follower's popup; nothing sent; after WeChat's 43101 the template's grants are burned) or request_in_progress"),
+        (status = 422, body = ErrorBody, description = "invalid_data (with field and rule; nothing spent), unknown_template (not among the official account's subscribe templates), wechat_rejected (refunded) or idempotency_key_reused"),
+        (status = 429, body = ErrorBody, description = "wechat_quota_exceeded (refunded)"),
+        (status = 503, body = ErrorBody, description = "wechat_unavailable (nothing sent; refunded), wechat_outcome_unknown (the grant counts as spent), or store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn official_account_subscribe(
+    app: App,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Send)?;
+    let oa = app.official_account.as_ref().ok_or_else(not_configured)?;
+    send_on(&app, &oa.sender, &oa.subscribe, caller, req, body.into_inner()).await
 }
 
 fn not_configured() -> ApiError {

@@ -15,7 +15,7 @@ use super::extract::App;
 use crate::apps::{Answer, Answered};
 use crate::auth::Caller;
 use crate::config::GrantSource;
-use crate::domain::TemplateId;
+use crate::domain::{ChannelKind, TemplateId};
 use crate::error::{ApiError, ErrorBody};
 
 /// Templates one posted result may name. One popup asks for at most three;
@@ -117,7 +117,9 @@ pub async fn record(
             source: "push",
         }));
     }
-    let applied = app.apply_answers(&openid, &results).await?;
+    let applied = app
+        .apply_answers(ChannelKind::Subscribe, &openid, &results)
+        .await?;
     let ignored: Vec<Ignored> = applied
         .ignored
         .into_iter()

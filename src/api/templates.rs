@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{App, IdParam, TemplateIdParam};
 use crate::apps::AppContext;
 use crate::auth::{Caller, Scope};
-use crate::domain::ChannelKind;
 use crate::domain::TemplateId;
+use crate::domain::{ChannelKind, TemplateDialect};
 use crate::error::{ApiError, ErrorBody, code, respond};
 use crate::templates::{AccountTemplate, Check, LibraryEntry, LibraryPage, TemplateError};
 
@@ -162,8 +162,8 @@ pub async fn library(
     caller.require(Scope::Report)?;
     let q = query.into_inner();
     let channel = channel(&q.channel)?;
-    let (start, count) = match channel {
-        ChannelKind::Template => {
+    let (start, count) = match channel.templates() {
+        TemplateDialect::OldLibrary => {
             if q.start.is_some() || q.limit.is_some() || q.categories.is_some() {
                 return Err(ApiError::invalid_request(
                     "the template library pages with offset and count",
@@ -171,7 +171,7 @@ pub async fn library(
             }
             (q.offset.unwrap_or(0), bounded("count", q.count, MAX_COUNT)?)
         }
-        ChannelKind::Subscribe => {
+        TemplateDialect::Subscribe => {
             if q.offset.is_some() || q.count.is_some() {
                 return Err(ApiError::invalid_request(
                     "the subscribe library pages with start and limit",
@@ -186,7 +186,7 @@ pub async fn library(
             }
             (q.start.unwrap_or(0), bounded("limit", q.limit, MAX_LIMIT)?)
         }
-        ChannelKind::OfficialAccount => return Err(no_library()),
+        TemplateDialect::OfficialAccount => return Err(no_library()),
     };
     let page = app
         .templates
@@ -240,7 +240,7 @@ pub async fn library_entry(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
     let channel = channel(&query.channel)?;
-    if channel == ChannelKind::OfficialAccount {
+    if channel.templates() == TemplateDialect::OfficialAccount {
         return Err(no_library());
     }
     let entry = app.templates.library_entry(channel, library_id(&id.id)?).await?;
@@ -285,13 +285,14 @@ pub async fn add(app: App, caller: Caller, body: web::Json<NewTemplate>) -> Resu
     let body = body.into_inner();
     let channel = channel(&body.channel)?;
     let library_id = library_id(&body.library_id)?;
-    match channel {
-        ChannelKind::OfficialAccount if !body.keyword_ids.is_empty() => {
+    let dialect = channel.templates();
+    match dialect {
+        TemplateDialect::OfficialAccount if !body.keyword_ids.is_empty() => {
             return Err(ApiError::invalid_request(
                 "an official-account template takes its library entry's keywords: leave keyword_ids out",
             ));
         }
-        ChannelKind::OfficialAccount => {}
+        TemplateDialect::OfficialAccount => {}
         _ if body.keyword_ids.is_empty() || body.keyword_ids.len() > MAX_KEYWORDS => {
             return Err(ApiError::invalid_request(format!(
                 "keyword_ids must list 1 to {MAX_KEYWORDS} keyword ids"
@@ -300,7 +301,7 @@ pub async fn add(app: App, caller: Caller, body: web::Json<NewTemplate>) -> Resu
         _ => {}
     }
     let scene = body.scene.unwrap_or_default();
-    if channel != ChannelKind::Subscribe && !scene.is_empty() {
+    if dialect != TemplateDialect::Subscribe && !scene.is_empty() {
         return Err(ApiError::invalid_request("scene is for subscribe templates"));
     }
     if scene.chars().count() > MAX_SCENE || scene.chars().any(char::is_control) {

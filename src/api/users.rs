@@ -82,3 +82,59 @@ pub async fn credentials(
             .collect(),
     }))
 }
+
+/// What one follower of the official account holds for its subscribe
+/// notifications.
+#[derive(Serialize, ToSchema)]
+pub struct FollowerSubscriptions {
+    openid: String,
+    /// Grants held per one-time template.
+    subscriptions: BTreeMap<String, u32>,
+    /// Long-term templates the follower is subscribed to.
+    long_term_subscriptions: Vec<String>,
+}
+
+/// What one follower can be sent as official-account subscribe notifications.
+#[utoipa::path(get, path = "/v1/official-account/subscriptions/{openid}", tag = "backends",
+    operation_id = "official_account_subscriptions",
+    params(("openid" = String, Path, description = "The follower's openid (of the official account)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = FollowerSubscriptions, description = "An unknown openid holds nothing"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the report scope"),
+        (status = 404, body = ErrorBody, description = "not_configured: no official account"),
+        (status = 503, body = ErrorBody, description = "store_unavailable"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn official_account_subscriptions(
+    app: App,
+    caller: Caller,
+    path: web::Path<OpenidParam>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Report)?;
+    let openid =
+        OpenId::parse(&path.openid).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
+    let oa = app.official_account.as_ref().ok_or_else(|| {
+        ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            crate::error::code::NOT_CONFIGURED,
+            "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
+        )
+    })?;
+    let grants = oa.grants.grants(&openid).await?;
+    Ok(HttpResponse::Ok().json(FollowerSubscriptions {
+        openid: openid.as_str().to_owned(),
+        subscriptions: grants
+            .templates
+            .into_iter()
+            .map(|(template, n)| (template.as_str().to_owned(), n))
+            .collect(),
+        long_term_subscriptions: grants
+            .long_term
+            .into_iter()
+            .map(|template| template.as_str().to_owned())
+            .collect(),
+    }))
+}

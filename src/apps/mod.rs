@@ -12,7 +12,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::channels::{OfficialAccountChannel, SubscribeChannel, TemplateChannel};
+use crate::channels::{
+    OfficialAccountChannel, OfficialAccountSubscribeChannel, SubscribeChannel, TemplateChannel,
+};
 use crate::clock::Clock;
 use crate::config::GrantSource;
 use crate::domain::ChannelKind;
@@ -42,10 +44,15 @@ pub fn key_prefix(deployment: &str, app: &str) -> String {
     }
 }
 
-/// An official account's send pipeline: its own token control.
+/// An official account's send pipeline (its own token control) and its
+/// two channels: template messages, and subscribe notifications paid for
+/// with its own grants.
 pub struct OfficialAccount {
     pub sender: Sender,
     pub channel: OfficialAccountChannel,
+    pub subscribe: OfficialAccountSubscribeChannel,
+    /// Its followers' subscribe grants.
+    pub grants: Arc<dyn GrantLedger>,
     pub tokens: Arc<TokenManager>,
 }
 
@@ -116,6 +123,7 @@ impl AppContext {
         let mut channels = vec![ChannelKind::Template, ChannelKind::Subscribe];
         if self.official_account.is_some() {
             channels.push(ChannelKind::OfficialAccount);
+            channels.push(ChannelKind::OfficialAccountSubscribe);
         }
         channels
     }

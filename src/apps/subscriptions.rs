@@ -6,11 +6,12 @@
 //! applied here; so are the changes users make in the settings page.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::AppContext;
 use crate::domain::{ChannelKind, OpenId, TemplateId};
 use crate::ledger::LedgerError;
-use crate::ledger::grants::{Accept, Holding};
+use crate::ledger::grants::{Accept, GrantLedger, Holding};
 use crate::metrics::SUBSCRIBE_RESULTS;
 use crate::report::{Counter, GrantCounter};
 
@@ -48,14 +49,16 @@ impl Answer {
         }
     }
 
-    /// The report counter it adds to (accepts count as grants kept).
-    fn counter(self) -> Option<Counter> {
-        match self {
-            Answer::Reject => Some(Counter::Grants(GrantCounter::Rejected)),
-            Answer::Ban => Some(Counter::Grants(GrantCounter::Banned)),
-            Answer::Filter => Some(Counter::Grants(GrantCounter::Filtered)),
-            Answer::Accept | Answer::Other => None,
-        }
+    /// The report counter it adds to on `channel` (accepts count as
+    /// grants kept).
+    fn counter(self, channel: ChannelKind) -> Option<Counter> {
+        let what = match self {
+            Answer::Reject => GrantCounter::Rejected,
+            Answer::Ban => GrantCounter::Banned,
+            Answer::Filter => GrantCounter::Filtered,
+            Answer::Accept | Answer::Other => return None,
+        };
+        Some(Counter::Grants(channel, what))
     }
 }
 
@@ -75,10 +78,27 @@ pub struct Applied {
 }
 
 impl AppContext {
-    /// Grants what `openid` accepted (one per accept of a one-time
-    /// template, to the cap; a subscription for a long-term one) and counts
-    /// every answer.
-    pub async fn apply_answers(&self, openid: &OpenId, answers: &[Answered]) -> Result<Applied, LedgerError> {
+    /// The grant ledger of a channel paid for with grants.
+    pub fn grants_of(&self, channel: ChannelKind) -> Result<&Arc<dyn GrantLedger>, LedgerError> {
+        match (channel, &self.official_account) {
+            (ChannelKind::Subscribe, _) => Ok(&self.grants),
+            (ChannelKind::OfficialAccountSubscribe, Some(oa)) => Ok(&oa.grants),
+            (other, _) => Err(LedgerError::Unavailable(format!(
+                "the {other} channel keeps no grants here"
+            ))),
+        }
+    }
+
+    /// Grants what `openid` accepted on `channel` (one per accept of a
+    /// one-time template, to the cap; a subscription for a long-term one)
+    /// and counts every answer.
+    pub async fn apply_answers(
+        &self,
+        channel: ChannelKind,
+        openid: &OpenId,
+        answers: &[Answered],
+    ) -> Result<Applied, LedgerError> {
+        let grants = self.grants_of(channel)?;
         let accepted: Vec<&TemplateId> = answers
             .iter()
             .filter(|(_, answer, _)| *answer == Answer::Accept)
@@ -89,7 +109,7 @@ impl AppContext {
         } else {
             let long_term = self
                 .templates
-                .long_term(ChannelKind::Subscribe, accepted.iter().map(|t| t.as_str()))
+                .long_term(channel, accepted.iter().map(|t| t.as_str()))
                 .await;
             let batch: Vec<(TemplateId, Accept)> = accepted
                 .iter()
@@ -102,14 +122,14 @@ impl AppContext {
                     ((*template).clone(), accept)
                 })
                 .collect();
-            Some(self.grants.add_accepts(openid, &batch).await?)
+            Some(grants.add_accepts(openid, &batch).await?)
         };
         let now = self.clock.now();
         let mut applied = Applied::default();
         for (template, answer, raw) in answers {
             metrics::counter!(SUBSCRIBE_RESULTS, "app" => self.name.clone(), "result" => answer.label())
                 .increment(1);
-            if let Some(counter) = answer.counter() {
+            if let Some(counter) = answer.counter(channel) {
                 self.usage.count(now, counter, 1);
             }
             if *answer != Answer::Accept {
@@ -117,7 +137,7 @@ impl AppContext {
             }
         }
         if let Some(outcome) = outcome {
-            self.usage.grant_events(now, &outcome.events);
+            self.usage.grant_events(now, channel, &outcome.events);
             for (template, held) in accepted.iter().zip(&outcome.held) {
                 match held {
                     Holding::Grants(n) => {
@@ -130,28 +150,31 @@ impl AppContext {
         Ok(applied)
     }
 
-    /// What `openid` changed in the mini-program's settings page: a
+    /// What `openid` changed in the settings page (of the mini-program, or
+    /// of the official account for its notifications): a
     /// template turned off loses its grants (or its subscription); a
     /// long-term template turned on again is subscribed again. Turning a
     /// one-time template on grants nothing: only a popup's accept does.
     pub async fn apply_changes(
         &self,
+        channel: ChannelKind,
         openid: &OpenId,
         changes: &[(TemplateId, bool)],
     ) -> Result<(), LedgerError> {
+        let grants = self.grants_of(channel)?;
         let turned_on = changes.iter().filter(|(_, on)| *on).map(|(t, _)| t.as_str());
-        let long_term = self.templates.long_term(ChannelKind::Subscribe, turned_on).await;
+        let long_term = self.templates.long_term(channel, turned_on).await;
         let now = self.clock.now();
         for (template, on) in changes {
             let events = if !on {
-                self.grants.burn_grants(openid, template).await?
+                grants.burn_grants(openid, template).await?
             } else if long_term.contains(template.as_str()) {
                 let batch = [(template.clone(), Accept::LongTerm)];
-                self.grants.add_accepts(openid, &batch).await?.events
+                grants.add_accepts(openid, &batch).await?.events
             } else {
                 continue;
             };
-            self.usage.grant_events(now, &events);
+            self.usage.grant_events(now, channel, &events);
         }
         Ok(())
     }

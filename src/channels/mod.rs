@@ -10,6 +10,7 @@
 //! routes and state are listed.
 
 mod official_account;
+mod official_account_subscribe;
 mod subscribe;
 mod template;
 
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use official_account::{Accepted, OfficialAccountChannel, OfficialAccountMessageBody};
+pub use official_account_subscribe::{OfficialAccountSubscribeBody, OfficialAccountSubscribeChannel};
 pub use subscribe::{HeldGrant, SubscribeChannel, SubscribeMessageBody, SubscribeSent};
 pub use template::{MessageBody, Sent, SpentCredential, TemplateChannel};
 

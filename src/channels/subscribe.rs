@@ -18,7 +18,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Channel, ChannelRoute, invalid_target};
-use crate::domain::{ChannelKind, Outcome, TemplateId, parse_target, subscribe_data};
+use crate::domain::{ChannelKind, OpenId, Outcome, TemplateId, parse_target, subscribe_data};
 use crate::error::{ApiError, code};
 use crate::ledger::grants::{GrantLedger, GrantReservation, Holding};
 use crate::ledger::{LeaseId, LedgerError, Settle};
@@ -67,18 +67,133 @@ pub struct SubscribeSent {
 }
 
 pub struct SubscribeChannel {
-    grants: Arc<dyn GrantLedger>,
+    spend: GrantSpend,
     wechat: WechatClient,
-    usage: Arc<UsageRecorder>,
 }
 
 impl SubscribeChannel {
     pub fn new(grants: Arc<dyn GrantLedger>, wechat: WechatClient, usage: Arc<UsageRecorder>) -> Self {
         Self {
-            grants,
+            spend: GrantSpend::new(ChannelKind::Subscribe, grants, usage),
             wechat,
-            usage,
         }
+    }
+}
+
+/// What every channel paid for with subscribe grants shares (the
+/// mini-program's subscribe messages, the official account's subscribe
+/// notifications): one grant of the message's template reserved from the
+/// channel's own grant ledger (or its long-term subscription leased),
+/// settled by WeChat's answer, and counted under the channel's name; the
+/// `data` rules; the answers.
+pub struct GrantSpend {
+    kind: ChannelKind,
+    grants: Arc<dyn GrantLedger>,
+    usage: Arc<UsageRecorder>,
+}
+
+impl GrantSpend {
+    pub fn new(kind: ChannelKind, grants: Arc<dyn GrantLedger>, usage: Arc<UsageRecorder>) -> Self {
+        Self { kind, grants, usage }
+    }
+
+    pub async fn reserve(
+        &self,
+        touser: &OpenId,
+        template: &TemplateId,
+        long_term: bool,
+        lease: LeaseId,
+        hold: Duration,
+    ) -> Result<Option<HeldGrant>, LedgerError> {
+        let reserved = self
+            .grants
+            .reserve_for(touser, template, long_term, lease, hold)
+            .await?;
+        self.usage.grant_events(Utc::now(), self.kind, &reserved.events);
+        let left = reserved.left;
+        Ok(reserved
+            .reservation
+            .map(|reservation| HeldGrant { reservation, left }))
+    }
+
+    pub async fn settle(&self, touser: &OpenId, lease: LeaseId, how: Settle) -> Result<(), LedgerError> {
+        let settled = self.grants.settle_grant(touser, lease, how).await?;
+        self.usage.grant_events(Utc::now(), self.kind, &settled.events);
+        Ok(())
+    }
+
+    pub fn to_record(lease: LeaseId, held: &HeldGrant) -> String {
+        let stored = StoredGrant {
+            lease: lease.to_hex(),
+            template: held.reservation.template.as_str().to_owned(),
+            deadline: held.reservation.deadline,
+            left: match held.left {
+                Holding::Grants(n) => n,
+                Holding::LongTerm => 0,
+            },
+            long_term: held.left == Holding::LongTerm,
+        };
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    pub fn from_record(record: &str) -> Option<Pending<HeldGrant>> {
+        let stored: StoredGrant = serde_json::from_str(record).ok()?;
+        let lease = LeaseId::from_hex(&stored.lease)?;
+        let reservation = GrantReservation {
+            lease,
+            template: TemplateId::parse(&stored.template).ok()?,
+            deadline: stored.deadline,
+        };
+        Some(Pending {
+            lease,
+            credential: HeldGrant {
+                reservation,
+                left: if stored.long_term {
+                    Holding::LongTerm
+                } else {
+                    Holding::Grants(stored.left)
+                },
+            },
+        })
+    }
+
+    /// WeChat's `data` rules, checked before anything is spent.
+    pub fn check(data: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+        subscribe_data::check(data).map_err(|violation| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code::INVALID_DATA,
+                format!("{violation}; nothing was spent and WeChat was not called"),
+            )
+            .with("field", violation.field.clone())
+            .with("rule", violation.rule.clone())
+        })
+    }
+
+    /// The 200 body of a message WeChat accepted.
+    pub fn sent(held: &HeldGrant, attempts: u32, msgid: Option<String>) -> Value {
+        let (grants_left, long_term) = match held.left {
+            Holding::Grants(n) => (Some(n), false),
+            Holding::LongTerm => (None, true),
+        };
+        serde_json::json!(SubscribeSent {
+            status: "sent",
+            msgid,
+            grants_left,
+            long_term,
+            attempts,
+        })
+    }
+
+    pub fn nothing_to_spend() -> (Outcome, ApiError) {
+        (
+            Outcome::NotSubscribed,
+            ApiError::new(
+                StatusCode::CONFLICT,
+                code::NOT_SUBSCRIBED,
+                "this user holds no grant of this template (never accepted, used up, or turned off); nothing was sent",
+            ),
+        )
     }
 }
 
@@ -101,21 +216,10 @@ impl Channel for SubscribeChannel {
         lease: LeaseId,
         hold: Duration,
     ) -> Result<Option<HeldGrant>, LedgerError> {
-        let reserved = self
-            .grants
-            .reserve_for(
-                &message.touser,
-                &message.template_id,
-                message.long_term,
-                lease,
-                hold,
-            )
-            .await?;
-        self.usage.grant_events(Utc::now(), &reserved.events);
-        let left = reserved.left;
-        Ok(reserved
-            .reservation
-            .map(|reservation| HeldGrant { reservation, left }))
+        let (touser, template) = (&message.touser, &message.template_id);
+        self.spend
+            .reserve(touser, template, message.long_term, lease, hold)
+            .await
     }
 
     async fn settle(
@@ -124,9 +228,7 @@ impl Channel for SubscribeChannel {
         lease: LeaseId,
         how: Settle,
     ) -> Result<(), LedgerError> {
-        let settled = self.grants.settle_grant(&message.touser, lease, how).await?;
-        self.usage.grant_events(Utc::now(), &settled.events);
-        Ok(())
+        self.spend.settle(&message.touser, lease, how).await
     }
 
     async fn call(
@@ -148,38 +250,11 @@ impl Channel for SubscribeChannel {
     }
 
     fn to_record(lease: LeaseId, held: &HeldGrant) -> String {
-        let stored = StoredGrant {
-            lease: lease.to_hex(),
-            template: held.reservation.template.as_str().to_owned(),
-            deadline: held.reservation.deadline,
-            left: match held.left {
-                Holding::Grants(n) => n,
-                Holding::LongTerm => 0,
-            },
-            long_term: held.left == Holding::LongTerm,
-        };
-        serde_json::to_string(&stored).unwrap_or_default()
+        GrantSpend::to_record(lease, held)
     }
 
     fn from_record(record: &str) -> Option<Pending<HeldGrant>> {
-        let stored: StoredGrant = serde_json::from_str(record).ok()?;
-        let lease = LeaseId::from_hex(&stored.lease)?;
-        let reservation = GrantReservation {
-            lease,
-            template: TemplateId::parse(&stored.template).ok()?,
-            deadline: stored.deadline,
-        };
-        Some(Pending {
-            lease,
-            credential: HeldGrant {
-                reservation,
-                left: if stored.long_term {
-                    Holding::LongTerm
-                } else {
-                    Holding::Grants(stored.left)
-                },
-            },
-        })
+        GrantSpend::from_record(record)
     }
 }
 
@@ -241,39 +316,14 @@ impl ChannelRoute for SubscribeChannel {
     }
 
     fn check(message: &SubscribeMessage) -> Result<(), ApiError> {
-        subscribe_data::check(&message.data).map_err(|violation| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code::INVALID_DATA,
-                format!("{violation}; nothing was spent and WeChat was not called"),
-            )
-            .with("field", violation.field.clone())
-            .with("rule", violation.rule.clone())
-        })
+        GrantSpend::check(&message.data)
     }
 
     fn sent(held: &HeldGrant, attempts: u32, _: Option<i64>, msgid: Option<String>) -> Value {
-        let (grants_left, long_term) = match held.left {
-            Holding::Grants(n) => (Some(n), false),
-            Holding::LongTerm => (None, true),
-        };
-        serde_json::json!(SubscribeSent {
-            status: "sent",
-            msgid,
-            grants_left,
-            long_term,
-            attempts,
-        })
+        GrantSpend::sent(held, attempts, msgid)
     }
 
     fn nothing_to_spend() -> (Outcome, ApiError) {
-        (
-            Outcome::NotSubscribed,
-            ApiError::new(
-                StatusCode::CONFLICT,
-                code::NOT_SUBSCRIBED,
-                "this user holds no grant of this template (never accepted, used up, or turned off); nothing was sent",
-            ),
-        )
+        GrantSpend::nothing_to_spend()
     }
 }

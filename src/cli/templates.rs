@@ -14,7 +14,7 @@ use unicode_width::UnicodeWidthStr;
 use crate::bootstrap::{Backend, wechat_clients};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::domain::ChannelKind;
+use crate::domain::{ChannelKind, TemplateDialect};
 use crate::templates::{AccountTemplate, App, LibraryEntry, LibraryPage, TemplateError, Templates};
 use crate::wechat::TokenManager;
 
@@ -109,10 +109,10 @@ async fn perform(
             start,
             count,
         } => {
-            let max = match channel {
-                ChannelKind::Template => 20,
-                ChannelKind::Subscribe => 30,
-                ChannelKind::OfficialAccount => {
+            let max = match channel.templates() {
+                TemplateDialect::OldLibrary => 20,
+                TemplateDialect::Subscribe => 30,
+                TemplateDialect::OfficialAccount => {
                     bail!("WeChat has no library to browse for the official account")
                 }
             };

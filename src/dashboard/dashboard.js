@@ -717,6 +717,7 @@
     const grouped = [
       ['subscribe', 'subscribe-grants', 'Subscribe grants', 'popup answers (grants accepted, rejected, banned, filtered) and grants spent or burned', 'Subscribe message'],
       ['official_account', 'official-account', 'Official-account messages', 'template messages sent and their delivery receipts', 'Official-account messages'],
+      ['official_account_subscribe', 'oa-subscribe-grants', 'Official-account subscribe grants', "followers' popup answers (grants accepted, rejected, banned, filtered) and grants spent or burned", 'Official-account notification'],
     ];
     for (const [section, name, title, sub, prefix] of grouped) {
       if (!rows.some((r) => isObj(r[section])) || handled.has(section)) continue;

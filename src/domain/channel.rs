@@ -16,13 +16,17 @@ pub enum ChannelKind {
     Subscribe,
     /// The official account's template messages (following is the permission).
     OfficialAccount,
+    /// The official account's subscribe notifications, paid for with the
+    /// grants its followers give in its popups.
+    OfficialAccountSubscribe,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 3] = [
+    pub const ALL: [ChannelKind; 4] = [
         ChannelKind::Template,
         ChannelKind::Subscribe,
         ChannelKind::OfficialAccount,
+        ChannelKind::OfficialAccountSubscribe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,11 +34,54 @@ impl ChannelKind {
             ChannelKind::Template => "template",
             ChannelKind::Subscribe => "subscribe",
             ChannelKind::OfficialAccount => "official_account",
+            ChannelKind::OfficialAccountSubscribe => "official_account_subscribe",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+
+    /// The WeChat account its messages are sent as (whose token, quota and
+    /// template lists they use).
+    pub fn account(self) -> WechatAccount {
+        match self {
+            ChannelKind::Template | ChannelKind::Subscribe => WechatAccount::Miniprogram,
+            ChannelKind::OfficialAccount | ChannelKind::OfficialAccountSubscribe => {
+                WechatAccount::OfficialAccount
+            }
+        }
+    }
+
+    /// The WeChat API its messages go through, as `openapi/quota/get`
+    /// names it.
+    pub fn send_api(self) -> &'static str {
+        match self {
+            ChannelKind::Template => "/cgi-bin/message/wxopen/template/send",
+            ChannelKind::Subscribe => "/cgi-bin/message/subscribe/send",
+            ChannelKind::OfficialAccount => "/cgi-bin/message/template/send",
+            ChannelKind::OfficialAccountSubscribe => "/cgi-bin/message/subscribe/bizsend",
+        }
+    }
+
+    /// Where its counters live among a report day's fields (stored names:
+    /// they never change).
+    pub fn report_prefix(self) -> &'static str {
+        match self {
+            ChannelKind::Template => "",
+            ChannelKind::Subscribe => "subscribe.",
+            ChannelKind::OfficialAccount => "oa.",
+            ChannelKind::OfficialAccountSubscribe => "oa_subscribe.",
+        }
+    }
+
+    /// Which of WeChat's template dialects its templates are.
+    pub fn templates(self) -> TemplateDialect {
+        match self {
+            ChannelKind::Template => TemplateDialect::OldLibrary,
+            ChannelKind::Subscribe | ChannelKind::OfficialAccountSubscribe => TemplateDialect::Subscribe,
+            ChannelKind::OfficialAccount => TemplateDialect::OfficialAccount,
+        }
     }
 
     /// The outcomes a send on this channel can end with, in report order.
@@ -50,7 +97,7 @@ impl ChannelKind {
                 WechatUnavailable,
                 WechatOutcomeUnknown,
             ],
-            ChannelKind::Subscribe => &[
+            ChannelKind::Subscribe | ChannelKind::OfficialAccountSubscribe => &[
                 Sent,
                 NotSubscribed,
                 InvalidData,
@@ -71,6 +118,35 @@ impl ChannelKind {
             ],
         }
     }
+}
+
+/// Which of an app's two WeChat accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WechatAccount {
+    Miniprogram,
+    OfficialAccount,
+}
+
+impl WechatAccount {
+    /// The channels whose messages are sent as this account.
+    pub fn channels(self) -> Vec<ChannelKind> {
+        ChannelKind::ALL
+            .into_iter()
+            .filter(|c| c.account() == self)
+            .collect()
+    }
+}
+
+/// The template calls and shapes of a channel: the old library
+/// (`wxopen/template/*`), subscribe templates (`wxaapi/newtmpl/*`, with
+/// `data` keys WeChat checks), or the official account's
+/// (`cgi-bin/template/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TemplateDialect {
+    OldLibrary,
+    Subscribe,
+    OfficialAccount,
 }
 
 impl std::fmt::Display for ChannelKind {

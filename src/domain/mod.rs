@@ -15,7 +15,7 @@ mod target;
 mod template;
 
 pub use app::{DEFAULT_APP, is_app_name};
-pub use channel::{ChannelKind, Outcome};
+pub use channel::{ChannelKind, Outcome, TemplateDialect, WechatAccount};
 pub use credential::{CredentialId, CredentialKind, IdRejection, RejectReason};
 pub use expiry::{CREDENTIAL_VALIDITY, ExpiryPolicy};
 pub use openid::{InvalidOpenId, OpenId};

@@ -33,6 +33,7 @@ const CONTENDED: usize = 16;
 pub enum Messages {
     Subscribe,
     OfficialAccount,
+    OfficialAccountSubscribe,
 }
 
 impl Messages {
@@ -41,13 +42,23 @@ impl Messages {
         match self {
             Messages::Subscribe => ChannelKind::Subscribe,
             Messages::OfficialAccount => ChannelKind::OfficialAccount,
+            Messages::OfficialAccountSubscribe => ChannelKind::OfficialAccountSubscribe,
         }
+    }
+
+    /// Whether a receipt counts the message's delivery when its send left
+    /// nothing on record: WeChat's bizsend answer often carries no msgid,
+    /// so the official account's notifications are counted by their
+    /// receipts alone (never at acceptance, so never twice).
+    pub fn counted_on_receipt(self) -> bool {
+        self == Messages::OfficialAccountSubscribe
     }
 
     fn prefix(self) -> &'static str {
         match self {
             Messages::Subscribe => "receipt:subscribe",
             Messages::OfficialAccount => "receipt:oa",
+            Messages::OfficialAccountSubscribe => "receipt:oa_subscribe",
         }
     }
 }

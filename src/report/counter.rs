@@ -28,8 +28,9 @@ pub enum Counter {
     Spent(CredentialKind),
     Burned(CredentialKind),
     Refunded(CredentialKind),
-    /// Subscribe popups' answers and grants.
-    Grants(GrantCounter),
+    /// Subscribe popups' answers and grants, of a channel paid for with
+    /// grants.
+    Grants(ChannelKind, GrantCounter),
     /// Delivery receipts WeChat pushed, by channel and status.
     Delivery(ChannelKind, Status),
 }
@@ -71,15 +72,6 @@ impl GrantCounter {
     }
 }
 
-/// Where a channel's counters live in a day's fields.
-fn channel_prefix(channel: ChannelKind) -> &'static str {
-    match channel {
-        ChannelKind::Template => "",
-        ChannelKind::Subscribe => "subscribe.",
-        ChannelKind::OfficialAccount => "oa.",
-    }
-}
-
 impl Counter {
     /// The field of the day's hash this counter is kept in.
     pub fn field(self) -> String {
@@ -89,15 +81,15 @@ impl Counter {
             Counter::Rejected(reason) => format!("rejected.{}", reason.as_str()),
             Counter::Evicted => "evicted".to_owned(),
             Counter::Send(channel, outcome) => {
-                format!("{}sends.{}", channel_prefix(channel), outcome.as_str())
+                format!("{}sends.{}", channel.report_prefix(), outcome.as_str())
             }
             Counter::WechatErrcode(code) => format!("errcode.{code}"),
             Counter::Spent(kind) => format!("spent.{}", kind.as_str()),
             Counter::Burned(kind) => format!("burned.{}", kind.as_str()),
             Counter::Refunded(kind) => format!("refunded.{}", kind.as_str()),
-            Counter::Grants(what) => format!("subscribe.{}", what.as_str()),
+            Counter::Grants(channel, what) => format!("{}{}", channel.report_prefix(), what.as_str()),
             Counter::Delivery(channel, status) => {
-                format!("{}deliveries.{}", channel_prefix(channel), status.as_str())
+                format!("{}deliveries.{}", channel.report_prefix(), status.as_str())
             }
         }
     }
@@ -167,9 +159,12 @@ mod tests {
                 Counter::Delivery(ChannelKind::Subscribe, Status::Delivered),
                 "subscribe.deliveries.delivered",
             ),
-            (Counter::Grants(GrantCounter::Banned), "subscribe.banned"),
             (
-                Counter::Grants(GrantCounter::LongTermSent),
+                Counter::Grants(ChannelKind::Subscribe, GrantCounter::Banned),
+                "subscribe.banned",
+            ),
+            (
+                Counter::Grants(ChannelKind::Subscribe, GrantCounter::LongTermSent),
                 "subscribe.long_term.sent",
             ),
             (Counter::Collected(CredentialKind::Prepay), "collected.prepay"),

@@ -140,6 +140,27 @@ pub struct SubscribeRow {
     pub deliveries: Deliveries,
 }
 
+impl SubscribeRow {
+    fn of(channel: ChannelKind, get: &dyn Fn(Counter) -> i64) -> Self {
+        let grants = |what: GrantCounter| get(Counter::Grants(channel, what));
+        Self {
+            accepted: grants(GrantCounter::Accepted),
+            rejected: grants(GrantCounter::Rejected),
+            banned: grants(GrantCounter::Banned),
+            filtered: grants(GrantCounter::Filtered),
+            spent: grants(GrantCounter::Spent),
+            burned: grants(GrantCounter::Burned),
+            long_term: LongTermRow {
+                accepted: grants(GrantCounter::LongTermAccepted),
+                sent: grants(GrantCounter::LongTermSent),
+                ended: grants(GrantCounter::LongTermEnded),
+            },
+            sends: Sends::of(channel, get),
+            deliveries: Deliveries::of(channel, get),
+        }
+    }
+}
+
 /// Long-term subscriptions of a day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct LongTermRow {
@@ -173,6 +194,9 @@ pub struct UsageRow {
     pub expired_unspent: ByKind,
     pub subscribe: SubscribeRow,
     pub official_account: OfficialAccountRow,
+    /// The official account's subscribe notifications: its followers'
+    /// popup answers and grants, sends and receipts.
+    pub official_account_subscribe: SubscribeRow,
 }
 
 /// `GET /v1/reports/summary`.
@@ -244,7 +268,6 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
         .collect();
     wechat_errcodes.entry("0".into()).or_insert(0);
     let reject = |r: RejectReason| get(Counter::Rejected(r));
-    let grants = |what: GrantCounter| get(Counter::Grants(what));
     UsageRow {
         date: day,
         collected: by_kind(Counter::Collected),
@@ -262,25 +285,12 @@ pub fn usage_row(day: NaiveDate, fields: &DayCounters, now: DateTime<Utc>, offse
         burned: by_kind(Counter::Burned),
         refunded: by_kind(Counter::Refunded),
         expired_unspent: ByKind::from_fn(|k| sum_at(fields, day, offset, Series::Uses(k), |at| at <= now)),
-        subscribe: SubscribeRow {
-            accepted: grants(GrantCounter::Accepted),
-            rejected: grants(GrantCounter::Rejected),
-            banned: grants(GrantCounter::Banned),
-            filtered: grants(GrantCounter::Filtered),
-            spent: grants(GrantCounter::Spent),
-            burned: grants(GrantCounter::Burned),
-            long_term: LongTermRow {
-                accepted: grants(GrantCounter::LongTermAccepted),
-                sent: grants(GrantCounter::LongTermSent),
-                ended: grants(GrantCounter::LongTermEnded),
-            },
-            sends: Sends::of(ChannelKind::Subscribe, &get),
-            deliveries: Deliveries::of(ChannelKind::Subscribe, &get),
-        },
+        subscribe: SubscribeRow::of(ChannelKind::Subscribe, &get),
         official_account: OfficialAccountRow {
             sends: Sends::of(ChannelKind::OfficialAccount, &get),
             deliveries: Deliveries::of(ChannelKind::OfficialAccount, &get),
         },
+        official_account_subscribe: SubscribeRow::of(ChannelKind::OfficialAccountSubscribe, &get),
     }
 }
 

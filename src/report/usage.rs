@@ -86,15 +86,21 @@ impl UsageRecorder {
         self.count(now, Counter::WechatErrcode(errcode), 1);
     }
 
-    /// Turns grant events into counter deltas: [`Counter::Grants`] on the
-    /// day, the running total of one-time grants outstanding per template
-    /// (`grants.<template_id>` in [`TOTALS`]) and of long-term subscribers
+    /// Turns grant events of `channel` into counter deltas:
+    /// [`Counter::Grants`] on the day, the running total of one-time grants
+    /// outstanding per template (`grants.<template_id>` in [`TOTALS`], after
+    /// the channel's report prefix for any channel but the mini-program's
+    /// subscribe messages) and of long-term subscribers
     /// (`long_term.<template_id>`).
-    pub fn grant_events(&self, now: DateTime<Utc>, events: &[GrantEvent]) {
+    pub fn grant_events(&self, now: DateTime<Utc>, channel: ChannelKind, events: &[GrantEvent]) {
         let (today, _) = self.day_of(now);
         let mut deltas = Vec::new();
+        let kept_under = match channel {
+            ChannelKind::Subscribe => "",
+            other => other.report_prefix(),
+        };
         let mut total = |prefix: &str, template: &TemplateId, n: i64| {
-            deltas.push((TOTALS, format!("{prefix}{}", template.as_str()), n));
+            deltas.push((TOTALS, format!("{kept_under}{prefix}{}", template.as_str()), n));
         };
         let mut counted = Vec::new();
         for event in events {
@@ -124,7 +130,7 @@ impl UsageRecorder {
                     (GrantCounter::LongTermEnded, 1)
                 }
             };
-            counted.push((today, Counter::Grants(counter).field(), i64::from(n)));
+            counted.push((today, Counter::Grants(channel, counter).field(), i64::from(n)));
         }
         deltas.extend(counted);
         self.add(deltas);

@@ -8,6 +8,8 @@ pub const SEND_PATH: &str = "/cgi-bin/message/wxopen/template/send";
 pub const OA_SEND_PATH: &str = "/cgi-bin/message/template/send";
 /// The subscribe-send route, relative to `/sandbox/wechat`.
 pub const SUBSCRIBE_SEND_PATH: &str = "/cgi-bin/message/subscribe/send";
+/// The official account's subscribe-notification route (`bizsend`).
+pub const BIZSEND_PATH: &str = "/cgi-bin/message/subscribe/bizsend";
 
 /// Templates every simulator knows from the start, so sandbox users can send
 /// without registering one first.

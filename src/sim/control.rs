@@ -40,6 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/subscriptions/change").route(web::post().to(change_subscription)))
         .service(resource("/subscribe-templates").route(web::post().to(register_subscribe_template)))
         .service(resource("/oa/followers").route(web::post().to(follow)))
+        .service(resource("/oa/subscriptions").route(web::post().to(oa_subscribe)))
+        .service(resource("/oa/subscriptions/change").route(web::post().to(oa_change_subscription)))
         .service(resource("/oa/blocks").route(web::post().to(block)));
 }
 
@@ -272,20 +274,7 @@ async fn subscribe(
 ) -> Result<HttpResponse, ControlError> {
     let SubscribeRequest { openid, results } = body.into_inner();
     let openid = parse_openid(&openid)?;
-    if results.is_empty() || results.len() > 3 {
-        return Err(ControlError::invalid(
-            "results names 1 to 3 templates, as one popup does",
-        ));
-    }
-    for (template, result) in &results {
-        parse_template(template)?;
-        if !RESULTS.contains(&result.as_str()) {
-            return Err(ControlError::invalid(format!(
-                "results.{template} must be one of {}",
-                RESULTS.join(", ")
-            )));
-        }
-    }
+    check_results(&results)?;
     let answer = account
         .lock()
         .request_subscription(&openid, &results)
@@ -307,6 +296,121 @@ async fn subscribe(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct OaSubscribeRequest {
+    openid: String,
+    /// template id → what the follower taps: accept, reject, ban or filter.
+    results: std::collections::BTreeMap<String, String>,
+    /// Where the popup was shown (WeChat's `PopupScene`; default 0).
+    scene: Option<u32>,
+}
+
+/// A follower answers the official account's subscribe popup; WeChat pushes
+/// the answers to the official account's endpoint (that push is the only
+/// way the account learns them).
+#[tracing::instrument(skip_all)]
+async fn oa_subscribe(
+    account: Account,
+    body: web::Json<OaSubscribeRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let OaSubscribeRequest {
+        openid,
+        results,
+        scene,
+    } = body.into_inner();
+    let openid = parse_openid(&openid)?;
+    check_results(&results)?;
+    let answer = account
+        .lock()
+        .request_oa_subscription(&openid, &results)
+        .map_err(ControlError::invalid)?;
+    if let Some(pusher) = account.pusher() {
+        let items: Vec<Vec<(&str, String)>> = answer
+            .iter()
+            .filter(|(template, _)| template.as_str() != "errMsg")
+            .map(|(template, result)| {
+                vec![
+                    ("TemplateId", template.clone()),
+                    (
+                        "SubscribeStatusString",
+                        result.as_str().unwrap_or_default().to_owned(),
+                    ),
+                    ("PopupScene", scene.unwrap_or(0).to_string()),
+                ]
+            })
+            .collect();
+        pusher.official_account_event(
+            openid.as_str(),
+            "subscribe_msg_popup_event",
+            "SubscribeMsgPopupEvent",
+            &items,
+        );
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// A follower turns one of the official account's notifications off
+/// ("reject") or on again ("accept"); WeChat pushes the change.
+#[tracing::instrument(skip_all)]
+async fn oa_change_subscription(
+    account: Account,
+    body: web::Json<ChangeRequest>,
+) -> Result<HttpResponse, ControlError> {
+    let openid = parse_openid(&body.openid)?;
+    let template = parse_template(&body.template_id)?;
+    let on = change_status(&body.status)?;
+    account
+        .lock()
+        .change_oa_subscription(&openid, template.as_str(), on)
+        .map_err(ControlError::invalid)?;
+    if let Some(pusher) = account.pusher() {
+        let item = vec![
+            ("TemplateId", template.as_str().to_owned()),
+            ("SubscribeStatusString", body.status.clone()),
+        ];
+        pusher.official_account_event(
+            openid.as_str(),
+            "subscribe_msg_change_event",
+            "SubscribeMsgChangeEvent",
+            &[item],
+        );
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "openid": openid.as_str(),
+        "template_id": template.as_str(),
+        "status": body.status,
+    })))
+}
+
+/// "accept" (on) or "reject" (off).
+fn change_status(status: &str) -> Result<bool, ControlError> {
+    match status {
+        "accept" => Ok(true),
+        "reject" => Ok(false),
+        _ => Err(ControlError::invalid("status must be accept or reject")),
+    }
+}
+
+/// A popup's answers: 1 to 3 templates, each a valid id with a known answer.
+fn check_results(results: &std::collections::BTreeMap<String, String>) -> Result<(), ControlError> {
+    if results.is_empty() || results.len() > 3 {
+        return Err(ControlError::invalid(
+            "results names 1 to 3 templates, as one popup does",
+        ));
+    }
+    for (template, result) in results {
+        parse_template(template)?;
+        if !RESULTS.contains(&result.as_str()) {
+            return Err(ControlError::invalid(format!(
+                "results.{template} must be one of {}",
+                RESULTS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChangeRequest {
     openid: String,
     template_id: String,
@@ -322,11 +426,7 @@ async fn change_subscription(
 ) -> Result<HttpResponse, ControlError> {
     let openid = parse_openid(&body.openid)?;
     let template = parse_template(&body.template_id)?;
-    let on = match body.status.as_str() {
-        "accept" => true,
-        "reject" => false,
-        _ => return Err(ControlError::invalid("status must be accept or reject")),
-    };
+    let on = change_status(&body.status)?;
     account
         .lock()
         .change_subscription(&openid, template.as_str(), on)

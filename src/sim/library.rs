@@ -15,6 +15,9 @@ pub enum Channel {
     Template,
     Subscribe,
     OfficialAccount,
+    /// The official account's subscribe templates (`wxaapi/newtmpl/*`
+    /// under its token).
+    OfficialAccountSubscribe,
 }
 
 impl Channel {
@@ -23,7 +26,7 @@ impl Channel {
     pub fn limit(self) -> usize {
         match self {
             Channel::Template | Channel::OfficialAccount => 25,
-            Channel::Subscribe => 50,
+            Channel::Subscribe | Channel::OfficialAccountSubscribe => 50,
         }
     }
 }
@@ -169,7 +172,7 @@ pub const OFFICIAL_ACCOUNT_LIBRARY: [Entry; 2] = [
 pub fn library(channel: Channel) -> &'static [Entry] {
     match channel {
         Channel::Template => &TEMPLATE_LIBRARY,
-        Channel::Subscribe => &SUBSCRIBE_LIBRARY,
+        Channel::Subscribe | Channel::OfficialAccountSubscribe => &SUBSCRIBE_LIBRARY,
         Channel::OfficialAccount => &OFFICIAL_ACCOUNT_LIBRARY,
     }
 }
@@ -212,7 +215,7 @@ impl AccountTemplate {
             .enumerate()
             .map(|(n, k)| {
                 let key = match channel {
-                    Channel::Subscribe => format!("{}{}", k.rule, k.id),
+                    Channel::Subscribe | Channel::OfficialAccountSubscribe => format!("{}{}", k.rule, k.id),
                     _ => format!("keyword{}", n + 1),
                 };
                 (k.name.to_owned(), key)
@@ -277,7 +280,7 @@ impl AccountTemplates {
                 Channel::Template => {
                     json!({"template_id": id, "title": t.title, "content": t.content, "example": ""})
                 }
-                Channel::Subscribe => json!({
+                Channel::Subscribe | Channel::OfficialAccountSubscribe => json!({
                     "priTmplId": id, "title": t.title, "content": t.content, "example": "",
                     "type": if t.long_term { 3 } else { 2 },
                 }),

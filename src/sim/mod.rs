@@ -154,7 +154,9 @@ pub use config::{
 pub use fault_gate::on_connect;
 pub use handle::Simulator;
 pub use state::INBOX_CAPACITY;
-pub use subscribe::{BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_SUBSCRIBE_TEMPLATES};
+pub use subscribe::{
+    BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_OA_SUBSCRIBE_TEMPLATES, BUILTIN_SUBSCRIBE_TEMPLATES,
+};
 
 impl Simulator {
     /// All routes, under `/sandbox`. The `drop` fault only closes the

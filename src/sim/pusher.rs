@@ -98,6 +98,36 @@ impl Pusher {
         self.send(Target::OfficialAccount, message);
     }
 
+    /// An official-account subscribe event about `openid` (XML, as the
+    /// official account's pushes are): `event`, with one `<List>` per item
+    /// inside `wrapper`; item fields are text.
+    pub fn official_account_event(
+        self: &Arc<Self>,
+        openid: &str,
+        event: &str,
+        wrapper: &str,
+        items: &[Vec<(&str, String)>],
+    ) {
+        let lists: String = items
+            .iter()
+            .map(|fields| {
+                let inner: String = fields
+                    .iter()
+                    .map(|(name, value)| format!("<{name}><![CDATA[{value}]]></{name}>"))
+                    .collect();
+                format!("<List>{inner}</List>")
+            })
+            .collect();
+        let message = format!(
+            "<xml><ToUserName><![CDATA[{OFFICIAL_ACCOUNT_ID}]]></ToUserName>\
+             <FromUserName><![CDATA[{openid}]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+             <Event><![CDATA[{event}]]></Event><{wrapper}>{lists}</{wrapper}></xml>",
+            Utc::now().timestamp()
+        );
+        self.send(Target::OfficialAccount, message);
+    }
+
     fn send(self: &Arc<Self>, target: Target, message: String) {
         let url = match target {
             Target::MiniProgram => self.targets.miniprogram_url.clone(),

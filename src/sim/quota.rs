@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::clock::wechat_day;
-use super::config::{OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
+use super::config::{BIZSEND_PATH, OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::errors::WxError;
 
 /// Clears an account may make in a calendar month.
@@ -28,7 +28,7 @@ impl Side {
     fn paths(self) -> &'static [&'static str] {
         match self {
             Side::MiniProgram => &[SEND_PATH, SUBSCRIBE_SEND_PATH],
-            Side::OfficialAccount => &[OA_SEND_PATH],
+            Side::OfficialAccount => &[OA_SEND_PATH, BIZSEND_PATH],
         }
     }
 }

@@ -19,7 +19,10 @@ use super::fault::Fault;
 use super::followers::Followers;
 use super::library::{self, AccountTemplate, AccountTemplates, Channel};
 use super::quota::{ClearQuota, Quota, QuotaGet, Quotas, Side};
-use super::subscribe::{self, BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_SUBSCRIBE_TEMPLATES, Subscriptions};
+use super::subscribe::{
+    self, BUILTIN_LONG_TERM_TEMPLATE, BUILTIN_OA_SUBSCRIBE_TEMPLATES, BUILTIN_SUBSCRIBE_TEMPLATES,
+    Subscriptions,
+};
 use super::tokens::{Issued, Tokens};
 use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
 
@@ -164,6 +167,9 @@ pub struct State {
     sends: BTreeMap<i64, u64>,
     pruned_at: DateTime<Utc>,
     pub(super) subscriptions: Subscriptions,
+    /// The official account's subscribe templates and its followers'
+    /// grants and long-term subscriptions.
+    pub(super) oa_subscriptions: Subscriptions,
     /// Openids that logged in, were issued credentials or answered a
     /// subscribe popup: the users WeChat knows.
     seen: HashSet<String>,
@@ -181,6 +187,12 @@ impl State {
             let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
             let template = AccountTemplate::plain("Sandbox subscribe template", &keys);
             account.insert(Channel::Subscribe, id.to_owned(), template);
+        }
+        for (id, keys, long_term) in BUILTIN_OA_SUBSCRIBE_TEMPLATES {
+            let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+            let mut template = AccountTemplate::plain("Sandbox official-account subscribe template", &keys);
+            template.long_term = long_term;
+            account.insert(Channel::OfficialAccountSubscribe, id.to_owned(), template);
         }
         let (id, keys) = BUILTIN_LONG_TERM_TEMPLATE;
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
@@ -214,6 +226,7 @@ impl State {
             sends: BTreeMap::new(),
             pruned_at: now,
             subscriptions: Subscriptions::new(),
+            oa_subscriptions: Subscriptions::official_account(),
             seen: HashSet::new(),
         }
     }
@@ -508,6 +521,38 @@ impl State {
         }
         self.seen.insert(openid.as_str().to_owned());
         Ok(self.subscriptions.request(openid.as_str(), asked))
+    }
+
+    /// A follower answers the official account's subscribe popup.
+    pub fn request_oa_subscription(
+        &mut self,
+        openid: &OpenId,
+        asked: &BTreeMap<String, String>,
+    ) -> Result<Map<String, Value>, String> {
+        if let Some(unknown) = asked.keys().find(|t| self.oa_subscriptions.keywords(t).is_none()) {
+            return Err(format!("no official-account subscribe template {unknown}"));
+        }
+        self.seen.insert(openid.as_str().to_owned());
+        Ok(self.oa_subscriptions.request(openid.as_str(), asked))
+    }
+
+    /// A follower turns one of the official account's notifications off or on.
+    pub fn change_oa_subscription(
+        &mut self,
+        openid: &OpenId,
+        template: &str,
+        on: bool,
+    ) -> Result<(), String> {
+        if self.oa_subscriptions.keywords(template).is_none() {
+            return Err(format!("no official-account subscribe template {template}"));
+        }
+        self.oa_subscriptions.change(openid.as_str(), template, on);
+        Ok(())
+    }
+
+    /// Whether WeChat knows `openid` (a bizsend to anyone else is 40003).
+    pub(super) fn knows_follower(&self, openid: &str) -> bool {
+        OpenId::parse(openid).is_ok() && self.seen.contains(openid)
     }
 
     pub fn change_subscription(&mut self, openid: &OpenId, template: &str, on: bool) -> Result<(), String> {

@@ -40,6 +40,21 @@ pub const BUILTIN_LONG_TERM_TEMPLATE: (&str, &[&str]) = (
     &["thing1", "phrase2"],
 );
 
+/// The official account's subscribe templates every simulator knows from
+/// the start: one one-time, one long-term (type 3), with their keywords.
+pub const BUILTIN_OA_SUBSCRIBE_TEMPLATES: [(&str, &[&str], bool); 2] = [
+    (
+        "Os4kQ2mN8pR1tV6xZ3bD7fH0jL5nP9rT2vX6zB4dF8h",
+        &["thing1", "time2"],
+        false,
+    ),
+    (
+        "Ol9sW2eR4tY6uI8oP1aS3dF5gH7jK0lZ2xC4vB6nM8q",
+        &["thing1", "phrase2"],
+        true,
+    ),
+];
+
 /// A user's answer to one template in `wx.requestSubscribeMessage`.
 pub const RESULTS: [&str; 4] = ["accept", "reject", "ban", "filter"];
 
@@ -69,6 +84,19 @@ impl Subscriptions {
             next_msgid: 1_000_000,
             ..Self::default()
         }
+    }
+
+    /// The official account's: its built-in subscribe templates.
+    pub fn official_account() -> Self {
+        let mut subscriptions = Self {
+            next_msgid: 3_000_000,
+            ..Self::default()
+        };
+        for (id, keys, long_term) in BUILTIN_OA_SUBSCRIBE_TEMPLATES {
+            let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+            subscriptions.add_template(id.to_owned(), keys, long_term);
+        }
+        subscriptions
     }
 
     pub fn add_template(&mut self, template_id: String, keywords: Vec<String>, long_term: bool) {

@@ -94,7 +94,7 @@ impl State {
             return Ok(());
         }
         Err(match channel {
-            Channel::Subscribe => WxError::SubscribeTemplateLimit,
+            Channel::Subscribe | Channel::OfficialAccountSubscribe => WxError::SubscribeTemplateLimit,
             _ => WxError::TemplateLimit,
         })
     }
@@ -110,6 +110,7 @@ impl State {
                 self.templates.remove(id);
             }
             Channel::Subscribe => self.subscriptions.remove_template(id),
+            Channel::OfficialAccountSubscribe => self.oa_subscriptions.remove_template(id),
             Channel::OfficialAccount => {}
         }
         Ok(json!({}))
@@ -308,11 +309,18 @@ impl State {
         Ok(json!({"priTmplId": template_id}))
     }
 
-    /// `wxaapi/newtmpl/gettemplate`.
+    /// `wxaapi/newtmpl/gettemplate`: the mini-program's subscribe
+    /// templates, or under the official account's token its own.
     pub fn subscribe_list(&mut self, token: Option<&str>, now: DateTime<Utc>) -> Result<Value, WxError> {
-        self.check_token(token, now)?;
+        let channel = match self.check_token(token, now) {
+            Ok(()) => Channel::Subscribe,
+            Err(err) => {
+                self.check_oa_token(token, now).map_err(|_| err)?;
+                Channel::OfficialAccountSubscribe
+            }
+        };
         self.template_lists += 1;
-        Ok(json!({"data": self.account.list(Channel::Subscribe)}))
+        Ok(json!({"data": self.account.list(channel)}))
     }
 
     /// `wxaapi/newtmpl/deltemplate`.

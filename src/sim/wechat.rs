@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::{OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
+use super::config::{BIZSEND_PATH, OA_SEND_PATH, SEND_PATH, SUBSCRIBE_SEND_PATH};
 use super::control::{method_not_allowed, not_found};
 use super::errors::{WxError, wx_answer};
 use super::fault_gate;
@@ -34,6 +34,7 @@ pub fn scope() -> impl HttpServiceFactory {
         .service(resource("/sns/jscode2session").route(web::get().to(code_to_session)))
         .service(resource(SEND_PATH).route(web::post().to(send)))
         .service(resource(SUBSCRIBE_SEND_PATH).route(web::post().to(send_subscribe)))
+        .service(resource(BIZSEND_PATH).route(web::post().to(send_bizsend)))
         .service(resource(OA_SEND_PATH).route(web::post().to(send_official_account)))
         .service(resource("/cgi-bin/openapi/quota/get").route(web::post().to(quota_get)))
         .service(resource("/cgi-bin/clear_quota").route(web::post().to(clear_quota)))
@@ -182,6 +183,37 @@ async fn send_official_account(account: Account, req: HttpRequest, payload: web:
             HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok", "msgid": taken.msgid }))
         }
         Err(err) => err.into(),
+    }
+}
+
+/// The official account's subscribe notification: WeChat's answer has no
+/// msgid; its `subscribe_msg_sent_event` push does.
+#[tracing::instrument(skip_all)]
+async fn send_bizsend(account: Account, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let params = query(&req);
+    let body = read_body(payload).await;
+    let result = account
+        .lock()
+        .send_bizsend(access_token(&params), body.as_deref(), account.now());
+    match result {
+        Ok(notified) => {
+            if let Some(pusher) = account.pusher() {
+                let item = vec![
+                    ("TemplateId", notified.template_id),
+                    ("MsgID", notified.msgid.to_string()),
+                    ("ErrorCode", "0".to_owned()),
+                    ("ErrorStatus", "success".to_owned()),
+                ];
+                pusher.official_account_event(
+                    &notified.touser,
+                    "subscribe_msg_sent_event",
+                    "SubscribeMsgSentEvent",
+                    &[item],
+                );
+            }
+            HttpResponse::Ok().json(serde_json::json!({ "errcode": 0, "errmsg": "ok" }))
+        }
+        Err(refusal) => wx_answer(refusal.errcode(), &refusal.errmsg()),
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 pub use shapes::{AccountTemplate, LibraryEntry, LibraryPage, keys_of};
 
 use crate::clock::Clock;
-use crate::domain::ChannelKind;
+use crate::domain::{ChannelKind, TemplateDialect, WechatAccount};
 
 use crate::store::SharedStore;
 use crate::wechat::templates::{ManageCall, ManageError};
@@ -125,12 +125,12 @@ impl Templates {
     }
 
     fn app(&self, channel: ChannelKind) -> Result<&App, TemplateError> {
-        match channel {
-            ChannelKind::OfficialAccount => self
+        match channel.account() {
+            WechatAccount::OfficialAccount => self
                 .official_account
                 .as_ref()
                 .ok_or(TemplateError::NotConfigured(channel)),
-            _ => Ok(&self.mini_program),
+            WechatAccount::Miniprogram => Ok(&self.mini_program),
         }
     }
 
@@ -173,14 +173,14 @@ impl Templates {
         count: u32,
         categories: Option<&str>,
     ) -> Result<LibraryPage, TemplateError> {
-        match channel {
-            ChannelKind::Template => {
+        match channel.templates() {
+            TemplateDialect::OldLibrary => {
                 let answer = self
                     .call(channel, &ManageCall::template_library(start, count))
                     .await?;
                 Ok(LibraryPage::from_template_library(&answer))
             }
-            ChannelKind::Subscribe => {
+            TemplateDialect::Subscribe => {
                 let categories = match categories {
                     Some(ids) => ids.to_owned(),
                     None => {
@@ -193,40 +193,38 @@ impl Templates {
                     &self.call(channel, &call).await?,
                 ))
             }
-            ChannelKind::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
+            TemplateDialect::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
         }
     }
 
     /// One library entry with its keywords.
     pub async fn library_entry(&self, channel: ChannelKind, id: &str) -> Result<LibraryEntry, TemplateError> {
-        match channel {
-            ChannelKind::Template => {
+        match channel.templates() {
+            TemplateDialect::OldLibrary => {
                 let answer = self
                     .call(channel, &ManageCall::template_library_entry(id))
                     .await?;
                 Ok(LibraryEntry::from_template_library(&answer))
             }
-            ChannelKind::Subscribe => {
+            TemplateDialect::Subscribe => {
                 let answer = self.call(channel, &ManageCall::subscribe_keywords(id)).await?;
                 let mut entry = LibraryEntry::from_subscribe_keywords(id, &answer);
-                entry.title = self.subscribe_title(id).await?;
+                entry.title = self.subscribe_title(channel, id).await?;
                 Ok(entry)
             }
-            ChannelKind::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
+            TemplateDialect::OfficialAccount => Err(TemplateError::NotConfigured(channel)),
         }
     }
 
     /// A subscribe library entry's title: WeChat's keyword call does not
     /// say it, so the titles of the account's categories are read, a page
     /// at a time, for at most [`TITLE_PAGES`] pages.
-    async fn subscribe_title(&self, id: &str) -> Result<Option<String>, TemplateError> {
-        let answer = self
-            .call(ChannelKind::Subscribe, &ManageCall::subscribe_categories())
-            .await?;
+    async fn subscribe_title(&self, channel: ChannelKind, id: &str) -> Result<Option<String>, TemplateError> {
+        let answer = self.call(channel, &ManageCall::subscribe_categories()).await?;
         let categories = shapes::category_ids(&answer);
         for page in 0..TITLE_PAGES {
             let call = ManageCall::subscribe_titles(&categories, page * TITLE_PAGE, TITLE_PAGE);
-            let titles = LibraryPage::from_subscribe_titles(&self.call(ChannelKind::Subscribe, &call).await?);
+            let titles = LibraryPage::from_subscribe_titles(&self.call(channel, &call).await?);
             if let Some(item) = titles.items.iter().find(|item| item.id == id) {
                 return Ok(Some(item.title.clone()));
             }
@@ -245,13 +243,13 @@ impl Templates {
         keyword_ids: &[u32],
         scene: &str,
     ) -> Result<String, TemplateError> {
-        let (call, field) = match channel {
-            ChannelKind::Template => (ManageCall::template_add(library_id, keyword_ids), "template_id"),
-            ChannelKind::Subscribe => (
+        let (call, field) = match channel.templates() {
+            TemplateDialect::OldLibrary => (ManageCall::template_add(library_id, keyword_ids), "template_id"),
+            TemplateDialect::Subscribe => (
                 ManageCall::subscribe_add(library_id, keyword_ids, scene),
                 "priTmplId",
             ),
-            ChannelKind::OfficialAccount => (ManageCall::official_account_add(library_id), "template_id"),
+            TemplateDialect::OfficialAccount => (ManageCall::official_account_add(library_id), "template_id"),
         };
         let answer = self.call(channel, &call).await?;
         self.forget(channel).await;
@@ -263,10 +261,10 @@ impl Templates {
 
     /// Deletes one of the account's templates.
     pub async fn delete(&self, channel: ChannelKind, template_id: &str) -> Result<(), TemplateError> {
-        let call = match channel {
-            ChannelKind::Template => ManageCall::template_del(template_id),
-            ChannelKind::Subscribe => ManageCall::subscribe_del(template_id),
-            ChannelKind::OfficialAccount => ManageCall::official_account_del(template_id),
+        let call = match channel.templates() {
+            TemplateDialect::OldLibrary => ManageCall::template_del(template_id),
+            TemplateDialect::Subscribe => ManageCall::subscribe_del(template_id),
+            TemplateDialect::OfficialAccount => ManageCall::official_account_del(template_id),
         };
         self.call(channel, &call).await?;
         self.forget(channel).await;
@@ -297,7 +295,7 @@ impl Templates {
         let Some(template) = list.templates.iter().find(|t| t.template_id == template_id) else {
             return Check::UnknownTemplate;
         };
-        if channel == ChannelKind::Subscribe
+        if channel.templates() == TemplateDialect::Subscribe
             && let Some(missing) = data_keys
                 .into_iter()
                 .find(|k| !template.keys.iter().any(|t| t == k))
@@ -439,8 +437,8 @@ impl Templates {
     /// The account's whole list from WeChat.
     #[tracing::instrument(skip(self))]
     async fn fetch_list(&self, channel: ChannelKind) -> Result<Vec<AccountTemplate>, TemplateError> {
-        match channel {
-            ChannelKind::Template => {
+        match channel.templates() {
+            TemplateDialect::OldLibrary => {
                 let mut all = Vec::new();
                 for page in 0.. {
                     let call = ManageCall::template_list(page * LIST_PAGE, LIST_PAGE);
@@ -454,11 +452,11 @@ impl Templates {
                 }
                 Ok(all)
             }
-            ChannelKind::Subscribe => {
+            TemplateDialect::Subscribe => {
                 let answer = self.call(channel, &ManageCall::subscribe_list()).await?;
                 Ok(shapes::account_list(channel, &answer))
             }
-            ChannelKind::OfficialAccount => {
+            TemplateDialect::OfficialAccount => {
                 let answer = self.call(channel, &ManageCall::official_account_list()).await?;
                 Ok(shapes::account_list(channel, &answer))
             }

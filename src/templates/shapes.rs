@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::domain::ChannelKind;
+use crate::domain::{ChannelKind, TemplateDialect};
 
 /// One of the account's templates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -169,10 +169,10 @@ pub fn category_ids(answer: &Value) -> String {
 const LONG_TERM_TYPE: i64 = 3;
 
 pub fn account_list(channel: ChannelKind, answer: &Value) -> Vec<AccountTemplate> {
-    let (field, id) = match channel {
-        ChannelKind::Template => ("list", "template_id"),
-        ChannelKind::Subscribe => ("data", "priTmplId"),
-        ChannelKind::OfficialAccount => ("template_list", "template_id"),
+    let (field, id) = match channel.templates() {
+        TemplateDialect::OldLibrary => ("list", "template_id"),
+        TemplateDialect::Subscribe => ("data", "priTmplId"),
+        TemplateDialect::OfficialAccount => ("template_list", "template_id"),
     };
     items(answer, field)
         .iter()
@@ -183,7 +183,8 @@ pub fn account_list(channel: ChannelKind, answer: &Value) -> Vec<AccountTemplate
                 title: text(&t["title"]),
                 keys: keys_of(&content),
                 content,
-                long_term: channel == ChannelKind::Subscribe && t["type"].as_i64() == Some(LONG_TERM_TYPE),
+                long_term: channel.templates() == TemplateDialect::Subscribe
+                    && t["type"].as_i64() == Some(LONG_TERM_TYPE),
             }
         })
         .filter(|t| !t.template_id.is_empty())

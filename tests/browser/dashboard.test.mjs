@@ -126,7 +126,7 @@ test('the charts and the summary show what the service holds, with nothing on th
   const quota = await page.$$eval('tr[data-quota]', (rows) =>
     Object.fromEntries(rows.map((r) => [r.dataset.quota, Number(r.dataset.used)])),
   );
-  assert.deepEqual(quota, { template: 2, subscribe: 3, official_account: 0 });
+  assert.deepEqual(quota, { template: 2, subscribe: 3, official_account: 0, official_account_subscribe: 0 });
 
   // Each chart is drawn, not just counted.
   const canvases = await page.$$eval('[data-chart] canvas', (all) => all.length);

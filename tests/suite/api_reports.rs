@@ -171,6 +171,11 @@ async fn workload_counts_exactly(app: TestApp, clock: &ManualClock) {
             "official_account": {"sent": 0, "not_following": 0, "unknown_template": 0, "wechat_rejected": 0, "wechat_quota_exceeded": 0,
                 "wechat_unavailable": 0, "wechat_outcome_unknown": 0,
                 "deliveries": {"delivered": 0, "user_blocked": 0, "failed": 0}},
+            "official_account_subscribe": {"accepted": 0, "rejected": 0, "banned": 0, "filtered": 0, "spent": 0, "burned": 0,
+                "long_term": {"accepted": 0, "sent": 0, "ended": 0},
+                "sends": {"sent": 0, "not_subscribed": 0, "invalid_data": 0, "unknown_template": 0, "wechat_rejected": 0,
+                    "wechat_quota_exceeded": 0, "wechat_unavailable": 0, "wechat_outcome_unknown": 0},
+                "deliveries": {"delivered": 0, "user_blocked": 0, "failed": 0}},
         })
     );
 

@@ -94,7 +94,12 @@ async fn apps_of_one_deployment_keep_their_ledgers_keys_and_sessions_apart() {
     assert_eq!(names, ["default", "shop"]);
     assert_eq!(
         listed["apps"][0]["channels"],
-        json!(["template", "subscribe", "official_account"])
+        json!([
+            "template",
+            "subscribe",
+            "official_account",
+            "official_account_subscribe"
+        ])
     );
     assert_eq!(listed["apps"][1]["channels"], json!(["template", "subscribe"]));
     let (_, seen) = available("/v1/apps", SHOP_KEY).await;

@@ -7,6 +7,7 @@
 mod support;
 
 mod api_collect;
+mod api_oa_subscribe;
 mod api_push;
 mod api_reports;
 mod api_send;

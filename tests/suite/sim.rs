@@ -1325,3 +1325,82 @@ async fn official_account_sends_are_one_message_per_client_msg_id_for_ten_minute
     );
     assert_eq!(sim.inbox("oDedupA").await.len(), 3);
 }
+
+/// The official account's subscribe notifications as WeChat checks them:
+/// its own token and templates, a grant from its own popup per message
+/// (43101 without one), WeChat's data rules (47003), an answer without a
+/// msgid, and its templates listed under its token with their type.
+#[tokio::test]
+async fn bizsend_spends_the_official_accounts_own_grants() {
+    use formid_ledger::sim::BUILTIN_OA_SUBSCRIBE_TEMPLATES;
+    let sim = Sim::new().await;
+    let oa_token = sim
+        .wx_get(
+            "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandboxoa&secret=sandbox-oa-secret",
+        )
+        .await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let mp_token = sim.token().await;
+    let (one_time, long_term) = (
+        BUILTIN_OA_SUBSCRIBE_TEMPLATES[0].0,
+        BUILTIN_OA_SUBSCRIBE_TEMPLATES[1].0,
+    );
+    let listed = sim
+        .wx_get(&format!(
+            "/wechat/wxaapi/newtmpl/gettemplate?access_token={oa_token}"
+        ))
+        .await;
+    let types: Vec<(String, i64)> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["priTmplId"].as_str().unwrap().to_owned(),
+                t["type"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(types.len(), 2, "{listed}");
+    assert!(types.contains(&(one_time.to_owned(), 2)) && types.contains(&(long_term.to_owned(), 3)));
+
+    let (status, answer) = sim
+        .post(
+            "/oa/subscriptions",
+            json!({"openid": "oFan", "results": {one_time: "accept"}, "scene": 2}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer[one_time].clone()),
+        (StatusCode::OK, json!("accept"))
+    );
+    let bizsend = |token: &str| format!("/wechat/cgi-bin/message/subscribe/bizsend?access_token={token}");
+    let body = |data: Value| json!({"touser": "oFan", "template_id": one_time, "data": data});
+    let good = json!({"thing1": {"value": "到账提醒"}, "time2": {"value": "2026-12-08 10:00"}});
+    // The mini-program's token is not the official account's.
+    assert_eq!(
+        sim.wx_post(&bizsend(&mp_token), body(good.clone())).await["errcode"],
+        40001
+    );
+    let refused = sim
+        .wx_post(
+            &bizsend(&oa_token),
+            body(json!({"thing1": {"value": "x"}, "time2": {"value": "25:99"}})),
+        )
+        .await;
+    assert_eq!(refused["errcode"], 47003, "{refused}");
+    let sent = sim.wx_post(&bizsend(&oa_token), body(good.clone())).await;
+    assert_eq!(
+        sent,
+        json!({"errcode": 0, "errmsg": "ok"}),
+        "no msgid in the answer"
+    );
+    assert_eq!(
+        sim.wx_post(&bizsend(&oa_token), body(good)).await["errcode"],
+        43101
+    );
+    let inbox = sim.get("/inbox/oFan").await.1;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
+}
