@@ -368,6 +368,32 @@ fn bodies(users: &[String], template: &str, data: &Value) -> Arc<Vec<Value>> {
     )
 }
 
+/// One phase on both sides: `template` with `data` to each of the side's
+/// users, through the forwarder's route, then the service's (API key).
+async fn both(
+    (forwarder, forwarder_route, forwarder_users): (&Process, &str, &[String]),
+    (service, service_route, service_users): (&Process, &str, &[String]),
+    template: &str,
+    data: &Value,
+) -> Channel {
+    Channel {
+        forwarder: measure(
+            forwarder,
+            forwarder_route,
+            None,
+            bodies(forwarder_users, template, data),
+        )
+        .await,
+        service: measure(
+            service,
+            service_route,
+            Some(SEND_KEY),
+            bodies(service_users, template, data),
+        )
+        .await,
+    }
+}
+
 /// Template, subscribe and official-account sends, long-term subscribe
 /// sends and official-account subscribe notifications: the forwarder's
 /// route, then the service's, for each; and the forwarder's
@@ -382,22 +408,13 @@ pub async fn channels() -> ([Channel; 5], Side) {
     let (svc_users, fwd_users) = (users("oSvcTemplate", SPENDERS), users("oFwdTemplate", SPENDERS));
     form_ids(&sim, &redis, "svc", &svc_users, USES).await;
     form_ids(&sim, &redis, "fwd", &fwd_users, USES).await;
-    let template = Channel {
-        forwarder: measure(
-            &forwarder,
-            "/template",
-            None,
-            bodies(&fwd_users, BUILTIN_TEMPLATES[0], &data),
-        )
-        .await,
-        service: measure(
-            &service,
-            "/v1/messages",
-            Some(SEND_KEY),
-            bodies(&svc_users, BUILTIN_TEMPLATES[0], &data),
-        )
-        .await,
-    };
+    let template = both(
+        (&forwarder, "/template", &fwd_users),
+        (&service, "/v1/messages", &svc_users),
+        BUILTIN_TEMPLATES[0],
+        &data,
+    )
+    .await;
 
     let id = BUILTIN_SUBSCRIBE_TEMPLATES[0].0;
     let data = json!({"thing1": {"value": "bench"}, "phrase4": {"value": "已发货"}});
@@ -405,16 +422,13 @@ pub async fn channels() -> ([Channel; 5], Side) {
     let popup = "/sandbox/subscriptions";
     grants(&sim, &redis, ("svc", popup), &svc_users, (id, false), USES).await;
     grants(&sim, &redis, ("fwd", popup), &fwd_users, (id, false), USES).await;
-    let subscribe = Channel {
-        forwarder: measure(&forwarder, "/subscribe", None, bodies(&fwd_users, id, &data)).await,
-        service: measure(
-            &service,
-            "/v1/subscribe-messages",
-            Some(SEND_KEY),
-            bodies(&svc_users, id, &data),
-        )
-        .await,
-    };
+    let subscribe = both(
+        (&forwarder, "/subscribe", &fwd_users),
+        (&service, "/v1/subscribe-messages", &svc_users),
+        id,
+        &data,
+    )
+    .await;
 
     let id = BUILTIN_OA_TEMPLATES[0].0;
     let data = json!({"first": {"value": "bench"}});
@@ -454,22 +468,13 @@ pub async fn channels() -> ([Channel; 5], Side) {
     let popup = "/sandbox/subscriptions";
     grants(&sim, &redis, ("svc", popup), &svc_users, (id, true), USES).await;
     grants(&sim, &redis, ("fwd", popup), &fwd_users, (id, true), USES).await;
-    let long_term = Channel {
-        forwarder: measure(
-            &forwarder,
-            "/subscribe-long-term",
-            None,
-            bodies(&fwd_users, id, &data),
-        )
-        .await,
-        service: measure(
-            &service,
-            "/v1/subscribe-messages",
-            Some(SEND_KEY),
-            bodies(&svc_users, id, &data),
-        )
-        .await,
-    };
+    let long_term = both(
+        (&forwarder, "/subscribe-long-term", &fwd_users),
+        (&service, "/v1/subscribe-messages", &svc_users),
+        id,
+        &data,
+    )
+    .await;
 
     // The official account's subscribe notifications: grants from its
     // followers' popups, in its own ledger (`<prefix>:oa`).
@@ -479,22 +484,13 @@ pub async fn channels() -> ([Channel; 5], Side) {
     let popup = "/sandbox/oa/subscriptions";
     grants(&sim, &redis, ("svc:oa", popup), &svc_users, (id, false), USES).await;
     grants(&sim, &redis, ("fwd:oa", popup), &fwd_users, (id, false), USES).await;
-    let notifications = Channel {
-        forwarder: measure(
-            &forwarder,
-            "/official-account-subscribe",
-            None,
-            bodies(&fwd_users, id, &data),
-        )
-        .await,
-        service: measure(
-            &service,
-            "/v1/official-account/subscribe-messages",
-            Some(SEND_KEY),
-            bodies(&svc_users, id, &data),
-        )
-        .await,
-    };
+    let notifications = both(
+        (&forwarder, "/official-account-subscribe", &fwd_users),
+        (&service, "/v1/official-account/subscribe-messages", &svc_users),
+        id,
+        &data,
+    )
+    .await;
     (
         [template, subscribe, official_account, long_term, notifications],
         with_receipt,

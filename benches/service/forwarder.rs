@@ -102,67 +102,64 @@ async fn template(forwarder: web::Data<Forwarder>, message: web::Json<Message>) 
     reply(answer)
 }
 
-async fn subscribe(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
+/// Where a grant is spent, and on which WeChat call.
+struct GrantRoute {
+    /// The official account's grants and token, else the mini-program's.
+    official_account: bool,
+    /// The template is long-term: the lease takes the subscription.
+    long_term: bool,
+    path: &'static str,
+}
+
+/// One grant of the message's template reserved, WeChat called, the lease
+/// settled by its answer.
+async fn spend_grant(forwarder: &Forwarder, route: GrantRoute, message: &Message) -> HttpResponse {
     let (Ok(user), Ok(template)) = (
         OpenId::parse(&message.touser),
         TemplateId::parse(&message.template_id),
     ) else {
         return HttpResponse::BadRequest().finish();
     };
+    let (grants, token) = match route.official_account {
+        true => (&forwarder.oa_grants, &forwarder.oa_token),
+        false => (&forwarder.grants, &forwarder.token),
+    };
     let lease = LeaseId::random();
-    let reserved = forwarder
-        .grants
-        .reserve_grant(&user, &template, lease, LEASE)
+    let reserved = grants
+        .reserve_for(&user, &template, route.long_term, lease, LEASE)
         .await;
     let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
         return HttpResponse::Conflict().finish();
     };
-    let body = message.wechat_body();
-    let answer = forwarder
-        .wechat("/cgi-bin/message/subscribe/send", &forwarder.token, body)
-        .await;
-    let settled = forwarder
-        .grants
+    let answer = forwarder.wechat(route.path, token, message.wechat_body()).await;
+    if grants
         .settle_grant(&user, lease, settle_by(&answer))
-        .await;
-    if settled.is_err() {
+        .await
+        .is_err()
+    {
         return HttpResponse::InternalServerError().finish();
     }
     reply(answer)
 }
 
+async fn subscribe(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
+    let route = GrantRoute {
+        official_account: false,
+        long_term: false,
+        path: "/cgi-bin/message/subscribe/send",
+    };
+    spend_grant(&forwarder, route, &message).await
+}
+
 /// A subscribe message on a long-term subscription: the lease is taken
 /// (so a 43101 could end it) but nothing is spent.
 async fn subscribe_long_term(forwarder: web::Data<Forwarder>, message: web::Json<Message>) -> HttpResponse {
-    let (Ok(user), Ok(template)) = (
-        OpenId::parse(&message.touser),
-        TemplateId::parse(&message.template_id),
-    ) else {
-        return HttpResponse::BadRequest().finish();
+    let route = GrantRoute {
+        official_account: false,
+        long_term: true,
+        path: "/cgi-bin/message/subscribe/send",
     };
-    let lease = LeaseId::random();
-    let reserved = forwarder
-        .grants
-        .reserve_for(&user, &template, true, lease, LEASE)
-        .await;
-    let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
-        return HttpResponse::Conflict().finish();
-    };
-    let answer = forwarder
-        .wechat(
-            "/cgi-bin/message/subscribe/send",
-            &forwarder.token,
-            message.wechat_body(),
-        )
-        .await;
-    let settled = forwarder
-        .grants
-        .settle_grant(&user, lease, settle_by(&answer))
-        .await;
-    if settled.is_err() {
-        return HttpResponse::InternalServerError().finish();
-    }
-    reply(answer)
+    spend_grant(&forwarder, route, &message).await
 }
 
 /// An official-account subscribe notification: one of the follower's
@@ -171,35 +168,12 @@ async fn official_account_subscribe(
     forwarder: web::Data<Forwarder>,
     message: web::Json<Message>,
 ) -> HttpResponse {
-    let (Ok(user), Ok(template)) = (
-        OpenId::parse(&message.touser),
-        TemplateId::parse(&message.template_id),
-    ) else {
-        return HttpResponse::BadRequest().finish();
+    let route = GrantRoute {
+        official_account: true,
+        long_term: false,
+        path: "/cgi-bin/message/subscribe/bizsend",
     };
-    let lease = LeaseId::random();
-    let reserved = forwarder
-        .oa_grants
-        .reserve_grant(&user, &template, lease, LEASE)
-        .await;
-    let Ok(Some(_)) = reserved.map(|r| r.reservation) else {
-        return HttpResponse::Conflict().finish();
-    };
-    let answer = forwarder
-        .wechat(
-            "/cgi-bin/message/subscribe/bizsend",
-            &forwarder.oa_token,
-            message.wechat_body(),
-        )
-        .await;
-    let settled = forwarder
-        .oa_grants
-        .settle_grant(&user, lease, settle_by(&answer))
-        .await;
-    if settled.is_err() {
-        return HttpResponse::InternalServerError().finish();
-    }
-    reply(answer)
+    spend_grant(&forwarder, route, &message).await
 }
 
 /// An official-account template message spends nothing: the follow is

@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 
 use super::extract::{App, OpenidParam};
 use crate::auth::{Caller, Scope};
-use crate::domain::{CredentialKind, OpenId};
+use crate::domain::{CredentialKind, OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody};
+use crate::ledger::grants::GrantHoldings;
 
 #[derive(Serialize, ToSchema)]
 pub struct HeldCredential {
@@ -56,7 +57,7 @@ pub async fn credentials(
     let openid =
         OpenId::parse(&path.openid).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
     let holdings = app.ledger.inspect(&openid).await?;
-    let grants = app.grants.grants(&openid).await?;
+    let (subscriptions, long_term_subscriptions) = named(app.grants.grants(&openid).await?);
     Ok(HttpResponse::Ok().json(UserCredentials {
         openid: openid.as_str().to_owned(),
         available_sends: holdings.available_sends(),
@@ -70,16 +71,8 @@ pub async fn credentials(
                 expires_at: c.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             })
             .collect(),
-        subscriptions: grants
-            .templates
-            .into_iter()
-            .map(|(template, n)| (template.as_str().to_owned(), n))
-            .collect(),
-        long_term_subscriptions: grants
-            .long_term
-            .into_iter()
-            .map(|template| template.as_str().to_owned())
-            .collect(),
+        subscriptions,
+        long_term_subscriptions,
     }))
 }
 
@@ -123,18 +116,24 @@ pub async fn official_account_subscriptions(
             "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
         )
     })?;
-    let grants = oa.grants.grants(&openid).await?;
+    let (subscriptions, long_term_subscriptions) = named(oa.grants.grants(&openid).await?);
     Ok(HttpResponse::Ok().json(FollowerSubscriptions {
         openid: openid.as_str().to_owned(),
-        subscriptions: grants
+        subscriptions,
+        long_term_subscriptions,
+    }))
+}
+
+/// Grants held per one-time template and the long-term subscriptions, by
+/// template id.
+fn named(holdings: GrantHoldings) -> (BTreeMap<String, u32>, Vec<String>) {
+    let name = |template: TemplateId| template.as_str().to_owned();
+    (
+        holdings
             .templates
             .into_iter()
-            .map(|(template, n)| (template.as_str().to_owned(), n))
+            .map(|(template, n)| (name(template), n))
             .collect(),
-        long_term_subscriptions: grants
-            .long_term
-            .into_iter()
-            .map(|template| template.as_str().to_owned())
-            .collect(),
-    }))
+        holdings.long_term.into_iter().map(name).collect(),
+    )
 }
