@@ -354,7 +354,11 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
     let stores = shared
         .backend
         .app(&spec.name, shared.ledger, shared.grants, &shared.ledger_clock);
-    let usage = Arc::new(UsageRecorder::new(stores.usage, config.report_utc_offset));
+    let usage = Arc::new(UsageRecorder::with_clock(
+        stores.usage,
+        config.report_utc_offset,
+        shared.clock.clone(),
+    ));
     let token_manager = |client: &WechatClient, mode: TokenMode| {
         Arc::new(TokenManager::with_clock(
             client.clone(),

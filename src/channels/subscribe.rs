@@ -109,7 +109,8 @@ impl GrantSpend {
             .grants
             .reserve_for(touser, template, long_term, lease, hold)
             .await?;
-        self.usage.grant_events(Utc::now(), self.kind, &reserved.events);
+        self.usage
+            .grant_events(self.usage.now(), self.kind, &reserved.events);
         let left = reserved.left;
         Ok(reserved
             .reservation
@@ -118,7 +119,8 @@ impl GrantSpend {
 
     pub async fn settle(&self, touser: &OpenId, lease: LeaseId, how: Settle) -> Result<(), LedgerError> {
         let settled = self.grants.settle_grant(touser, lease, how).await?;
-        self.usage.grant_events(Utc::now(), self.kind, &settled.events);
+        self.usage
+            .grant_events(self.usage.now(), self.kind, &settled.events);
         Ok(())
     }
 

@@ -92,7 +92,7 @@ impl Channel for TemplateChannel {
         hold: Duration,
     ) -> Result<Option<Reservation>, LedgerError> {
         let reserved = self.ledger.reserve(&message.touser, lease, hold).await?;
-        self.usage.ledger_events(Utc::now(), &reserved.events);
+        self.usage.ledger_events(self.usage.now(), &reserved.events);
         Ok(reserved.reservation)
     }
 
@@ -103,7 +103,7 @@ impl Channel for TemplateChannel {
         how: Settle,
     ) -> Result<(), LedgerError> {
         let settled = self.ledger.settle(&message.touser, lease, how).await?;
-        self.usage.ledger_events(Utc::now(), &settled.events);
+        self.usage.ledger_events(self.usage.now(), &settled.events);
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! scripts do not spell them: [`lua_prelude`] defines them as Lua locals
 //! ahead of every script, so the two sides cannot drift apart.
 
-use super::grants::RawGrantEvent;
+use super::grants::{RawGrantEvent, STANDING};
 use super::{AddStatus, Settle, Settled};
 use crate::domain::CredentialKind;
 
@@ -42,9 +42,6 @@ pub const GEV_SUBSCRIBED: i64 = 6;
 pub const GEV_SENT_LONG_TERM: i64 = 7;
 pub const GEV_ENDED: i64 = 8;
 
-/// The count of a grant entry that is a long-term subscription.
-pub const GRANT_STANDING: i64 = 0xFFFF;
-
 /// `local NAME = value` for every constant above.
 pub fn lua_prelude() -> String {
     let named = [
@@ -77,7 +74,8 @@ pub fn lua_prelude() -> String {
         ("GEV_SUBSCRIBED", GEV_SUBSCRIBED),
         ("GEV_SENT_LONG_TERM", GEV_SENT_LONG_TERM),
         ("GEV_ENDED", GEV_ENDED),
-        ("GRANT_STANDING", GRANT_STANDING),
+        // The count of a grant entry that is a long-term subscription.
+        ("GRANT_STANDING", i64::from(STANDING)),
     ];
     named
         .iter()

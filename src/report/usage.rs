@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
 
 use super::counter::{Counter, GRANTS_TOTAL_PREFIX, GrantCounter, LONG_TERM_TOTAL_PREFIX, Series};
+use crate::clock::{Clock, SystemClock};
 use crate::domain::{ChannelKind, Outcome, TemplateId};
 use crate::ledger::LedgerEvent;
 use crate::ledger::grants::GrantEvent;
@@ -22,6 +23,8 @@ use crate::store::{StoreError, TOTALS, UsageBatch, UsageDeltas, UsageStore};
 pub struct UsageRecorder {
     store: Arc<dyn UsageStore>,
     offset: FixedOffset,
+    /// What the day of a happening counted by the pipeline is read from.
+    clock: Arc<dyn Clock>,
     pending: Mutex<UsageDeltas>,
     /// This process's name on its batches.
     source: String,
@@ -38,9 +41,15 @@ struct Flushing {
 
 impl UsageRecorder {
     pub fn new(store: Arc<dyn UsageStore>, offset: FixedOffset) -> Self {
+        Self::with_clock(store, offset, Arc::new(SystemClock))
+    }
+
+    /// A recorder that dates what it is given without a time by `clock`.
+    pub fn with_clock(store: Arc<dyn UsageStore>, offset: FixedOffset, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             offset,
+            clock,
             pending: Mutex::default(),
             source: hex::encode(rand::random::<[u8; 8]>()),
             flushing: tokio::sync::Mutex::default(),
@@ -54,6 +63,11 @@ impl UsageRecorder {
 
     pub fn offset(&self) -> FixedOffset {
         self.offset
+    }
+
+    /// Now, by the recorder's clock: the day the send pipeline's counts fall on.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The report day and second of day of an instant.

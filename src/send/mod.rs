@@ -24,8 +24,6 @@ pub mod decision;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-
 pub use channel::Channel;
 
 use crate::ledger::{LeaseId, LedgerError, Settle};
@@ -361,7 +359,7 @@ impl Sender {
         match channel.call(token, message, credential, timeout).await {
             Ok(answer) => {
                 let code = answer.errcode;
-                self.usage.wechat_errcode(Utc::now(), code);
+                self.usage.wechat_errcode(self.usage.now(), code);
                 metrics::counter!(WECHAT_ERRCODES, "errcode" => code.to_string()).increment(1);
                 (Reply::Errcode(code), Some(answer))
             }

@@ -443,3 +443,46 @@ async fn sigterm_flushes_the_counters() {
     let parsed: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(total(parsed["days"].as_array().unwrap())["collected"]["form"], 3);
 }
+
+/// The send pipeline's own counts (uses spent, WeChat's answers) fall on
+/// the day of the service's clock, the same day as the send they belong
+/// to, not on the machine's.
+#[tokio::test]
+async fn a_sends_counts_fall_on_the_services_day() {
+    let sim = support::app::start_sim(formid_ledger::sim::SimConfig::default());
+    let clock = Arc::new(formid_ledger::clock::ShiftedClock::default());
+    clock.skip(chrono::Duration::days(2));
+    let app = TestApp::spawn_on_clock(Store::Memory, clock, |c| TestApp::on_simulator(&sim, c)).await;
+    let form = sim.form_ids("oLaterDay", 1, None).await.remove(0);
+    let (status, _) = app
+        .post(
+            "/v1/credentials",
+            Some(COLLECT_KEY),
+            json!({"openid": "oLaterDay", "credentials": [{"kind": "form", "id": form}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let message = json!({"touser": "oLaterDay", "template_id": BUILTIN_TEMPLATES[0],
+        "data": {"keyword1": {"value": "later"}}});
+    let (status, body) = app.post("/v1/messages", Some(SEND_KEY), message).await;
+    assert_eq!(status, 200, "{body}");
+    let path = format!("/v1/reports/usage?from={}&to={}", day(0), day(2));
+    let (status, report) = app.get(&path, Some(REPORT_KEY)).await;
+    assert_eq!(status, 200, "{report}");
+    let row = report["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["date"] == day(2))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            row["sends"]["sent"].clone(),
+            row["spent"]["form"].clone(),
+            row["wechat_errcodes"]["0"].clone()
+        ),
+        (json!(1), json!(1), json!(1)),
+        "{row}"
+    );
+}

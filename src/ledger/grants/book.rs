@@ -26,7 +26,7 @@ pub(crate) type Tpl = u16;
 
 /// The count of an entry that is a long-term subscription (stored as the
 /// largest u16; the per-template cap keeps real counts far below it).
-pub(crate) const STANDING: u32 = crate::ledger::codes::GRANT_STANDING as u32;
+pub(crate) const STANDING: u32 = 0xFFFF;
 
 /// What a user's accept of one template gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
