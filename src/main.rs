@@ -89,7 +89,7 @@ enum Command {
     /// Manage the account's templates (the same configuration as `serve`;
     /// in sandbox mode, the simulator of the sandbox serving at LISTEN).
     Templates {
-        /// `template`, `subscribe` or `official_account`.
+        /// `template`, `subscribe`, `official_account` or `official_account_subscribe`.
         #[arg(long, global = true, default_value = "subscribe")]
         channel: String,
         /// Print the API's JSON instead of a table.

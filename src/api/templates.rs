@@ -89,7 +89,7 @@ pub(super) async fn known_template<'k>(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelQuery {
-    /// `template`, `subscribe` or `official_account`.
+    /// `template`, `subscribe`, `official_account` or `official_account_subscribe`.
     channel: String,
 }
 
@@ -250,7 +250,7 @@ pub async fn library_entry(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
-    /// `template`, `subscribe` or `official_account`.
+    /// `template`, `subscribe`, `official_account` or `official_account_subscribe`.
     channel: String,
     /// The library entry: an old-library id (`AT0002`), a subscribe tid, or
     /// an official-account short id (`OPENTM207498902`).

@@ -210,9 +210,22 @@ impl State {
         self.delete(Channel::Template, &del.template_id.unwrap_or_default())
     }
 
+    /// Whose subscribe templates a `wxaapi/newtmpl/*` call under `token` is
+    /// about: the mini-program's, or the official account's (its subscribe
+    /// notifications use the same calls under its own token).
+    fn newtmpl_side(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<Channel, WxError> {
+        match self.check_token(token, now) {
+            Ok(()) => Ok(Channel::Subscribe),
+            Err(err) => {
+                self.check_oa_token(token, now).map_err(|_| err)?;
+                Ok(Channel::OfficialAccountSubscribe)
+            }
+        }
+    }
+
     /// `wxaapi/newtmpl/getcategory`.
     pub fn subscribe_categories(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<Value, WxError> {
-        self.check_token(token, now)?;
+        self.newtmpl_side(token, now)?;
         let data: Vec<Value> = library::CATEGORIES
             .iter()
             .map(|(id, name)| json!({"id": id, "name": name}))
@@ -229,7 +242,7 @@ impl State {
         limit: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_token(token, now)?;
+        self.newtmpl_side(token, now)?;
         let (Some(start), Some(limit)) = (start, limit) else {
             return Err(WxError::InvalidArgument);
         };
@@ -267,7 +280,7 @@ impl State {
         tid: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_token(token, now)?;
+        self.newtmpl_side(token, now)?;
         let entry = tid
             .and_then(|tid| library::entry(Channel::Subscribe, tid))
             .ok_or(WxError::InvalidTid)?;
@@ -286,7 +299,7 @@ impl State {
         add: SubscribeAdd,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_token(token, now)?;
+        let side = self.newtmpl_side(token, now)?;
         let tid = match add.tid {
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::String(s)) => s,
@@ -299,26 +312,23 @@ impl State {
         if add.scene_desc.is_some_and(|s| s.chars().count() > SCENE_CHARS) {
             return Err(WxError::InvalidSceneDesc);
         }
-        self.room_for(Channel::Subscribe)?;
+        self.room_for(side)?;
         let template_id = library::new_template_id();
         let template = AccountTemplate::from_entry(Channel::Subscribe, entry, &keywords);
-        self.subscriptions
-            .add_template(template_id.clone(), template.keys.clone(), false);
-        self.account
-            .insert(Channel::Subscribe, template_id.clone(), template);
+        let subscriptions = match side {
+            Channel::OfficialAccountSubscribe => &mut self.oa_subscriptions,
+            _ => &mut self.subscriptions,
+        };
+        subscriptions.add_template(template_id.clone(), template.keys.clone(), false);
+        self.account.insert(side, template_id.clone(), template);
         Ok(json!({"priTmplId": template_id}))
     }
 
     /// `wxaapi/newtmpl/gettemplate`: the mini-program's subscribe
-    /// templates, or under the official account's token its own.
+    /// templates, or under the official account's token its own (each
+    /// with its `type`).
     pub fn subscribe_list(&mut self, token: Option<&str>, now: DateTime<Utc>) -> Result<Value, WxError> {
-        let channel = match self.check_token(token, now) {
-            Ok(()) => Channel::Subscribe,
-            Err(err) => {
-                self.check_oa_token(token, now).map_err(|_| err)?;
-                Channel::OfficialAccountSubscribe
-            }
-        };
+        let channel = self.newtmpl_side(token, now)?;
         self.template_lists += 1;
         Ok(json!({"data": self.account.list(channel)}))
     }
@@ -330,8 +340,8 @@ impl State {
         del: SubscribeDel,
         now: DateTime<Utc>,
     ) -> Result<Value, WxError> {
-        self.check_token(token, now)?;
-        self.delete(Channel::Subscribe, &del.pri_tmpl_id.unwrap_or_default())
+        let side = self.newtmpl_side(token, now)?;
+        self.delete(side, &del.pri_tmpl_id.unwrap_or_default())
     }
 
     /// The official account's `template/get_all_private_template`.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use formid_ledger::config::Secret;
 use formid_ledger::sim::{BUILTIN_OA_SUBSCRIBE_TEMPLATES, PushTargets, SimConfig};
 use serde_json::{Value, json};
-use support::app::{REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim};
+use support::app::{ADMIN_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim};
 
 const TOKEN: &str = "test-push-token-0123";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -228,4 +228,51 @@ async fn a_long_term_notification_is_sent_on_until_the_follower_turns_it_off() {
         "{body}"
     );
     assert_eq!(sim.inbox(fan).await.len(), 3);
+}
+
+/// The official account's subscribe templates are its own: added from the
+/// subscribe library through its token, listed apart from the
+/// mini-program's, sendable once a follower accepts one, gone once deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_accounts_subscribe_templates_are_managed_under_its_token() {
+    let (app, sim) = service_and_sim().await;
+    let add = json!({"channel": "official_account_subscribe", "library_id": "99", "keyword_ids": [1, 3]});
+    let (status, added) = app.post("/v1/templates", Some(ADMIN_KEY), add).await;
+    assert_eq!(status, 201, "{added}");
+    let id = added["template_id"].as_str().unwrap().to_owned();
+    let listed = |channel: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/v1/templates?channel={channel}");
+            let (_, list) = app.get(&path, Some(REPORT_KEY)).await;
+            list["templates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["template_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(listed("official_account_subscribe").await.contains(&id));
+    assert!(!listed("subscribe").await.contains(&id));
+
+    let fan = "oNewTemplateFan";
+    popup(&app, &sim, fan, (json!({id.as_str(): "accept"}), 1), |h| {
+        h["subscriptions"][id.as_str()] == 1
+    })
+    .await;
+    let message = json!({"touser": fan, "template_id": id,
+        "data": {"thing1": {"value": "新模板"}, "time3": {"value": "2026-12-08 10:00"}}});
+    let (status, body) = send(&app, message.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let path = format!("/v1/templates/{id}?channel=official_account_subscribe");
+    let (status, _) = app.call("DELETE", &path, Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&app, message).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("unknown_template")),
+        "{body}"
+    );
 }
