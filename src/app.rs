@@ -23,6 +23,7 @@ use crate::channels::{
 use crate::clock::{Clock, SystemClock};
 use crate::config::apps::AccountSettings;
 use crate::config::{Config, Secret, TokenMode};
+use crate::domain::ChannelKind;
 use crate::domain::ExpiryPolicy;
 use crate::idempotency::Idempotency;
 use crate::ledger::grants::GrantSettings;
@@ -384,18 +385,23 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
         shared.clock.clone(),
     ));
     let policy = shared.policy;
+    let grants = |channel: ChannelKind| {
+        let ledger = stores.grants.get(&channel);
+        ledger
+            .cloned()
+            .expect("bootstrap opens a grant ledger for every grant channel")
+    };
     AppContext {
         sender: Sender::new(tokens.clone(), usage.clone(), policy),
         template: TemplateChannel::new(stores.ledger.clone(), wechat.clone(), usage.clone()),
-        subscribe: SubscribeChannel::new(stores.grants.clone(), wechat.clone(), usage.clone()),
+        subscribe: SubscribeChannel::new(grants(ChannelKind::Subscribe), wechat.clone(), usage.clone()),
         official_account: official_account.map(|oa| OfficialAccount {
             sender: Sender::new(oa.tokens.clone(), usage.clone(), policy),
             subscribe: OfficialAccountSubscribeChannel::new(
-                stores.oa_grants.clone(),
+                grants(ChannelKind::OfficialAccountSubscribe),
                 oa.client.clone(),
                 usage.clone(),
             ),
-            grants: stores.oa_grants.clone(),
             channel: OfficialAccountChannel::new(oa.client, shared.clock.clone()),
             tokens: oa.tokens,
         }),

@@ -3,6 +3,7 @@
 //! and records in it, and the WeChat clients of the default app. Nothing
 //! here serves requests; `app` (the server) and the CLIs build on it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use anyhow::bail;
 use crate::apps::key_prefix;
 use crate::config::apps::{AccountSettings, AppSettings};
 use crate::config::{Config, Secret};
+use crate::domain::ChannelKind;
 use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
 use crate::ledger::{Ledger, LedgerClock, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::sim::SimConfig;
@@ -24,11 +26,9 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// One app's state in the store.
 pub struct Stores {
     pub ledger: Arc<dyn Ledger>,
-    /// Subscribe grants, in the same store as the credentials.
-    pub grants: Arc<dyn GrantLedger>,
-    /// The official account's subscribe grants (its followers' openids),
-    /// beside them under `<prefix>:oa`.
-    pub oa_grants: Arc<dyn GrantLedger>,
+    /// The grants of each channel paid for with them, in the same store as
+    /// the credentials (under the channel's [`ChannelKind::grant_keys`]).
+    pub grants: BTreeMap<ChannelKind, Arc<dyn GrantLedger>>,
     /// The app's records: idempotency, receipts, caches, push de-duplication.
     pub shared: Arc<dyn SharedStore>,
     /// The app's report counters.
@@ -149,8 +149,13 @@ impl Backend {
                 }
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),
-                    grants: Arc::new(grant_ledger(&prefix)),
-                    oa_grants: Arc::new(grant_ledger(&format!("{prefix}:oa"))),
+                    grants: grant_channels(|keys| {
+                        let under = match keys {
+                            "" => prefix.clone(),
+                            keys => format!("{prefix}:{keys}"),
+                        };
+                        Arc::new(grant_ledger(&under))
+                    }),
                     shared: store.clone(),
                     usage: store,
                 }
@@ -165,14 +170,24 @@ impl Backend {
                 };
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),
-                    grants: Arc::new(grant_ledger()),
-                    oa_grants: Arc::new(grant_ledger()),
+                    grants: grant_channels(|_| Arc::new(grant_ledger())),
                     shared: store.clone(),
                     usage: store,
                 }
             }
         }
     }
+}
+
+/// A grant ledger for each channel paid for with grants, opened by `open`
+/// with the channel's key name.
+fn grant_channels(
+    open: impl Fn(&'static str) -> Arc<dyn GrantLedger>,
+) -> BTreeMap<ChannelKind, Arc<dyn GrantLedger>> {
+    ChannelKind::ALL
+        .into_iter()
+        .filter_map(|channel| Some((channel, open(channel.grant_keys()?))))
+        .collect()
 }
 
 /// The app named `app`: its settings from `APPS_FILE`, or `None` for the

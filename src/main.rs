@@ -89,7 +89,7 @@ enum Command {
     /// Manage the account's templates (the same configuration as `serve`;
     /// in sandbox mode, the simulator of the sandbox serving at LISTEN).
     Templates {
-        /// `template`, `subscribe`, `official_account` or `official_account_subscribe`.
+        /// The channel, by its API name (`GET /v1/apps` lists an app's).
         #[arg(long, global = true, default_value = "subscribe")]
         channel: String,
         /// Print the API's JSON instead of a table.
@@ -199,8 +199,10 @@ async fn main() -> anyhow::Result<()> {
             app,
             action,
         } => {
-            let channel = ChannelKind::parse(&channel)
-                .context("--channel must be template, subscribe or official_account")?;
+            let channel = ChannelKind::parse(&channel).with_context(|| {
+                let names: Vec<&str> = ChannelKind::ALL.iter().map(|c| c.as_str()).collect();
+                format!("--channel must be one of {}", names.join(", "))
+            })?;
             let action = match action {
                 TemplatesAction::List => Action::List,
                 TemplatesAction::Library { id, start, count } => Action::Library { id, start, count },

@@ -477,13 +477,29 @@ pub async fn channels() -> ([Channel; 5], Side) {
     .await;
 
     // The official account's subscribe notifications: grants from its
-    // followers' popups, in its own ledger (`<prefix>:oa`).
+    // followers' popups, in its own ledger (`<prefix>:oa_subscribe`).
     let (id, _, _) = BUILTIN_OA_SUBSCRIBE_TEMPLATES[0];
     let data = json!({"thing1": {"value": "bench"}, "time2": {"value": "2026-12-08 10:00"}});
     let (svc_users, fwd_users) = (users("oSvcOaSub", SPENDERS), users("oFwdOaSub", SPENDERS));
     let popup = "/sandbox/oa/subscriptions";
-    grants(&sim, &redis, ("svc:oa", popup), &svc_users, (id, false), USES).await;
-    grants(&sim, &redis, ("fwd:oa", popup), &fwd_users, (id, false), USES).await;
+    grants(
+        &sim,
+        &redis,
+        ("svc:oa_subscribe", popup),
+        &svc_users,
+        (id, false),
+        USES,
+    )
+    .await;
+    grants(
+        &sim,
+        &redis,
+        ("fwd:oa_subscribe", popup),
+        &fwd_users,
+        (id, false),
+        USES,
+    )
+    .await;
     let notifications = both(
         (&forwarder, "/official-account-subscribe", &fwd_users),
         (&service, "/v1/official-account/subscribe-messages", &svc_users),

@@ -250,7 +250,7 @@ pub fn run() {
         let forwarder = web::Data::new(Forwarder {
             ledger: RedisLedger::on(redis.clone(), &prefix, LedgerSettings::default()),
             grants: RedisGrants::on(redis.clone(), &prefix, grant_settings),
-            oa_grants: RedisGrants::on(redis.clone(), &format!("{prefix}:oa"), grant_settings),
+            oa_grants: RedisGrants::on(redis.clone(), &format!("{prefix}:oa_subscribe"), grant_settings),
             redis,
             token: token(&http, &base, "wxsandbox", "sandbox-secret").await,
             oa_token: token(&http, &base, "wxsandboxoa", "sandbox-oa-secret").await,

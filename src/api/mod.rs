@@ -80,7 +80,7 @@ pub fn routes() -> Vec<(Method, String, Route)> {
 }
 
 fn bare_routes() -> Vec<(Method, &'static str, Route)> {
-    vec![
+    let mut routes = vec![
         (Method::GET, "/healthz", web::get().to(health::healthz)),
         (Method::GET, "/readyz", web::get().to(health::readyz)),
         (Method::GET, "/metrics", web::get().to(health::metrics)),
@@ -98,7 +98,6 @@ fn bare_routes() -> Vec<(Method, &'static str, Route)> {
             "/v1/users/{openid}/credentials",
             web::get().to(users::credentials),
         ),
-        (Method::POST, "/v1/messages", web::post().to(send::template)),
         (Method::GET, "/v1/quota", web::get().to(quota::get)),
         (Method::POST, "/v1/quota/clear", web::post().to(quota::clear)),
         (
@@ -107,30 +106,15 @@ fn bare_routes() -> Vec<(Method, &'static str, Route)> {
             web::post().to(subscriptions::record),
         ),
         (
-            Method::POST,
-            "/v1/subscribe-messages",
-            web::post().to(send::subscribe),
-        ),
-        (
             Method::GET,
             "/v1/reports/summary",
             web::get().to(reports::summary),
         ),
         (Method::GET, "/v1/reports/usage", web::get().to(reports::usage)),
         (
-            Method::POST,
-            "/v1/official-account/messages",
-            web::post().to(send::official_account),
-        ),
-        (
             Method::GET,
             "/v1/official-account/subscriptions/{openid}",
             web::get().to(users::official_account_subscriptions),
-        ),
-        (
-            Method::POST,
-            "/v1/official-account/subscribe-messages",
-            web::post().to(send::official_account_subscribe),
         ),
         (
             Method::GET,
@@ -159,7 +143,9 @@ fn bare_routes() -> Vec<(Method, &'static str, Route)> {
             "/v1/template-library/{id}",
             web::get().to(templates::library_entry),
         ),
-    ]
+    ];
+    routes.extend(send::routes());
+    routes
 }
 
 /// Mounts [`routes`] plus the JSON error handling they share. Other methods

@@ -23,11 +23,11 @@ use crate::error::ErrorBody;
     ),
     paths(
         health::healthz, health::readyz, health::metrics, document, explorer, dashboard::page,
-        sessions::create, credentials::ingest, users::credentials, users::official_account_subscriptions, send::template,
-        subscriptions::record, send::subscribe,
+        sessions::create, credentials::ingest, users::credentials, users::official_account_subscriptions,
+        subscriptions::record,
         reports::summary, reports::usage,
         templates::list, templates::library, templates::library_entry, templates::add, templates::delete,
-        send::official_account, send::official_account_subscribe, receipts::official_account_status, receipts::subscribe_status,
+        receipts::official_account_status, receipts::subscribe_status,
         apps::list, quota::get, quota::clear,
         push::miniprogram_check, push::miniprogram,
     ),
@@ -70,7 +70,9 @@ impl Modify for BearerAuth {
 /// `/v1/apps/{app}`, and each push endpoint under `/wechat/push/{app}`,
 /// with its `app` parameter.
 pub fn document_json() -> String {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut api = ApiDoc::openapi();
+    api.merge(send::SendRoutes::openapi());
+    let mut doc = serde_json::to_value(api).unwrap_or_default();
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         // Both push endpoints take the same requests and answers.
         if let Some(item) = paths.get("/wechat/push/miniprogram") {

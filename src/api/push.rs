@@ -24,7 +24,7 @@ use crate::error::{ApiError, ErrorBody, code};
 use crate::metrics::{PUSH_EVENTS, RECEIPTS_UNMATCHED};
 use crate::push::event::{self, Push, PushKind};
 use crate::push::inbox::{Endpoint, Inbox};
-use crate::push::receipts::{Messages, Status};
+use crate::push::receipts::Status;
 use crate::push::verify::{self, PushQuery, PushSettings, Refused};
 
 /// The push settings of the endpoint a push came to.
@@ -198,23 +198,17 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
         OpenId::parse(&push.from_user_name)
             .map_err(|e| ApiError::invalid_request(format!("FromUserName: {e}")))
     };
-    // The subscribe events of each endpoint are its account's: the
-    // mini-program's subscribe messages, the official account's
-    // notifications (whose grants come from these pushes only).
-    let (grant_channel, messages, grants_from_push) = match endpoint {
-        Endpoint::MiniProgram => (
-            ChannelKind::Subscribe,
-            Messages::Subscribe,
-            app.grant_source == GrantSource::Push,
-        ),
-        Endpoint::OfficialAccount => (
-            ChannelKind::OfficialAccountSubscribe,
-            Messages::OfficialAccountSubscribe,
-            true,
-        ),
-    };
-    let acted = match (&push.kind, endpoint) {
-        (PushKind::SubscribePopup(choices), _) if grants_from_push => {
+    // The subscribe events of each endpoint are about its account's grant
+    // channel (the mini-program's subscribe messages, the official
+    // account's notifications); a channel whose grants the frontend posts
+    // takes them from pushes only when configured to.
+    let grant_channel = ChannelKind::ALL
+        .into_iter()
+        .find(|c| c.account() == endpoint.account() && c.grant_keys().is_some());
+    let popup_channel =
+        grant_channel.filter(|c| !c.grants_posted_by_client() || app.grant_source == GrantSource::Push);
+    let acted = match (&push.kind, endpoint, grant_channel) {
+        (PushKind::SubscribePopup(choices), _, _) if let Some(grant_channel) = popup_channel => {
             let answers = choices
                 .iter()
                 .filter_map(|c| {
@@ -227,7 +221,7 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
             tracing::info!(granted = applied.granted.len(), "popup answers applied");
             true
         }
-        (PushKind::SubscribeChange(choices), _) => {
+        (PushKind::SubscribeChange(choices), _, Some(grant_channel)) => {
             let changes: Vec<(TemplateId, bool)> = choices
                 .iter()
                 .filter(|c| c.status == "reject" || Answer::parse(&c.status) == Answer::Accept)
@@ -236,17 +230,17 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
             app.apply_changes(grant_channel, &openid()?, &changes).await?;
             true
         }
-        (PushKind::SubscribeSent(results), _) => {
+        (PushKind::SubscribeSent(results), _, Some(grant_channel)) => {
             for result in results {
                 let status = Status::of_subscribe(result.error_code);
-                record(app, messages, &result.msg_id, status, &result.error_status).await?;
+                record(app, grant_channel, &result.msg_id, status, &result.error_status).await?;
             }
             true
         }
-        (PushKind::TemplateSendJobFinish { msg_id, status }, Endpoint::OfficialAccount) => {
+        (PushKind::TemplateSendJobFinish { msg_id, status }, Endpoint::OfficialAccount, _) => {
             record(
                 app,
-                Messages::OfficialAccount,
+                ChannelKind::OfficialAccount,
                 msg_id,
                 Status::of_job(status),
                 status,
@@ -267,21 +261,20 @@ async fn apply(app: &AppContext, endpoint: Endpoint, push: &Push) -> Result<(), 
 /// came before its message's acceptance is counted when that comes).
 async fn record(
     app: &AppContext,
-    messages: Messages,
+    channel: ChannelKind,
     msgid: &str,
     status: Status,
     detail: &str,
 ) -> Result<(), ApiError> {
     let before = app
         .receipts
-        .finished(messages, msgid, status, detail, app.clock.now())
+        .finished(channel, msgid, status, detail, app.clock.now())
         .await?;
-    let channel = messages.channel();
     match before {
         Some(Status::Accepted) => app.count_delivery(channel, status),
         Some(_) => {} // WeChat said it again.
         // Its send's answer carried no msgid to record: counted now, once.
-        None if messages.counted_on_receipt() => app.count_delivery(channel, status),
+        None if !channel.answer_carries_msgid() => app.count_delivery(channel, status),
         None => {
             tracing::info!(
                 channel = channel.as_str(),

@@ -8,15 +8,16 @@ use actix_web::{HttpResponse, web};
 use super::extract::{App, MsgidParam};
 use crate::apps::AppContext;
 use crate::auth::{Caller, Scope};
+use crate::domain::ChannelKind;
 use crate::error::{ApiError, ErrorBody, code};
-use crate::push::receipts::{Messages, Receipt};
+use crate::push::receipts::Receipt;
 
-async fn status_of(app: &AppContext, messages: Messages, msgid: &str) -> Result<HttpResponse, ApiError> {
+async fn status_of(app: &AppContext, channel: ChannelKind, msgid: &str) -> Result<HttpResponse, ApiError> {
     let valid = !msgid.is_empty() && msgid.len() <= 32 && msgid.bytes().all(|b| b.is_ascii_digit());
     if !valid {
         return Err(ApiError::invalid_request("msgid is WeChat's decimal message id"));
     }
-    match app.receipts.get(messages, msgid).await? {
+    match app.receipts.get(channel, msgid).await? {
         Some(receipt) => Ok(HttpResponse::Ok().json(receipt)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -41,7 +42,7 @@ pub async fn official_account_status(
     msgid: web::Path<MsgidParam>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    status_of(&app, Messages::OfficialAccount, &msgid.msgid).await
+    status_of(&app, ChannelKind::OfficialAccount, &msgid.msgid).await
 }
 
 /// The delivery status of a subscribe message.
@@ -59,5 +60,5 @@ pub async fn subscribe_status(
     msgid: web::Path<MsgidParam>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Report)?;
-    status_of(&app, Messages::Subscribe, &msgid.msgid).await
+    status_of(&app, ChannelKind::Subscribe, &msgid.msgid).await
 }

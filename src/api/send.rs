@@ -5,8 +5,10 @@
 //! What differs per channel is in `crate::channels`; the functions below
 //! are the documented routes, one per channel, each naming its channel.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, Route, web};
 use serde_json::Value;
+use utoipa::OpenApi;
 
 use super::extract::App;
 use super::once::{Attempt, read_send, run_once};
@@ -21,6 +23,30 @@ use crate::domain::{ChannelKind, Outcome};
 use crate::error::{ApiError, ErrorBody, code};
 use crate::metrics::SENDS;
 use crate::send::{SendResult, Sender};
+
+/// The send routes, one per channel, as the route table takes them (each
+/// also under `/v1/apps/{app}`).
+pub(super) fn routes() -> Vec<(Method, &'static str, Route)> {
+    vec![
+        (Method::POST, "/v1/messages", web::post().to(template)),
+        (Method::POST, "/v1/subscribe-messages", web::post().to(subscribe)),
+        (
+            Method::POST,
+            "/v1/official-account/messages",
+            web::post().to(official_account),
+        ),
+        (
+            Method::POST,
+            "/v1/official-account/subscribe-messages",
+            web::post().to(official_account_subscribe),
+        ),
+    ]
+}
+
+/// The send routes' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(template, subscribe, official_account, official_account_subscribe))]
+pub(super) struct SendRoutes;
 
 /// Counts how a send ended, in the report and the metrics.
 fn count(app: &AppContext, channel: ChannelKind, outcome: Outcome) {
@@ -92,23 +118,21 @@ async fn send_on<C: ChannelRoute>(
             }
         };
         if let (
-            Some(messages),
+            Some(_),
             SendResult::Sent {
                 msgid: Some(msgid), ..
             },
-        ) = (C::RECEIPTS, &result)
+        ) = (C::KIND.receipts(), &result)
         {
             match app
                 .receipts
-                .accepted(messages, &msgid.to_string(), app.clock.now())
+                .accepted(C::KIND, &msgid.to_string(), app.clock.now())
                 .await
             {
                 Ok(None) => {}
                 // WeChat's receipt came first: counted now, once (unless
                 // its receipt counted it already).
-                Ok(Some(status)) if !messages.counted_on_receipt() => {
-                    app.count_delivery(messages.channel(), status)
-                }
+                Ok(Some(status)) if C::KIND.answer_carries_msgid() => app.count_delivery(C::KIND, status),
                 Ok(Some(_)) => {}
                 Err(err) => tracing::warn!(error = %err, "could not record the message as accepted"),
             }

@@ -89,13 +89,15 @@ pub(super) async fn known_template<'k>(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelQuery {
-    /// `template`, `subscribe`, `official_account` or `official_account_subscribe`.
+    /// The channel, by its API name (`GET /v1/apps` lists an app's).
     channel: String,
 }
 
 fn channel(raw: &str) -> Result<ChannelKind, ApiError> {
-    ChannelKind::parse(raw)
-        .ok_or_else(|| ApiError::invalid_request("channel must be template, subscribe or official_account"))
+    ChannelKind::parse(raw).ok_or_else(|| {
+        let names: Vec<&str> = ChannelKind::ALL.iter().map(|c| c.as_str()).collect();
+        ApiError::invalid_request(format!("channel must be one of {}", names.join(", ")))
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -250,7 +252,7 @@ pub async fn library_entry(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
-    /// `template`, `subscribe`, `official_account` or `official_account_subscribe`.
+    /// The channel, by its API name (`GET /v1/apps` lists an app's).
     channel: String,
     /// The library entry: an old-library id (`AT0002`), a subscribe tid, or
     /// an official-account short id (`OPENTM207498902`).

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::extract::{App, OpenidParam};
 use crate::auth::{Caller, Scope};
-use crate::domain::{CredentialKind, OpenId, TemplateId};
+use crate::domain::{ChannelKind, CredentialKind, OpenId, TemplateId};
 use crate::error::{ApiError, ErrorBody};
 use crate::ledger::grants::GrantHoldings;
 
@@ -57,7 +57,8 @@ pub async fn credentials(
     let openid =
         OpenId::parse(&path.openid).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
     let holdings = app.ledger.inspect(&openid).await?;
-    let (subscriptions, long_term_subscriptions) = named(app.grants.grants(&openid).await?);
+    let (subscriptions, long_term_subscriptions) =
+        named(app.grants_of(ChannelKind::Subscribe)?.grants(&openid).await?);
     Ok(HttpResponse::Ok().json(UserCredentials {
         openid: openid.as_str().to_owned(),
         available_sends: holdings.available_sends(),
@@ -109,14 +110,18 @@ pub async fn official_account_subscriptions(
     caller.require(Scope::Report)?;
     let openid =
         OpenId::parse(&path.openid).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
-    let oa = app.official_account.as_ref().ok_or_else(|| {
+    app.official_account.as_ref().ok_or_else(|| {
         ApiError::new(
             actix_web::http::StatusCode::NOT_FOUND,
             crate::error::code::NOT_CONFIGURED,
             "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
         )
     })?;
-    let (subscriptions, long_term_subscriptions) = named(oa.grants.grants(&openid).await?);
+    let (subscriptions, long_term_subscriptions) = named(
+        app.grants_of(ChannelKind::OfficialAccountSubscribe)?
+            .grants(&openid)
+            .await?,
+    );
     Ok(HttpResponse::Ok().json(FollowerSubscriptions {
         openid: openid.as_str().to_owned(),
         subscriptions,

@@ -51,8 +51,6 @@ pub struct OfficialAccount {
     pub sender: Sender,
     pub channel: OfficialAccountChannel,
     pub subscribe: OfficialAccountSubscribeChannel,
-    /// Its followers' subscribe grants.
-    pub grants: Arc<dyn GrantLedger>,
     pub tokens: Arc<TokenManager>,
 }
 
@@ -60,7 +58,8 @@ pub struct OfficialAccount {
 pub struct AppContext {
     pub name: String,
     pub ledger: Arc<dyn Ledger>,
-    pub grants: Arc<dyn GrantLedger>,
+    /// The grants of each channel paid for with them.
+    pub grants: BTreeMap<ChannelKind, Arc<dyn GrantLedger>>,
     /// The mini-program's WeChat client.
     pub wechat: WechatClient,
     /// This app's report counters.

@@ -80,13 +80,9 @@ pub struct Applied {
 impl AppContext {
     /// The grant ledger of a channel paid for with grants.
     pub fn grants_of(&self, channel: ChannelKind) -> Result<&Arc<dyn GrantLedger>, LedgerError> {
-        match (channel, &self.official_account) {
-            (ChannelKind::Subscribe, _) => Ok(&self.grants),
-            (ChannelKind::OfficialAccountSubscribe, Some(oa)) => Ok(&oa.grants),
-            (other, _) => Err(LedgerError::Unavailable(format!(
-                "the {other} channel keeps no grants here"
-            ))),
-        }
+        self.grants
+            .get(&channel)
+            .ok_or_else(|| LedgerError::Unavailable(format!("the {channel} channel keeps no grants")))
     }
 
     /// Grants what `openid` accepted on `channel` (one per accept of a

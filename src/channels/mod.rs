@@ -26,7 +26,6 @@ pub use template::{MessageBody, Sent, SpentCredential, TemplateChannel};
 use crate::domain::{ChannelKind, InvalidTarget, Outcome, TemplateId};
 use crate::error::{ApiError, code};
 use crate::idempotency::Record;
-use crate::push::receipts::Messages;
 pub use crate::send::Channel;
 use crate::send::SendResult;
 
@@ -37,8 +36,6 @@ pub trait ChannelRoute: Channel + 'static {
     /// What pays for a message, in the answers' words ("credential",
     /// "grant"); `None` when nothing of the user's is spent.
     const PAID_WITH: Option<&'static str>;
-    /// Where the receipts of its messages are kept, when WeChat sends them.
-    const RECEIPTS: Option<Messages>;
 
     /// The request body, as the route takes it.
     type Body: DeserializeOwned;

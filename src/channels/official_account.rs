@@ -30,7 +30,6 @@ use crate::clock::Clock;
 use crate::domain::{ChannelKind, Outcome, TemplateId, parse_target, printable};
 use crate::error::{ApiError, code};
 use crate::ledger::{LeaseId, LedgerError, Settle};
-use crate::push::receipts::Messages;
 use crate::send::Pending;
 use crate::send::decision::Recheck;
 use crate::wechat::{
@@ -179,7 +178,6 @@ impl Channel for OfficialAccountChannel {
 impl ChannelRoute for OfficialAccountChannel {
     const KIND: ChannelKind = ChannelKind::OfficialAccount;
     const PAID_WITH: Option<&'static str> = None;
-    const RECEIPTS: Option<Messages> = Some(Messages::OfficialAccount);
 
     type Body = OfficialAccountMessageBody;
 

@@ -24,7 +24,6 @@ use crate::domain::{ChannelKind, OpenId, Outcome, TemplateId, parse_target};
 use crate::error::ApiError;
 use crate::ledger::grants::GrantLedger;
 use crate::ledger::{LeaseId, LedgerError, Settle};
-use crate::push::receipts::Messages;
 use crate::report::UsageRecorder;
 use crate::send::Pending;
 use crate::send::decision::Recheck;
@@ -149,7 +148,6 @@ fn text(s: &str, max: usize) -> bool {
 impl ChannelRoute for OfficialAccountSubscribeChannel {
     const KIND: ChannelKind = ChannelKind::OfficialAccountSubscribe;
     const PAID_WITH: Option<&'static str> = Some("grant");
-    const RECEIPTS: Option<Messages> = Some(Messages::OfficialAccountSubscribe);
 
     type Body = OfficialAccountSubscribeBody;
 

@@ -22,7 +22,6 @@ use crate::domain::{ChannelKind, OpenId, Outcome, TemplateId, parse_target, subs
 use crate::error::{ApiError, code};
 use crate::ledger::grants::{GrantLedger, GrantReservation, Holding};
 use crate::ledger::{LeaseId, LedgerError, Settle};
-use crate::push::receipts::Messages;
 use crate::report::UsageRecorder;
 use crate::send::Pending;
 use crate::send::decision::Recheck;
@@ -274,7 +273,6 @@ struct StoredGrant {
 impl ChannelRoute for SubscribeChannel {
     const KIND: ChannelKind = ChannelKind::Subscribe;
     const PAID_WITH: Option<&'static str> = Some("grant");
-    const RECEIPTS: Option<Messages> = Some(Messages::Subscribe);
 
     type Body = SubscribeMessageBody;
 

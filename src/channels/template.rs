@@ -20,7 +20,6 @@ use crate::domain::{
 };
 use crate::error::{ApiError, code};
 use crate::ledger::{LeaseId, Ledger, LedgerError, Reservation, Settle};
-use crate::push::receipts::Messages;
 use crate::report::UsageRecorder;
 use crate::send::Pending;
 use crate::send::decision::Recheck;
@@ -170,7 +169,6 @@ struct StoredPending {
 impl ChannelRoute for TemplateChannel {
     const KIND: ChannelKind = ChannelKind::Template;
     const PAID_WITH: Option<&'static str> = Some("credential");
-    const RECEIPTS: Option<Messages> = None;
 
     type Body = MessageBody;
 

@@ -5,10 +5,9 @@
 pub const DEFAULT_APP: &str = "default";
 
 /// Words the store uses right after the deployment's prefix
-/// (`fl:token:{<appid>}`, `fl:templates`, `fl:oa:{<openid>}:g` for the
-/// official account's grants, ...): an app of that name would share their
-/// keys.
-const RESERVED: [&str; 7] = ["token", "lock", "cache", "idem", "usage", "templates", "oa"];
+/// (`fl:token:{<appid>}`, `fl:templates`, ...): an app of that name would
+/// share their keys.
+const RESERVED: [&str; 6] = ["token", "lock", "cache", "idem", "usage", "templates"];
 
 /// Whether `name` is a valid app name: 1 to 32 of `[a-z0-9-]`, and not a
 /// word the store's own keys use.

@@ -75,6 +75,43 @@ impl ChannelKind {
         }
     }
 
+    /// Where the grants paying for its messages are kept, under the app's
+    /// key prefix (`""`: the prefix itself, as before channels had names);
+    /// `None` for a channel that spends no grants. Not a valid app name, so
+    /// no app's keys can meet them.
+    pub fn grant_keys(self) -> Option<&'static str> {
+        match self {
+            ChannelKind::Subscribe => Some(""),
+            ChannelKind::OfficialAccountSubscribe => Some("oa_subscribe"),
+            ChannelKind::Template | ChannelKind::OfficialAccount => None,
+        }
+    }
+
+    /// Whether the frontend may post its grants (`POST /v1/subscriptions`):
+    /// only the mini-program's popups answer the page that showed them; the
+    /// official account learns its followers' answers from WeChat's pushes
+    /// alone.
+    pub fn grants_posted_by_client(self) -> bool {
+        self == ChannelKind::Subscribe
+    }
+
+    /// The msgid space of its messages' delivery receipts, which WeChat
+    /// pushes; `None` when WeChat sends none.
+    pub fn receipts(self) -> Option<&'static str> {
+        match self {
+            ChannelKind::Subscribe => Some("subscribe"),
+            ChannelKind::OfficialAccount => Some("oa"),
+            ChannelKind::OfficialAccountSubscribe => Some("oa_subscribe"),
+            ChannelKind::Template => None,
+        }
+    }
+
+    /// Whether WeChat's answer to a send names the message's msgid (bizsend's
+    /// usually does not: its receipt is the first word of the message).
+    pub fn answer_carries_msgid(self) -> bool {
+        self != ChannelKind::OfficialAccountSubscribe
+    }
+
     /// Which of WeChat's template dialects its templates are.
     pub fn templates(self) -> TemplateDialect {
         match self {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::verify;
+use crate::domain::WechatAccount;
 use crate::store::{SharedStore, StoreError};
 
 /// How long a push (and, in plain mode, its signed URL) is remembered:
@@ -29,6 +30,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The WeChat account whose pushes come here.
+    pub fn account(self) -> WechatAccount {
+        match self {
+            Endpoint::MiniProgram => WechatAccount::Miniprogram,
+            Endpoint::OfficialAccount => WechatAccount::OfficialAccount,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::MiniProgram => "miniprogram",

@@ -28,41 +28,6 @@ pub const UNMATCHED: Duration = Duration::from_secs(15 * 60);
 /// How many times a receipt is read again when others keep writing it.
 const CONTENDED: usize = 16;
 
-/// Which messages a msgid belongs to (their ids are separate spaces).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Messages {
-    Subscribe,
-    OfficialAccount,
-    OfficialAccountSubscribe,
-}
-
-impl Messages {
-    /// The channel these messages go out on.
-    pub fn channel(self) -> ChannelKind {
-        match self {
-            Messages::Subscribe => ChannelKind::Subscribe,
-            Messages::OfficialAccount => ChannelKind::OfficialAccount,
-            Messages::OfficialAccountSubscribe => ChannelKind::OfficialAccountSubscribe,
-        }
-    }
-
-    /// Whether a receipt counts the message's delivery when its send left
-    /// nothing on record: WeChat's bizsend answer often carries no msgid,
-    /// so the official account's notifications are counted by their
-    /// receipts alone (never at acceptance, so never twice).
-    pub fn counted_on_receipt(self) -> bool {
-        self == Messages::OfficialAccountSubscribe
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            Messages::Subscribe => "receipt:subscribe",
-            Messages::OfficialAccount => "receipt:oa",
-            Messages::OfficialAccountSubscribe => "receipt:oa_subscribe",
-        }
-    }
-}
-
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -134,8 +99,13 @@ impl Receipts {
         Self { store }
     }
 
-    fn name(messages: Messages, msgid: &str) -> String {
-        format!("{}:{msgid}", messages.prefix())
+    /// The record of `msgid` among `channel`'s messages (each channel's
+    /// msgids are a space of their own).
+    fn name(channel: ChannelKind, msgid: &str) -> String {
+        format!(
+            "receipt:{}:{msgid}",
+            channel.receipts().unwrap_or(channel.as_str())
+        )
     }
 
     /// WeChat took `msgid`. Returns the receipt's status if WeChat's
@@ -143,7 +113,7 @@ impl Receipts {
     /// this call alone.
     pub async fn accepted(
         &self,
-        messages: Messages,
+        channel: ChannelKind,
         msgid: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Status>, StoreError> {
@@ -156,7 +126,7 @@ impl Receipts {
             finished_at: None,
             detail: None,
         };
-        let name = Self::name(messages, msgid);
+        let name = Self::name(channel, msgid);
         if self
             .store
             .replace_cached(&name, None, &encode(&first)?, KEEP)
@@ -165,7 +135,7 @@ impl Receipts {
             return Ok(None);
         }
         let before = self
-            .update(messages, msgid, |before| match before {
+            .update(channel, msgid, |before| match before {
                 None => Some(first.clone()),
                 Some(early) if early.accepted_at.is_none() => Some(Receipt {
                     accepted_at: Some(at.clone()),
@@ -184,7 +154,7 @@ impl Receipts {
     /// receipts of a message this app sent.
     pub async fn finished(
         &self,
-        messages: Messages,
+        channel: ChannelKind,
         msgid: &str,
         status: Status,
         detail: &str,
@@ -198,7 +168,7 @@ impl Receipts {
             detail: (!detail.is_empty()).then(|| detail.to_owned()),
         };
         let before = self
-            .update(messages, msgid, |before| match before {
+            .update(channel, msgid, |before| match before {
                 None => Some(receipt.clone()),
                 Some(accepted) if accepted.finished_at.is_none() => Some(Receipt {
                     accepted_at: accepted.accepted_at.clone(),
@@ -216,11 +186,11 @@ impl Receipts {
     /// Kept for good once accepted, else only [`UNMATCHED`].
     async fn update(
         &self,
-        messages: Messages,
+        channel: ChannelKind,
         msgid: &str,
         change: impl Fn(Option<&Receipt>) -> Option<Receipt>,
     ) -> Result<Option<Receipt>, StoreError> {
-        let name = Self::name(messages, msgid);
+        let name = Self::name(channel, msgid);
         for _ in 0..CONTENDED {
             let raw = self.store.get_cached(&name).await?;
             let before = raw.as_deref().and_then(|raw| serde_json::from_str(raw).ok());
@@ -245,8 +215,8 @@ impl Receipts {
         )))
     }
 
-    pub async fn get(&self, messages: Messages, msgid: &str) -> Result<Option<Receipt>, StoreError> {
-        let raw = self.store.get_cached(&Self::name(messages, msgid)).await?;
+    pub async fn get(&self, channel: ChannelKind, msgid: &str) -> Result<Option<Receipt>, StoreError> {
+        let raw = self.store.get_cached(&Self::name(channel, msgid)).await?;
         Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
     }
 }
