@@ -162,11 +162,13 @@ impl Backend {
             }
             Backend::Memory { .. } => {
                 let store = Arc::new(MemoryStore::default());
-                let (credentials, grant_ledger): (_, &dyn Fn() -> MemoryGrants) = match clock {
-                    Some(clock) => (MemoryLedger::with_clock(ledger, clock.clone()), &|| {
-                        MemoryGrants::with_clock(grants, clock.clone())
-                    }),
-                    None => (MemoryLedger::new(ledger), &|| MemoryGrants::new(grants)),
+                let credentials = match clock {
+                    Some(clock) => MemoryLedger::with_clock(ledger, clock.clone()),
+                    None => MemoryLedger::new(ledger),
+                };
+                let grant_ledger = || match clock {
+                    Some(clock) => MemoryGrants::with_clock(grants, clock.clone()),
+                    None => MemoryGrants::new(grants),
                 };
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),

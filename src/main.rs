@@ -199,10 +199,8 @@ async fn main() -> anyhow::Result<()> {
             app,
             action,
         } => {
-            let channel = ChannelKind::parse(&channel).with_context(|| {
-                let names: Vec<&str> = ChannelKind::ALL.iter().map(|c| c.as_str()).collect();
-                format!("--channel must be one of {}", names.join(", "))
-            })?;
+            let channel = ChannelKind::parse(&channel)
+                .with_context(|| format!("--channel must be one of {}", ChannelKind::names()))?;
             let action = match action {
                 TemplatesAction::List => Action::List,
                 TemplatesAction::Library { id, start, count } => Action::Library { id, start, count },

@@ -14,7 +14,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::AppState;
-use crate::apps::AppContext;
+use crate::apps::{AppContext, OfficialAccount};
 use crate::auth::Caller;
 use crate::error::{ApiError, code};
 
@@ -48,6 +48,19 @@ impl Deref for App {
 
     fn deref(&self) -> &AppContext {
         &self.0
+    }
+}
+
+impl App {
+    /// The app's official account, or 404 `not_configured`.
+    pub fn official_account(&self) -> Result<&OfficialAccount, ApiError> {
+        self.0.official_account.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                code::NOT_CONFIGURED,
+                "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
+            )
+        })
     }
 }
 

@@ -229,7 +229,7 @@ pub async fn official_account(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Send)?;
-    let oa = app.official_account.as_ref().ok_or_else(not_configured)?;
+    let oa = app.official_account()?;
     send_on(&app, &oa.sender, &oa.channel, caller, req, body.into_inner()).await
 }
 
@@ -259,14 +259,6 @@ pub async fn official_account_subscribe(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Send)?;
-    let oa = app.official_account.as_ref().ok_or_else(not_configured)?;
+    let oa = app.official_account()?;
     send_on(&app, &oa.sender, &oa.subscribe, caller, req, body.into_inner()).await
-}
-
-fn not_configured() -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::NOT_FOUND,
-        code::NOT_CONFIGURED,
-        "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
-    )
 }

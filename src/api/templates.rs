@@ -94,10 +94,8 @@ pub struct ChannelQuery {
 }
 
 fn channel(raw: &str) -> Result<ChannelKind, ApiError> {
-    ChannelKind::parse(raw).ok_or_else(|| {
-        let names: Vec<&str> = ChannelKind::ALL.iter().map(|c| c.as_str()).collect();
-        ApiError::invalid_request(format!("channel must be one of {}", names.join(", ")))
-    })
+    ChannelKind::parse(raw)
+        .ok_or_else(|| ApiError::invalid_request(format!("channel must be one of {}", ChannelKind::names())))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -110,13 +110,7 @@ pub async fn official_account_subscriptions(
     caller.require(Scope::Report)?;
     let openid =
         OpenId::parse(&path.openid).map_err(|e| ApiError::invalid_request(format!("openid: {e}")))?;
-    app.official_account.as_ref().ok_or_else(|| {
-        ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            crate::error::code::NOT_CONFIGURED,
-            "the official account is not configured (WECHAT_OA_APPID / WECHAT_OA_SECRET)",
-        )
-    })?;
+    app.official_account()?;
     let (subscriptions, long_term_subscriptions) = named(
         app.grants_of(ChannelKind::OfficialAccountSubscribe)?
             .grants(&openid)

@@ -42,6 +42,11 @@ impl ChannelKind {
         Self::ALL.into_iter().find(|c| c.as_str() == raw)
     }
 
+    /// Every channel's name, for messages that list them.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+
     /// The WeChat account its messages are sent as (whose token, quota and
     /// template lists they use).
     pub fn account(self) -> WechatAccount {

@@ -101,20 +101,18 @@ impl UsageRecorder {
     }
 
     /// Turns grant events of `channel` into counter deltas:
-    /// [`Counter::Grants`] on the day, the running total of one-time grants
-    /// outstanding per template (`grants.<template_id>` in [`TOTALS`], after
-    /// the channel's report prefix for any channel but the mini-program's
-    /// subscribe messages) and of long-term subscribers
-    /// (`long_term.<template_id>`).
+    /// [`Counter::Grants`] on the day and, for the mini-program's subscribe
+    /// grants (the ones the summary shows), the running totals of one-time
+    /// grants outstanding per template (`grants.<template_id>` in
+    /// [`TOTALS`]) and of long-term subscribers (`long_term.<template_id>`).
     pub fn grant_events(&self, now: DateTime<Utc>, channel: ChannelKind, events: &[GrantEvent]) {
         let (today, _) = self.day_of(now);
         let mut deltas = Vec::new();
-        let kept_under = match channel {
-            ChannelKind::Subscribe => "",
-            other => other.report_prefix(),
-        };
+        let summarised = channel == ChannelKind::Subscribe;
         let mut total = |prefix: &str, template: &TemplateId, n: i64| {
-            deltas.push((TOTALS, format!("{kept_under}{prefix}{}", template.as_str()), n));
+            if summarised {
+                deltas.push((TOTALS, format!("{prefix}{}", template.as_str()), n));
+            }
         };
         let mut counted = Vec::new();
         for event in events {

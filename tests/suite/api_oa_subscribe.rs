@@ -9,37 +9,22 @@ use crate::support;
 
 use std::time::Duration;
 
-use formid_ledger::config::Secret;
-use formid_ledger::sim::{BUILTIN_OA_SUBSCRIBE_TEMPLATES, PushTargets, SimConfig};
+use crate::api_push::{configure, pushing_sim, reserved_port};
+use formid_ledger::sim::BUILTIN_OA_SUBSCRIBE_TEMPLATES;
 use serde_json::{Value, json};
-use support::app::{ADMIN_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp, start_sim};
+use support::app::{ADMIN_KEY, REPORT_KEY, SEND_KEY, SimClient, Store, TestApp};
 
-const TOKEN: &str = "test-push-token-0123";
-const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const ONE_TIME: &str = BUILTIN_OA_SUBSCRIBE_TEMPLATES[0].0;
 const LONG_TERM: &str = BUILTIN_OA_SUBSCRIBE_TEMPLATES[1].0;
 
-/// A service with the official account and its push endpoint (safe mode),
+/// A service with the official account and its push endpoints (safe mode),
 /// listening where the simulator pushes.
 async fn service_and_sim() -> (TestApp, SimClient) {
-    let port = support::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let sim = start_sim(SimConfig {
-        push: Some(PushTargets {
-            miniprogram_url: Some(format!("{base}/wechat/push/miniprogram")),
-            official_account_url: Some(format!("{base}/wechat/push/official-account")),
-            token: TOKEN.into(),
-            aes_key: Some(KEY.into()),
-        }),
-        ..SimConfig::default()
-    });
+    let (port, base) = reserved_port();
+    let sim = pushing_sim(&base);
     let app = TestApp::spawn_with(Store::Memory, |c| {
-        TestApp::on_simulator(&sim, c);
+        configure(&sim, c);
         c.listen = format!("127.0.0.1:{port}");
-        c.wechat_oa_appid = Some("wxsandboxoa".into());
-        c.wechat_oa_secret = Some(Secret::new("sandbox-oa-secret"));
-        c.wechat_oa_push_token = Some(Secret::new(TOKEN));
-        c.wechat_oa_push_aes_key = Some(Secret::new(KEY));
     })
     .await;
     (app, sim)

@@ -25,7 +25,7 @@ const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const TEMPLATE: &str = BUILTIN_SUBSCRIBE_TEMPLATES[0].0;
 
 /// A service taking pushes in safe mode, with the official account.
-fn configure(sim: &SimClient, config: &mut formid_ledger::config::Config) {
+pub(crate) fn configure(sim: &SimClient, config: &mut formid_ledger::config::Config) {
     TestApp::on_simulator(sim, config);
     config.wechat_oa_appid = Some("wxsandboxoa".into());
     config.wechat_oa_secret = Some(Secret::new("sandbox-oa-secret"));
@@ -36,7 +36,7 @@ fn configure(sim: &SimClient, config: &mut formid_ledger::config::Config) {
 }
 
 /// A simulator pushing to `base`'s endpoints in safe mode.
-fn pushing_sim(base: &str) -> SimClient {
+pub(crate) fn pushing_sim(base: &str) -> SimClient {
     start_sim(SimConfig {
         push: Some(PushTargets {
             miniprogram_url: Some(format!("{base}/wechat/push/miniprogram")),
@@ -50,7 +50,7 @@ fn pushing_sim(base: &str) -> SimClient {
 
 /// A port the service will listen on, and its base URL, known before it
 /// starts (the simulator needs it).
-fn reserved_port() -> (u16, String) {
+pub(crate) fn reserved_port() -> (u16, String) {
     let port = support::free_port();
     (port, format!("http://127.0.0.1:{port}"))
 }

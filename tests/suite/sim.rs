@@ -102,6 +102,16 @@ impl Sim {
         body["access_token"].as_str().expect("access_token").to_owned()
     }
 
+    /// The official account's access token.
+    async fn oa_token(&self) -> String {
+        let body = self
+            .wx_get(
+                "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandboxoa&secret=sandbox-oa-secret",
+            )
+            .await;
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
     async fn stable_token(&self, force_refresh: bool) -> Value {
         let body = json!({
             "grant_type": "client_credential",
@@ -1291,14 +1301,7 @@ async fn official_account_sends_are_one_message_per_client_msg_id_for_ten_minute
         let (status, _) = sim.post("/oa/followers", json!({ "openid": openid })).await;
         assert_eq!(status, StatusCode::OK);
     }
-    let token = sim
-        .wx_get(
-            "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandboxoa&secret=sandbox-oa-secret",
-        )
-        .await["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned();
+    let token = sim.oa_token().await;
     let send = async |touser: &str, id: &str| {
         let body = json!({"touser": touser, "template_id": formid_ledger::sim::BUILTIN_OA_TEMPLATES[0].0,
             "data": {"first": {"value": "x"}}, "client_msg_id": id});
@@ -1334,14 +1337,7 @@ async fn official_account_sends_are_one_message_per_client_msg_id_for_ten_minute
 async fn bizsend_spends_the_official_accounts_own_grants() {
     use formid_ledger::sim::BUILTIN_OA_SUBSCRIBE_TEMPLATES;
     let sim = Sim::new().await;
-    let oa_token = sim
-        .wx_get(
-            "/wechat/cgi-bin/token?grant_type=client_credential&appid=wxsandboxoa&secret=sandbox-oa-secret",
-        )
-        .await["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned();
+    let oa_token = sim.oa_token().await;
     let mp_token = sim.token().await;
     let (one_time, long_term) = (
         BUILTIN_OA_SUBSCRIBE_TEMPLATES[0].0,

@@ -30,10 +30,10 @@ pub(crate) const STANDING: u32 = 0xFFFF;
 
 /// What a user's accept of one template gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RawAccept {
-    /// One-time grants, one per accept.
-    Grants(u32),
-    /// A long-term subscription.
+pub enum Accept {
+    /// Grants of a one-time template, one per accept.
+    OneTime(u32),
+    /// A long-term template: a subscription until the user turns it off.
     LongTerm,
 }
 
@@ -183,11 +183,11 @@ impl GrantBook {
     /// Adds `accepts` grants of each template, up to `cap` held or leased
     /// per template, or makes it a long-term subscription; returns what is
     /// now held of each ([`STANDING`] for a subscription), in batch order.
-    pub fn add(&mut self, batch: &[(Tpl, RawAccept)], cap: u32, events: &mut Vec<RawGrantEvent>) -> Vec<u32> {
+    pub fn add(&mut self, batch: &[(Tpl, Accept)], cap: u32, events: &mut Vec<RawGrantEvent>) -> Vec<u32> {
         let mut held = Vec::with_capacity(batch.len());
         for &(template, accept) in batch {
             let accepts = match accept {
-                RawAccept::LongTerm => {
+                Accept::LongTerm => {
                     self.subscribe(template, events);
                     held.push(STANDING);
                     continue;
@@ -196,7 +196,7 @@ impl GrantBook {
                     held.push(STANDING);
                     continue;
                 }
-                RawAccept::Grants(accepts) => accepts,
+                Accept::OneTime(accepts) => accepts,
             };
             let room = cap.saturating_sub(self.held(template) + self.leased(template));
             let kept = accepts.min(room);

@@ -127,7 +127,7 @@ impl GrantLedger for MemoryGrants {
     ) -> Result<GrantAddOutcome, LedgerError> {
         let numbered = batch
             .iter()
-            .map(|(t, accept)| Ok((self.number(t)?, accept.raw())))
+            .map(|(t, accept)| Ok((self.number(t)?, *accept)))
             .collect::<Result<Vec<_>, LedgerError>>()?;
         let cap = self.settings.max_per_template;
         let (held, raw) = self.write(openid, |book, _, events| book.add(&numbered, cap, events));

@@ -26,7 +26,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub(crate) use book::{RawAccept, RawGrantEvent, STANDING};
+pub use book::Accept;
+pub(crate) use book::{RawGrantEvent, STANDING};
 pub use dictionary::DICTIONARY_CAPACITY;
 pub use memory::MemoryGrants;
 pub use redis::RedisGrants;
@@ -48,24 +49,6 @@ impl Default for GrantSettings {
         Self {
             max_per_template: 50,
             retention: Duration::from_secs(365 * 86_400),
-        }
-    }
-}
-
-/// What a user's accept of one template gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accept {
-    /// Grants of a one-time template, one per accept.
-    OneTime(u32),
-    /// A long-term template: a subscription until the user turns it off.
-    LongTerm,
-}
-
-impl Accept {
-    pub(crate) fn raw(self) -> RawAccept {
-        match self {
-            Accept::OneTime(n) => RawAccept::Grants(n),
-            Accept::LongTerm => RawAccept::LongTerm,
         }
     }
 }
