@@ -147,7 +147,7 @@ impl Application {
         let apps: Vec<AppContext> = app_specs(&config, addr)?
             .into_iter()
             .map(|spec| build_app(spec, &shared))
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let apps = Apps::new(apps).map_err(anyhow::Error::msg)?;
         if let Some(app) = apps.iter().next()
             && let Err(err) = app.ledger.ping().await
@@ -350,11 +350,11 @@ fn app_specs(config: &Config, addr: SocketAddr) -> anyhow::Result<Vec<AppSpec>> 
 
 /// One app's context: its stores under its key prefix, its token control
 /// (tokens shared per appid across the deployment), channels and records.
-fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
+fn build_app(spec: AppSpec, shared: &Shared<'_>) -> anyhow::Result<AppContext> {
     let config = shared.config;
     let stores = shared
         .backend
-        .app(&spec.name, shared.ledger, shared.grants, &shared.ledger_clock);
+        .app(&spec.name, shared.ledger, shared.grants, &shared.ledger_clock)?;
     let usage = Arc::new(UsageRecorder::with_clock(
         stores.usage,
         config.report_utc_offset,
@@ -391,7 +391,7 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
             .cloned()
             .expect("bootstrap opens a grant ledger for every grant channel")
     };
-    AppContext {
+    Ok(AppContext {
         sender: Sender::new(tokens.clone(), usage.clone(), policy),
         template: TemplateChannel::new(stores.ledger.clone(), wechat.clone(), usage.clone()),
         subscribe: SubscribeChannel::new(grants(ChannelKind::Subscribe), wechat.clone(), usage.clone()),
@@ -419,7 +419,7 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> AppContext {
         templates,
         push: spec.push,
         grant_source: config.subscribe_grants_from,
-    }
+    })
 }
 
 /// The built-in simulator of sandbox mode: its own pair of accounts for

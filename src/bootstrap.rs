@@ -1,6 +1,7 @@
 //! What the service and its commands open from the configuration: the
-//! store (Redis, Redis Cluster or the embedded one) with each app's ledgers
-//! and records in it, and the WeChat clients of the default app. Nothing
+//! store (Redis, Redis Cluster, or the embedded one on its disk or in
+//! memory) with each app's ledgers and records in it, and the WeChat
+//! clients of the default app. Nothing
 //! here serves requests; `app` (the server) and the CLIs build on it.
 
 use std::collections::BTreeMap;
@@ -12,12 +13,12 @@ use anyhow::bail;
 
 use crate::apps::key_prefix;
 use crate::config::apps::{AccountSettings, AppSettings};
-use crate::config::{Config, Secret};
+use crate::config::{Config, Secret, StoreMode};
 use crate::domain::ChannelKind;
 use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
 use crate::ledger::{Ledger, LedgerClock, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::sim::SimConfig;
-use crate::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
+use crate::store::{Disk, MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
 use crate::wechat::WechatClient;
 
 /// Bound of every Redis command.
@@ -39,9 +40,11 @@ pub struct Stores {
 /// are opened (one connection for all of them).
 pub enum Backend {
     Redis(RedisBackend),
-    Memory {
+    Embedded {
         /// The deployment's own records (access tokens and their locks).
         deployment: Arc<MemoryStore>,
+        /// Where everything is kept; `None` with `STORE=memory`.
+        disk: Option<Arc<Disk>>,
     },
 }
 
@@ -81,12 +84,22 @@ impl Backend {
                 wait: Duration::from_millis(config.redis_wait_timeout_ms.max(1)),
                 name,
             }),
-            None => {
-                tracing::warn!(
-                    "REDIS_URL is not set: using the embedded ledger; nothing persists across restarts"
-                );
-                Backend::Memory {
+            None if config.store == Some(StoreMode::Memory) => {
+                tracing::warn!("STORE=memory: the embedded store keeps nothing across restarts");
+                Backend::Embedded {
                     deployment: Arc::new(MemoryStore::default()),
+                    disk: None,
+                }
+            }
+            None => {
+                let disk = Disk::open(&config.data_dir).map_err(anyhow::Error::msg)?;
+                let where_ = disk.path().display();
+                tracing::info!("the embedded store keeps its data in {where_} (DATA_DIR)");
+                let deployment = MemoryStore::default()
+                    .kept_on(disk.space("deployment/records"), disk.space("deployment/usage"))?;
+                Backend::Embedded {
+                    deployment: Arc::new(deployment),
+                    disk: Some(disk),
                 }
             }
         })
@@ -96,15 +109,16 @@ impl Backend {
     pub fn redis(&self) -> Option<&RedisConnection> {
         match self {
             Backend::Redis(backend) => Some(&backend.redis),
-            Backend::Memory { .. } => None,
+            Backend::Embedded { .. } => None,
         }
     }
 
-    /// `memory`, `redis` or `redis-cluster`.
+    /// `embedded`, `memory`, `redis` or `redis-cluster`.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Redis(backend) => backend.name,
-            Backend::Memory { .. } => "memory",
+            Backend::Embedded { disk: Some(_), .. } => "embedded",
+            Backend::Embedded { disk: None, .. } => "memory",
         }
     }
 
@@ -113,12 +127,13 @@ impl Backend {
     pub fn deployment(&self) -> Arc<dyn SharedStore> {
         match self {
             Backend::Redis(backend) => backend.store(&backend.prefix),
-            Backend::Memory { deployment } => deployment.clone(),
+            Backend::Embedded { deployment, .. } => deployment.clone(),
         }
     }
 
     /// The stores of the app named `app`: on Redis under its key prefix
-    /// (`default` keeps the deployment's), in memory its own.
+    /// (`default` keeps the deployment's), embedded its own (on disk in the
+    /// spaces `app/<app>/...`, read back now).
     ///
     /// The ledgers read the store's own time (Redis's `TIME`, so every
     /// instance agrees), unless `clock` names one: only tests that move time
@@ -129,8 +144,8 @@ impl Backend {
         ledger: LedgerSettings,
         grants: GrantSettings,
         clock: &LedgerClock,
-    ) -> Stores {
-        match self {
+    ) -> anyhow::Result<Stores> {
+        Ok(match self {
             Backend::Redis(backend) => {
                 let prefix = key_prefix(&backend.prefix, app);
                 let store = backend.store(&prefix);
@@ -149,46 +164,64 @@ impl Backend {
                 }
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),
-                    grants: grant_channels(|keys| {
+                    grants: grant_channels(|_, keys| {
                         let under = match keys {
                             "" => prefix.clone(),
                             keys => format!("{prefix}:{keys}"),
                         };
-                        Arc::new(grant_ledger(&under))
-                    }),
+                        Ok(Arc::new(grant_ledger(&under)))
+                    })?,
                     shared: store.clone(),
                     usage: store,
                 }
             }
-            Backend::Memory { .. } => {
-                let store = Arc::new(MemoryStore::default());
-                let credentials = match clock {
+            Backend::Embedded { disk, .. } => {
+                let mut store = MemoryStore::default();
+                let mut credentials = match clock {
                     Some(clock) => MemoryLedger::with_clock(ledger, clock.clone()),
                     None => MemoryLedger::new(ledger),
                 };
-                let grant_ledger = || match clock {
-                    Some(clock) => MemoryGrants::with_clock(grants, clock.clone()),
-                    None => MemoryGrants::new(grants),
-                };
+                let space = |what: &str| disk.as_ref().map(|disk| disk.space(&format!("app/{app}/{what}")));
+                let grants = grant_channels(|channel, _| {
+                    let ledger = match clock {
+                        Some(clock) => MemoryGrants::with_clock(grants, clock.clone()),
+                        None => MemoryGrants::new(grants),
+                    };
+                    let books = format!("grants/{channel}");
+                    Ok(Arc::new(
+                        match (space(&books), space(&format!("{books}/templates"))) {
+                            (Some(books), Some(templates)) => ledger.kept_on(books, templates)?,
+                            _ => ledger,
+                        },
+                    ))
+                })?;
+                if let (Some(books), Some(records), Some(usage)) =
+                    (space("credentials"), space("records"), space("usage"))
+                {
+                    credentials = credentials.kept_on(books)?;
+                    store = store.kept_on(records, usage)?;
+                }
+                let store = Arc::new(store);
                 Stores {
                     ledger: Arc::new(MeteredLedger::new(credentials)),
-                    grants: grant_channels(|_| Arc::new(grant_ledger())),
+                    grants,
                     shared: store.clone(),
                     usage: store,
                 }
             }
-        }
+        })
     }
 }
 
 /// A grant ledger for each channel paid for with grants, opened by `open`
-/// with the channel's key name.
+/// with the channel and its key name.
 fn grant_channels(
-    open: impl Fn(&'static str) -> Arc<dyn GrantLedger>,
-) -> BTreeMap<ChannelKind, Arc<dyn GrantLedger>> {
+    open: impl Fn(ChannelKind, &'static str) -> anyhow::Result<Arc<dyn GrantLedger>>,
+) -> anyhow::Result<BTreeMap<ChannelKind, Arc<dyn GrantLedger>>> {
     ChannelKind::ALL
         .into_iter()
-        .filter_map(|channel| Some((channel, open(channel.grant_keys()?))))
+        .filter_map(|channel| Some((channel, channel.grant_keys()?)))
+        .map(|(channel, keys)| Ok((channel, open(channel, keys)?)))
         .collect()
 }
 

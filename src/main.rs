@@ -1,7 +1,7 @@
 //! The `formid-ledger` binary: `serve` (the default) runs the HTTP API,
 //! `sim` runs the WeChat simulator alone, `report` prints usage from the
-//! store, `templates` manages the account's templates, `openapi` prints the
-//! API document.
+//! store, `templates` manages the account's templates, `backup` copies the
+//! embedded store, `openapi` prints the API document.
 
 use std::net::TcpListener;
 
@@ -101,6 +101,9 @@ enum Command {
         #[command(subcommand)]
         action: TemplatesAction,
     },
+    /// Copy the embedded store in DATA_DIR to DEST (a new file), consistent
+    /// and while the service may be serving. Restore: deploy/README.md.
+    Backup { dest: std::path::PathBuf },
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -140,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Some(Command::Report { .. } | Command::Templates { .. })
+        Some(Command::Report { .. } | Command::Templates { .. } | Command::Backup { .. })
     );
     telemetry::init(cli.config.log_format, if quiet { "error" } else { "info" });
     match cli.command.unwrap_or(Command::Serve) {
@@ -218,6 +221,19 @@ async fn main() -> anyhow::Result<()> {
             let output = cli::run(&cli.config, &app, channel, action, json).await?;
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
+            Ok(())
+        }
+        Command::Backup { dest } => {
+            let rows =
+                formid_ledger::store::backup(&cli.config.data_dir, &dest).map_err(anyhow::Error::msg)?;
+            println!(
+                "copied {} ({rows} records) to {}",
+                cli.config
+                    .data_dir
+                    .join(formid_ledger::store::DATABASE_FILE)
+                    .display(),
+                dest.display()
+            );
             Ok(())
         }
         Command::Openapi => {

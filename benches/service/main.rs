@@ -5,6 +5,7 @@
 //! depend on the machine and what else it is doing).
 
 mod channels;
+mod durable;
 mod forwarder;
 mod pushes;
 #[path = "../../tests/support/mod.rs"]
@@ -38,7 +39,7 @@ const USERS: usize = 4_000;
 /// as many as the direct phase's: 80,000 uses, twice what a phase spends.
 const SPENDERS: usize = 4_000;
 
-/// `BENCH_ONLY=channels|latency|pushes|ingest|send|subscribe|embedded|memory|peers|wait|calls`
+/// `BENCH_ONLY=channels|latency|pushes|ingest|send|subscribe|embedded|durable|memory|peers|wait|calls`
 /// runs one group (e.g. under a profiler).
 fn wanted(group: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == group)
@@ -250,18 +251,16 @@ const EMBEDDED_USERS: usize = 2_500;
 /// Keyed sends between the two measurements of the embedded store.
 const EMBEDDED_SENDS: u64 = 100_000;
 
-/// `POST /v1/messages` with an Idempotency-Key on the embedded store (no
-/// Redis: records kept in memory for 24 h): the rate at the start, then
-/// again once [`EMBEDDED_SENDS`] keyed sends are stored.
+/// `POST /v1/messages` with an Idempotency-Key on the embedded store on
+/// disk (no Redis: records kept 24 h, every change committed before it is
+/// answered): the rate at the start, then again once [`EMBEDDED_SENDS`]
+/// keyed sends are stored.
 async fn embedded() -> (f64, f64) {
     let sim = start_sim(SimConfig::default());
-    let app = Arc::new(TestApp::spawn_with(Store::Memory, |c| TestApp::on_simulator(&sim, c)).await);
-    for n in 0..EMBEDDED_USERS {
-        let user = format!("oKeyed{n:04}");
-        let ids = app.sim.form_ids(&user, 100, None).await;
-        let body = json!({"openid": user, "form_ids": ids});
-        assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
-    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let app =
+        Arc::new(TestApp::spawn_with(Store::Disk(dir.path()), |c| TestApp::on_simulator(&sim, c)).await);
+    give_form_ids(&app, "oKeyed", EMBEDDED_USERS, 100).await;
     let sent = Arc::new(AtomicU64::new(0));
     let keyed_send = {
         let (app, sent) = (app.clone(), sent.clone());
@@ -269,20 +268,8 @@ async fn embedded() -> (f64, f64) {
             let (app, sent) = (app.clone(), sent.clone());
             async move {
                 let n = sent.fetch_add(1, Ordering::Relaxed);
-                let body = json!({
-                    "touser": format!("oKeyed{:04}", n as usize % EMBEDDED_USERS),
-                    "template_id": BUILTIN_TEMPLATES[0],
-                    "data": {"keyword1": {"value": "bench"}},
-                });
-                let response = app
-                    .http
-                    .post(app.url("/v1/messages"))
-                    .bearer_auth(SEND_KEY)
-                    .header("idempotency-key", format!("bench-{n}"))
-                    .json(&body)
-                    .send()
-                    .await;
-                matches!(response, Ok(r) if r.status() == 200)
+                let user = format!("oKeyed{:04}", n as usize % EMBEDDED_USERS);
+                keyed_template_send(&app, &user, &format!("bench-{n}")).await
             }
         }
     };
@@ -304,6 +291,35 @@ async fn embedded() -> (f64, f64) {
     }
     let after = rate(keyed_send).await;
     (at_start, after)
+}
+
+/// Gives `users` users, `<prefix>0000` on, `count` formIds each that the
+/// simulator issued, through `POST /v1/credentials`.
+async fn give_form_ids(app: &TestApp, prefix: &str, users: usize, count: u32) {
+    for n in 0..users {
+        let user = format!("{prefix}{n:04}");
+        let ids = app.sim.form_ids(&user, count, None).await;
+        let body = json!({"openid": user, "form_ids": ids});
+        assert_eq!(app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0, 200);
+    }
+}
+
+/// `POST /v1/messages` to `user` under the Idempotency-Key `key`; true on 200.
+async fn keyed_template_send(app: &TestApp, user: &str, key: &str) -> bool {
+    let body = json!({
+        "touser": user,
+        "template_id": BUILTIN_TEMPLATES[0],
+        "data": {"keyword1": {"value": "bench"}},
+    });
+    let response = app
+        .http
+        .post(app.url("/v1/messages"))
+        .bearer_auth(SEND_KEY)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await;
+    matches!(response, Ok(r) if r.status() == 200)
 }
 
 /// The design most hand-written pools use (docs/targets.md), run beside ours on
@@ -796,6 +812,13 @@ fn main() {
         };
         count_failures("embedded", before);
         let before = FAILED.load(Ordering::Relaxed);
+        let durability = if wanted("durable") {
+            Some(durable::durability().await)
+        } else {
+            None
+        };
+        count_failures("durable", before);
+        let before = FAILED.load(Ordering::Relaxed);
         let wait = if wanted("wait") {
             Some(replicated().await)
         } else {
@@ -931,8 +954,20 @@ fn main() {
         println!("| {:<44} | {p99:>12} |       | <100 ms |", "  ...p99 answer time");
         row("reserve + commit scripts, direct", send, None, "");
         row("grant reserve + commit scripts, direct", subscribe, None, "");
+        let durable = |pick: fn(&durable::Durability) -> [f64; 3]| durability.as_ref().map(pick);
+        for (what, rates) in [
+            ("ingest, 10 formIds", durable(|d| d.ingest)),
+            ("keyed send", durable(|d| d.send)),
+        ] {
+            let memory = rates.map(|r| r[0]);
+            row(&format!("embedded in memory: {what}"), memory, None, "");
+            let ratio = rates.map(|r| r[1] / r[0]);
+            row("  ...on disk (DATA_DIR)", rates.map(|r| r[1]), ratio, ">= 0.50");
+            let ratio = rates.map(|r| r[2] / r[0]);
+            row("  ...Redis, appendfsync always", rates.map(|r| r[2]), ratio, "");
+        }
         row(
-            "embedded store: keyed sends at the start",
+            "embedded store on disk: keyed sends at start",
             embedded.map(|e| e.0),
             None,
             "",

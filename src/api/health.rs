@@ -20,7 +20,7 @@ pub struct Health {
 pub struct Readiness {
     /// `ready` or `unavailable`.
     status: &'static str,
-    /// `memory`, `redis` or `redis-cluster`.
+    /// `embedded` (on disk in `DATA_DIR`), `memory`, `redis` or `redis-cluster`.
     store: &'static str,
     /// `configured` (real WeChat) or `sandbox` (the built-in simulator).
     wechat: &'static str,

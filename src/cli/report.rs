@@ -21,7 +21,7 @@ pub async fn run(
     }
     find_app(config, app)?;
     let counters = Backend::open(config)?
-        .app(app, Default::default(), Default::default(), &None)
+        .app(app, Default::default(), Default::default(), &None)?
         .usage;
     let now = chrono::Utc::now();
     let offset = config.report_utc_offset;

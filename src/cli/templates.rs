@@ -13,7 +13,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::bootstrap::{Backend, wechat_clients};
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, StoreMode};
 use crate::domain::{ChannelKind, TemplateDialect};
 use crate::templates::{AccountTemplate, App, LibraryEntry, LibraryPage, TemplateError, Templates};
 use crate::wechat::TokenManager;
@@ -50,8 +50,15 @@ pub async fn run(
         .listen
         .parse()
         .with_context(|| format!("LISTEN {} is not an address", config.listen))?;
+    // The serving process holds the embedded store's DATA_DIR; without a
+    // Redis to share, the command keeps its token and caches to itself.
+    let mut config = config.clone();
+    if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+        config.store = Some(StoreMode::Memory);
+    }
+    let config = &config;
     let backend = Backend::open(config)?;
-    let stores = backend.app(app, Default::default(), Default::default(), &None);
+    let stores = backend.app(app, Default::default(), Default::default(), &None)?;
     let (mini_program, official_account) = wechat_clients(config, addr, app)?;
     let app = |client| App {
         tokens: Arc::new(TokenManager::new(

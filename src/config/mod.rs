@@ -38,6 +38,15 @@ impl FromStr for Secret {
     }
 }
 
+/// Which embedded store runs when no Redis is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreMode {
+    /// The embedded store, kept on disk in `DATA_DIR`.
+    Embedded,
+    /// The embedded store in memory only: gone at exit.
+    Memory,
+}
+
 /// Which WeChat endpoint issues access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +90,16 @@ pub struct Config {
     /// First part of every Redis key.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "fl")]
     pub redis_key_prefix: String,
+
+    /// Without Redis: `memory` keeps nothing across restarts (tests,
+    /// throwaway runs); unset or `embedded`, the embedded store keeps its
+    /// data in `DATA_DIR`.
+    #[arg(long, env = "STORE", value_enum)]
+    pub store: Option<StoreMode>,
+
+    /// Where the embedded store keeps its data (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./formid-data")]
+    pub data_dir: PathBuf,
 
     /// Replicas every ingest and settle waits for (`WAIT`), so what was
     /// acknowledged survives a master's failover; 0: no waiting.
@@ -222,6 +241,8 @@ impl Default for Config {
             redis_url: None,
             redis_cluster_nodes: Vec::new(),
             redis_key_prefix: "fl".into(),
+            store: None,
+            data_dir: PathBuf::from("./formid-data"),
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 500,
             apps_file: None,
@@ -383,6 +404,17 @@ impl Config {
             }
         }
         let redis = self.redis_url.is_some() || !self.redis_cluster_nodes.is_empty();
+        if let (true, Some(store)) = (redis, self.store) {
+            let store = if store == StoreMode::Memory {
+                "memory"
+            } else {
+                "embedded"
+            };
+            return Err(format!(
+                "STORE={store} names the embedded store, but a Redis is configured: unset STORE, or \
+                 REDIS_URL / REDIS_CLUSTER_NODES"
+            ));
+        }
         if self.sandbox_mode() && redis && !self.sandbox {
             return Err(
                 "WECHAT_APPID is not set, so WeChat would be the built-in simulator, but a Redis is \

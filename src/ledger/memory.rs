@@ -1,6 +1,9 @@
 //! The embedded ledger: books in process memory, one lock per shard of
 //! openids. Same rules as Redis (they live in [`super::book`]); its clock is
-//! the process's; nothing survives a restart.
+//! the process's. Kept on a [`Space`] of the embedded store's disk, every
+//! changed book is written there (packed as in Redis) before the change is
+//! answered, and the books are read back at start; without one, nothing
+//! survives a restart.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -9,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::book::{Book, reach_moved};
+use super::packed::{decode_book, encode_book};
 use super::stored_id::StoredId;
 use super::{
     AddOutcome, Holdings, LeaseId, Ledger, LedgerError, LedgerEvent, LedgerSettings, NewCredential,
@@ -16,6 +20,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::OpenId;
+use crate::store::{Change, Durable, Space};
 
 const SHARDS: usize = 64;
 /// Every this many writes to a shard, books that have ended are dropped, so
@@ -33,6 +38,7 @@ pub struct MemoryLedger {
     clock: Arc<dyn Clock>,
     hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
+    disk: Option<Space>,
 }
 
 impl MemoryLedger {
@@ -46,7 +52,28 @@ impl MemoryLedger {
             clock,
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            disk: None,
         }
+    }
+
+    /// The ledger kept on `space`: the books written there before are read
+    /// back now, and every change is on it before it is answered.
+    pub fn kept_on(mut self, space: Space) -> Result<Self, LedgerError> {
+        for (key, blob) in space.load()? {
+            let openid = String::from_utf8(key)
+                .ok()
+                .and_then(|raw| OpenId::parse(&raw).ok())
+                .ok_or_else(|| LedgerError::Corrupt("a stored openid is not one".into()))?;
+            let book = decode_book(&blob)?;
+            let shard_at = self.shard_of(&openid);
+            lock(&self.shards[shard_at]).books.insert(openid, book);
+        }
+        self.disk = Some(space);
+        Ok(self)
+    }
+
+    fn shard_of(&self, openid: &OpenId) -> usize {
+        (self.hasher.hash_one(openid) as usize) % SHARDS
     }
 
     fn now(&self) -> i64 {
@@ -55,22 +82,41 @@ impl MemoryLedger {
 
     /// Runs `op` on the openid's book under its shard lock, with the rules
     /// every write shares: housekeeping first, the reach event last, and the
-    /// book stored back (or removed when empty).
-    fn write<T>(
+    /// book stored back (or removed when empty), on disk too when kept there.
+    async fn write<T>(
         &self,
         openid: &OpenId,
         op: impl FnOnce(&mut Book, i64, &mut Vec<LedgerEvent>) -> T,
-    ) -> (T, Vec<LedgerEvent>) {
+    ) -> Result<(T, Vec<LedgerEvent>), LedgerError> {
+        let (result, events, durable) = self.apply(openid, op)?;
+        durable.wait().await?;
+        Ok((result, events))
+    }
+
+    fn apply<T>(
+        &self,
+        openid: &OpenId,
+        op: impl FnOnce(&mut Book, i64, &mut Vec<LedgerEvent>) -> T,
+    ) -> Result<(T, Vec<LedgerEvent>, Durable), LedgerError> {
+        if let Some(disk) = &self.disk {
+            disk.check()?;
+        }
         let now = self.now();
-        let shard_at = (self.hasher.hash_one(openid) as usize) % SHARDS;
-        let mut shard = lock(&self.shards[shard_at]);
+        let mut changes: Vec<Change> = Vec::new();
+        let mut shard = lock(&self.shards[self.shard_of(openid)]);
         shard.writes = shard.writes.wrapping_add(1);
         if shard.writes.is_multiple_of(PURGE_EVERY) {
-            shard
-                .books
-                .retain(|_, book| book.ends_at().is_some_and(|end| end > now));
+            shard.books.retain(|openid, book| {
+                let keep = book.ends_at().is_some_and(|end| end > now);
+                if !keep {
+                    changes.push((openid.as_str().as_bytes().to_vec(), None));
+                }
+                keep
+            });
         }
-        let mut book = shard.books.remove(openid).unwrap_or_default();
+        let stored = shard.books.remove(openid);
+        let before = self.disk.as_ref().and(stored.as_ref()).map(encode_book);
+        let mut book = stored.unwrap_or_default();
         let mut events = Vec::new();
         book.forget_if_ended(now);
         let reach_before = book.reach();
@@ -80,15 +126,29 @@ impl MemoryLedger {
         if reach_before != reach_after {
             events.push(reach_moved(reach_before, reach_after));
         }
+        let Some(disk) = &self.disk else {
+            if book.ends_at().is_some() {
+                shard.books.insert(openid.clone(), book);
+            }
+            return Ok((result, events, Durable::done()));
+        };
+        let after = book.ends_at().map(|_| encode_book(&book));
+        if after != before {
+            changes.push((openid.as_str().as_bytes().to_vec(), after));
+        }
         if book.ends_at().is_some() {
             shard.books.insert(openid.clone(), book);
         }
-        (result, events)
+        // Queued while the shard is still locked: in the order it was made.
+        let durable = disk.record(changes);
+        Ok((result, events, durable))
     }
 
     fn read(&self, openid: &OpenId) -> Option<Book> {
-        let shard_at = (self.hasher.hash_one(openid) as usize) % SHARDS;
-        lock(&self.shards[shard_at]).books.get(openid).cloned()
+        lock(&self.shards[self.shard_of(openid)])
+            .books
+            .get(openid)
+            .cloned()
     }
 }
 
@@ -121,10 +181,12 @@ impl Ledger for MemoryLedger {
             max_credentials_per_user: cap,
             expiry,
         } = self.settings;
-        let ((items, evicted, available_sends), events) = self.write(openid, |book, now, events| {
-            let (statuses, evicted) = book.add(&items, cap, &expiry, now, events);
-            (statuses, evicted, book.available())
-        });
+        let ((items, evicted, available_sends), events) = self
+            .write(openid, |book, now, events| {
+                let (statuses, evicted) = book.add(&items, cap, &expiry, now, events);
+                (statuses, evicted, book.available())
+            })
+            .await?;
         Ok(AddOutcome {
             items,
             evicted,
@@ -140,9 +202,11 @@ impl Ledger for MemoryLedger {
         hold: std::time::Duration,
     ) -> Result<ReserveOutcome, LedgerError> {
         let hold = i64::try_from(hold.as_secs()).unwrap_or(i64::MAX / 2);
-        let (taken, events) = self.write(openid, |book, now, _| {
-            book.reserve(*lease.as_bytes(), now.saturating_add(hold))
-        });
+        let (taken, events) = self
+            .write(openid, |book, now, _| {
+                book.reserve(*lease.as_bytes(), now.saturating_add(hold))
+            })
+            .await?;
         Ok(ReserveOutcome {
             reservation: taken.map(|lease| lease.reservation()).transpose()?,
             events,
@@ -155,9 +219,11 @@ impl Ledger for MemoryLedger {
         lease: LeaseId,
         how: Settle,
     ) -> Result<SettleOutcome, LedgerError> {
-        let (settled, events) = self.write(openid, |book, now, events| {
-            book.settle(*lease.as_bytes(), how, now, events)
-        });
+        let (settled, events) = self
+            .write(openid, |book, now, events| {
+                book.settle(*lease.as_bytes(), how, now, events)
+            })
+            .await?;
         Ok(SettleOutcome { settled, events })
     }
 
@@ -168,6 +234,9 @@ impl Ledger for MemoryLedger {
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {
-        Ok(())
+        match &self.disk {
+            Some(disk) => Ok(disk.check()?),
+            None => Ok(()),
+        }
     }
 }

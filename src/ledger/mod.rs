@@ -16,6 +16,7 @@ mod codes;
 pub mod grants;
 mod memory;
 mod metered;
+mod packed;
 mod redis;
 mod stored_id;
 
@@ -247,6 +248,15 @@ pub enum LedgerError {
     /// The store answered something this version cannot read.
     #[error("ledger store returned unreadable data: {0}")]
     Corrupt(String),
+}
+
+impl From<crate::store::StoreError> for LedgerError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Unavailable(why) => Self::Unavailable(why),
+            crate::store::StoreError::Corrupt(why) => Self::Corrupt(why),
+        }
+    }
 }
 
 impl From<crate::store::RedisFailure> for LedgerError {

@@ -14,15 +14,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{FromRedisValue, ParsingError, Script, ScriptInvocation, Value};
 
-use super::book::{Book, Entry, Lease, Secs, reach_moved};
+use super::book::{Book, Lease, Secs, reach_moved};
 use super::codes::{self, EV_BURNED, EV_COLLECTED, EV_EVICTED, EV_REACH, EV_REFUNDED, EV_SPENT};
+use super::packed;
 use super::stored_id::StoredId;
 use super::{
     AddOutcome, Holdings, LeaseId, Ledger, LedgerClock, LedgerError, LedgerEvent, LedgerSettings,
     NewCredential, ReserveOutcome, Settle, SettleOutcome, instant, script_reply,
 };
 use crate::clock::Clock;
-use crate::domain::{CREDENTIAL_VALIDITY, CredentialKind, OpenId};
+use crate::domain::{CREDENTIAL_VALIDITY, OpenId};
 use crate::store::{Durability, RedisConnection, RedisTarget};
 
 static ADD: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/add.lua")));
@@ -297,7 +298,7 @@ impl Ledger for RedisLedger {
             .invoke(READ.key(self.book_key(openid)).arg(self.pinned_clock()))
             .await?;
         let mut book = match blob {
-            Some(blob) => decode_book(&blob)?,
+            Some(blob) => packed::decode_book(&blob)?,
             None => Book::default(),
         };
         book.housekeep(now, &mut Vec::new());
@@ -306,91 +307,5 @@ impl Ledger for RedisLedger {
 
     async fn ping(&self) -> Result<(), LedgerError> {
         self.query(&redis::cmd("PING")).await.map(|_| ())
-    }
-}
-
-const PREPAY: u8 = 4;
-const HEX: u8 = 8;
-const BURNED: u8 = 16;
-const SIXTEEN: u8 = 32;
-
-/// Reads the packed book written by `book.lua` (its header gives the form:
-/// version 2, or version 1, whose ids all have a length byte).
-pub(crate) fn decode_book(blob: &[u8]) -> Result<Book, LedgerError> {
-    let bad = || LedgerError::Corrupt("malformed book".into());
-    let mut r = Reader { blob, at: 0 };
-    if !matches!(r.u8().ok_or_else(bad)?, 1 | 2) {
-        return Err(LedgerError::Corrupt("unknown book version".into()));
-    }
-    let count = r.u16().ok_or_else(bad)?;
-    let mut book = Book::default();
-    for _ in 0..count {
-        let deadline = Secs::from(r.u32().ok_or_else(bad)?);
-        let expires = Secs::from(r.u32().ok_or_else(bad)?);
-        let id: [u8; 8] = r.take(8).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
-        let meta = r.u8().ok_or_else(bad)?;
-        let key = r.key(meta).ok_or_else(bad)?;
-        book.leases.push(Lease {
-            id,
-            deadline,
-            expires,
-            kind: kind_of(meta),
-            key,
-        });
-    }
-    while r.at < blob.len() {
-        let expires = Secs::from(r.u32().ok_or_else(bad)?);
-        let meta = r.u8().ok_or_else(bad)?;
-        let key = r.key(meta).ok_or_else(bad)?;
-        book.entries.push(Entry {
-            expires,
-            kind: kind_of(meta),
-            uses_left: meta & 3,
-            burned: meta & BURNED != 0,
-            key,
-        });
-    }
-    Ok(book)
-}
-
-fn kind_of(meta: u8) -> CredentialKind {
-    if meta & PREPAY != 0 {
-        CredentialKind::Prepay
-    } else {
-        CredentialKind::Form
-    }
-}
-
-struct Reader<'a> {
-    blob: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let slice = self.blob.get(self.at..self.at + n)?;
-        self.at += n;
-        Some(slice)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// An id; the meta byte says whether it is packed hex, and whether it
-    /// is 16 bytes or has its length first.
-    fn key(&mut self, meta: u8) -> Option<StoredId> {
-        let len = if meta & SIXTEEN != 0 {
-            16
-        } else {
-            usize::from(self.u8()?)
-        };
-        let mut key = vec![u8::from(meta & HEX != 0)];
-        key.extend_from_slice(self.take(len)?);
-        StoredId::from_bytes(key)
     }
 }

@@ -41,6 +41,8 @@ pub struct Pusher {
     /// Pushes sent, tries included, and tries after a first.
     sent: AtomicU64,
     retried: AtomicU64,
+    /// Pushes the endpoint answered with success.
+    acknowledged: AtomicU64,
 }
 
 impl Pusher {
@@ -62,12 +64,17 @@ impl Pusher {
             http,
             sent: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
         }))
     }
 
-    /// `{"sent", "retried"}` for the stats.
+    /// `{"sent", "retried", "acknowledged"}` for the stats.
     pub fn stats(&self) -> Value {
-        json!({"sent": self.sent.load(Ordering::Relaxed), "retried": self.retried.load(Ordering::Relaxed)})
+        json!({
+            "sent": self.sent.load(Ordering::Relaxed),
+            "retried": self.retried.load(Ordering::Relaxed),
+            "acknowledged": self.acknowledged.load(Ordering::Relaxed),
+        })
     }
 
     /// A mini-program event about `openid`: `event` and its fields.
@@ -143,6 +150,7 @@ impl Pusher {
                     pusher.retried.fetch_add(1, Ordering::Relaxed);
                 }
                 if pusher.try_once(&url, target, &message).await {
+                    pusher.acknowledged.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 tracing::debug!(%url, attempt, "push not acknowledged with success");

@@ -1,6 +1,8 @@
 //! [`SharedStore`] and [`UsageStore`] for a single process: a map with
 //! expiry times, and the report days. Expired entries are swept in expiry
-//! order, a few at a time, so no call scans the whole map.
+//! order, a few at a time, so no call scans the whole map. Kept on the
+//! embedded store's disk, every changed entry and day is written there
+//! before the change is answered, and read back at start.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -9,11 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use serde::{Deserialize, Serialize};
+
+use super::disk::{Change, Durable, Space};
 use super::{
     DayCounters, KeyState, SharedStore, StoreError, StoredToken, TOTALS, USAGE_RETENTION_DAYS, UsageBatch,
     UsageDeltas, UsageStore, flush_marker,
 };
 
+#[derive(Serialize, Deserialize)]
 enum Entry {
     Token(StoredToken),
     Lock(String),
@@ -31,6 +37,8 @@ struct Entries {
     /// Every expiry set, soonest first. One whose key was since replaced or
     /// removed is skipped when its time comes.
     by_expiry: BTreeSet<(DateTime<Utc>, String)>,
+    /// Keys changed since the last [`Entries::take_touched`].
+    touched: Vec<String>,
 }
 
 impl Entries {
@@ -43,6 +51,7 @@ impl Entries {
             };
             if self.map.get(&key).is_some_and(|(_, until)| *until == at) {
                 self.map.remove(&key);
+                self.touched.push(key);
             }
         }
     }
@@ -52,7 +61,11 @@ impl Entries {
     }
 
     fn get_mut(&mut self, key: &str) -> Option<&mut (Entry, DateTime<Utc>)> {
-        self.map.get_mut(key)
+        let entry = self.map.get_mut(key);
+        if entry.is_some() {
+            self.touched.push(key.to_owned());
+        }
+        entry
     }
 
     fn contains_key(&self, key: &str) -> bool {
@@ -61,11 +74,28 @@ impl Entries {
 
     fn insert(&mut self, key: String, value: (Entry, DateTime<Utc>)) {
         self.by_expiry.insert((value.1, key.clone()));
+        self.touched.push(key.clone());
         self.map.insert(key, value);
     }
 
     fn remove(&mut self, key: &str) {
-        self.map.remove(key);
+        if self.map.remove(key).is_some() {
+            self.touched.push(key.to_owned());
+        }
+    }
+
+    /// The changed keys' new values (each once), for the disk.
+    fn take_touched(&mut self) -> Vec<Change> {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+            .into_iter()
+            .map(|key| {
+                let value = self.map.get(&key).map(encode_entry);
+                (key.into_bytes(), value)
+            })
+            .collect()
     }
 
     /// Whether idempotency key `key` is claimed or pending for a request
@@ -76,20 +106,105 @@ impl Entries {
     }
 }
 
+fn encode_entry(entry: &(Entry, DateTime<Utc>)) -> Vec<u8> {
+    serde_json::to_vec(entry).unwrap_or_default()
+}
+
 #[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<Entries>,
     usage: Mutex<UsageDeltas>,
+    disk: Option<StoreSpaces>,
+}
+
+/// Where a kept store writes: its entries, and its report days.
+struct StoreSpaces {
+    records: Space,
+    usage: Space,
 }
 
 impl MemoryStore {
-    /// Runs `f` on the live entries (expired ones are dropped first).
-    fn with<T>(&self, f: impl FnOnce(&mut Entries, DateTime<Utc>) -> T) -> T {
+    /// The store kept on `records` (and its report days on `usage`): what
+    /// they hold is read back now, and every change is on them before it
+    /// is answered.
+    pub fn kept_on(mut self, records: Space, usage: Space) -> Result<Self, StoreError> {
         let now = Utc::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.sweep(now);
-        f(&mut entries, now)
+        {
+            let entries = self.entries.get_mut().unwrap_or_else(|p| p.into_inner());
+            for (key, value) in records.load()? {
+                let key = String::from_utf8(key).map_err(|_| corrupt("record key"))?;
+                let (entry, until): (Entry, DateTime<Utc>) =
+                    serde_json::from_slice(&value).map_err(|_| corrupt("record"))?;
+                entries.insert(key, (entry, until));
+            }
+            entries.sweep(now);
+            entries.touched.clear();
+        }
+        let days = self.usage.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (day, counters) in usage.load()? {
+            let day = std::str::from_utf8(&day)
+                .ok()
+                .and_then(|raw| raw.parse::<NaiveDate>().ok())
+                .ok_or_else(|| corrupt("report day"))?;
+            let counters = serde_json::from_slice(&counters).map_err(|_| corrupt("report day"))?;
+            days.insert(day, counters);
+        }
+        self.disk = Some(StoreSpaces { records, usage });
+        Ok(self)
     }
+
+    /// Runs `f` on the live entries (expired ones are dropped first);
+    /// answers once what it changed is on disk, when kept there.
+    async fn with<T>(&self, f: impl FnOnce(&mut Entries, DateTime<Utc>) -> T) -> Result<T, StoreError> {
+        if let Some(disk) = &self.disk {
+            disk.records.check()?;
+        }
+        let (result, durable) = {
+            let now = Utc::now();
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.sweep(now);
+            let result = f(&mut entries, now);
+            let durable = match &self.disk {
+                // Queued under the lock: in the order the changes were made.
+                Some(disk) => disk.records.record(entries.take_touched()),
+                None => {
+                    entries.touched.clear();
+                    Durable::done()
+                }
+            };
+            (result, durable)
+        };
+        durable.wait().await?;
+        Ok(result)
+    }
+
+    /// Runs `f` on the report days, then writes the days it names back.
+    async fn with_usage(&self, f: impl FnOnce(&mut UsageDeltas) -> Vec<NaiveDate>) -> Result<(), StoreError> {
+        if let Some(disk) = &self.disk {
+            disk.usage.check()?;
+        }
+        let durable = {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            let touched = f(&mut usage);
+            match &self.disk {
+                Some(disk) => disk.usage.record(
+                    touched
+                        .into_iter()
+                        .map(|day| {
+                            let value = usage.get(&day).map(|c| serde_json::to_vec(c).unwrap_or_default());
+                            (day.to_string().into_bytes(), value)
+                        })
+                        .collect(),
+                ),
+                None => Durable::done(),
+            }
+        };
+        durable.wait().await
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("a stored {what} cannot be read"))
 }
 
 fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
@@ -99,10 +214,11 @@ fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
 #[async_trait]
 impl SharedStore for MemoryStore {
     async fn get_token(&self, appid: &str) -> Result<Option<StoredToken>, StoreError> {
-        Ok(self.with(|e, _| match e.get(&format!("token:{appid}")) {
+        self.with(|e, _| match e.get(&format!("token:{appid}")) {
             Some((Entry::Token(t), _)) => Some(t.clone()),
             _ => None,
-        }))
+        })
+        .await
     }
 
     async fn put_token(&self, appid: &str, token: &StoredToken) -> Result<(), StoreError> {
@@ -111,56 +227,60 @@ impl SharedStore for MemoryStore {
                 format!("token:{appid}"),
                 (Entry::Token(token.clone()), token.expires_at),
             )
-        });
-        Ok(())
+        })
+        .await
     }
 
     async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, StoreError> {
-        Ok(self.with(|e, _| {
+        self.with(|e, _| {
             let key = format!("token:{appid}");
             let matches = matches!(e.get(&key), Some((Entry::Token(t), _)) if t.token == failed);
             if matches {
                 e.remove(&key);
             }
             matches
-        }))
+        })
+        .await
     }
 
     async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.with(|e, now| {
+        self.with(|e, now| {
             let key = format!("lock:{name}");
             if e.contains_key(&key) {
                 return false;
             }
             e.insert(key, (Entry::Lock(holder.to_owned()), until(now, ttl)));
             true
-        }))
+        })
+        .await
     }
 
     async fn get_cached(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.with(|e, _| match e.get(&format!("cache:{name}")) {
+        self.with(|e, _| match e.get(&format!("cache:{name}")) {
             Some((Entry::Cached(value), _)) => Some(value.clone()),
             _ => None,
-        }))
+        })
+        .await
     }
 
     async fn put_cached(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         self.with(|e, now| {
             let entry = (Entry::Cached(value.to_owned()), until(now, ttl));
             e.insert(format!("cache:{name}"), entry)
-        });
-        Ok(())
+        })
+        .await
     }
 
     async fn put_cached_if_absent(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.with(|e, now| {
+        self.with(|e, now| {
             let key = format!("cache:{name}");
             if e.contains_key(&key) {
                 return false;
             }
             e.insert(key, (Entry::Cached(value.to_owned()), until(now, ttl)));
             true
-        }))
+        })
+        .await
     }
 
     async fn replace_cached(
@@ -170,7 +290,7 @@ impl SharedStore for MemoryStore {
         value: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|e, now| {
+        self.with(|e, now| {
             let key = format!("cache:{name}");
             let current = match e.get(&key) {
                 Some((Entry::Cached(current), _)) => Some(current.as_str()),
@@ -181,12 +301,12 @@ impl SharedStore for MemoryStore {
             }
             e.insert(key, (Entry::Cached(value.to_owned()), until(now, ttl)));
             true
-        }))
+        })
+        .await
     }
 
     async fn drop_cached(&self, name: &str) -> Result<(), StoreError> {
-        self.with(|e, _| e.remove(&format!("cache:{name}")));
-        Ok(())
+        self.with(|e, _| e.remove(&format!("cache:{name}"))).await
     }
 
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
@@ -195,8 +315,8 @@ impl SharedStore for MemoryStore {
             if matches!(e.get(&key), Some((Entry::Lock(h), _)) if h == holder) {
                 e.remove(&key);
             }
-        });
-        Ok(())
+        })
+        .await
     }
 
     async fn begin_idempotent(
@@ -205,7 +325,7 @@ impl SharedStore for MemoryStore {
         fingerprint: &str,
         hold: Duration,
     ) -> Result<KeyState, StoreError> {
-        Ok(self.with(|e, now| {
+        self.with(|e, now| {
             let key = format!("idem:{key}");
             match e.get(&key) {
                 None => {
@@ -226,7 +346,8 @@ impl SharedStore for MemoryStore {
                 }
                 Some(_) => KeyState::Mismatch,
             }
-        }))
+        })
+        .await
     }
 
     async fn finish_idempotent(
@@ -244,8 +365,8 @@ impl SharedStore for MemoryStore {
                     until(now, keep),
                 ),
             )
-        });
-        Ok(())
+        })
+        .await
     }
 
     async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
@@ -254,8 +375,8 @@ impl SharedStore for MemoryStore {
             if e.holds_key_for(&key, fingerprint) {
                 e.remove(&key);
             }
-        });
-        Ok(())
+        })
+        .await
     }
 
     async fn note_idempotent(
@@ -266,7 +387,7 @@ impl SharedStore for MemoryStore {
         claim: Duration,
         keep: Duration,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|e, now| {
+        self.with(|e, now| {
             let key = format!("idem:{key}");
             let held = e.holds_key_for(&key, fingerprint);
             if held {
@@ -275,7 +396,8 @@ impl SharedStore for MemoryStore {
                 e.insert(key, (pending, until(now, keep)));
             }
             held
-        }))
+        })
+        .await
     }
 
     async fn park_idempotent(
@@ -293,33 +415,43 @@ impl SharedStore for MemoryStore {
                     until(now, keep),
                 ),
             )
-        });
-        Ok(())
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl UsageStore for MemoryStore {
     async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        // The same retention as the Redis keys' TTL.
-        if let Some(newest) = batch.deltas.keys().next_back().copied() {
-            let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
-            usage.retain(|day, _| *day >= oldest_kept || *day == TOTALS);
-        }
-        let marker = flush_marker(&batch.source);
-        let seq = i64::try_from(batch.seq).unwrap_or(i64::MAX);
-        for (day, deltas) in &batch.deltas {
-            let fields = usage.entry(*day).or_default();
-            if fields.get(&marker).is_some_and(|applied| *applied >= seq) {
-                continue;
+        self.with_usage(|usage| {
+            let mut touched = Vec::new();
+            // The same retention as the Redis keys' TTL.
+            if let Some(newest) = batch.deltas.keys().next_back().copied() {
+                let oldest_kept = newest - chrono::Duration::days(USAGE_RETENTION_DAYS);
+                usage.retain(|day, _| {
+                    let keep = *day >= oldest_kept || *day == TOTALS;
+                    if !keep {
+                        touched.push(*day);
+                    }
+                    keep
+                });
             }
-            for (field, delta) in deltas {
-                *fields.entry(field.clone()).or_default() += delta;
+            let marker = flush_marker(&batch.source);
+            let seq = i64::try_from(batch.seq).unwrap_or(i64::MAX);
+            for (day, deltas) in &batch.deltas {
+                let fields = usage.entry(*day).or_default();
+                if fields.get(&marker).is_some_and(|applied| *applied >= seq) {
+                    continue;
+                }
+                for (field, delta) in deltas {
+                    *fields.entry(field.clone()).or_default() += delta;
+                }
+                fields.insert(marker.clone(), seq);
+                touched.push(*day);
             }
-            fields.insert(marker.clone(), seq);
-        }
-        Ok(())
+            touched
+        })
+        .await
     }
 
     async fn usage(&self, days: &[NaiveDate]) -> Result<Vec<DayCounters>, StoreError> {
@@ -331,29 +463,31 @@ impl UsageStore for MemoryStore {
     }
 
     async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), StoreError> {
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(fields) = usage.get_mut(&day) else {
-            return Ok(());
-        };
-        for prefix in fold {
-            let (folded, kept): (DayCounters, DayCounters) =
-                std::mem::take(fields).into_iter().partition(|(f, _)| {
-                    f.strip_prefix(prefix)
-                        .and_then(|r| r.strip_prefix('.'))
-                        .is_some_and(|r| r != "all")
-                });
-            *fields = kept;
-            let total: i64 = folded.values().sum();
-            if !folded.is_empty() {
-                *fields.entry(format!("{prefix}.all")).or_default() += total;
+        self.with_usage(|usage| {
+            let Some(fields) = usage.get_mut(&day) else {
+                return Vec::new();
+            };
+            for prefix in fold {
+                let (folded, kept): (DayCounters, DayCounters) =
+                    std::mem::take(fields).into_iter().partition(|(f, _)| {
+                        f.strip_prefix(prefix)
+                            .and_then(|r| r.strip_prefix('.'))
+                            .is_some_and(|r| r != "all")
+                    });
+                *fields = kept;
+                let total: i64 = folded.values().sum();
+                if !folded.is_empty() {
+                    *fields.entry(format!("{prefix}.all")).or_default() += total;
+                }
             }
-        }
-        fields.retain(|f, _| {
-            !drop
-                .iter()
-                .any(|p| f.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
-        });
-        Ok(())
+            fields.retain(|f, _| {
+                !drop
+                    .iter()
+                    .any(|p| f.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
+            });
+            vec![day]
+        })
+        .await
     }
 }
 

@@ -2,11 +2,13 @@
 //! the current WeChat access token, short lease locks, idempotency records
 //! of the send routes ([`SharedStore`]), and the report counters
 //! ([`UsageStore`]). In Redis for a fleet, in memory for one
-//! process. Also home of the one Redis connection everything shares.
+//! process (kept on its [`Disk`] unless `STORE=memory`). Also home of the
+//! one Redis connection everything shares.
 //!
 //! Every operation touches one key, so all of it runs on Redis Cluster.
 
 mod connection;
+mod disk;
 mod eviction;
 mod info;
 mod memory;
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use connection::{Durability, RedisConnection, RedisFailure, RedisTarget};
+pub use disk::{Change, DATABASE_FILE, Disk, Durable, Space, backup};
 pub use eviction::EvictionWatch;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -35,7 +38,7 @@ pub enum StoreError {
 }
 
 /// An access token as shared by all instances.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredToken {
     pub token: String,
     /// From here on one instance fetches a replacement.

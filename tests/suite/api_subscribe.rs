@@ -422,6 +422,8 @@ async fn a_long_term_template_accepted_once_is_sent_on_until_the_user_turns_it_o
 
     // The user turns it off in settings: the next send is a 409.
     let change = |status: &str| json!({"openid": user, "template_id": LONG, "status": status});
+    let acknowledged = || async { app.sim.stats().await["pushes"]["acknowledged"].as_u64().unwrap() };
+    let pushed_before = acknowledged().await;
     let (status, _) = app
         .sim
         .post("/sandbox/subscriptions/change", change("reject"))
@@ -434,6 +436,13 @@ async fn a_long_term_template_accepted_once_is_sent_on_until_the_user_turns_it_o
         "{body}"
     );
     assert_eq!(long_term_subscriptions(&app, user).await, json!([]));
+    // WeChat's pushes may arrive in any order: this one is taken first.
+    for _ in 0..100 {
+        if acknowledged().await > pushed_before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // Turned on again in settings: the change push subscribes it again.
     let (status, _) = app

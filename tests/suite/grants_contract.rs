@@ -48,6 +48,15 @@ fn redis(settings: GrantSettings) -> Subject {
     }
 }
 
+fn on_disk(settings: GrantSettings) -> Subject {
+    let clock = Arc::new(ManualClock::at_current_second());
+    Subject {
+        grants: Box::new(support::reopen::ReopeningGrants::new(settings, clock.clone())),
+        clock,
+        _redis: None,
+    }
+}
+
 fn settings(cap: u32) -> GrantSettings {
     GrantSettings {
         max_per_template: cap,

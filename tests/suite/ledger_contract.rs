@@ -1,5 +1,6 @@
-//! The ledger contract, run against the embedded ledger and against Redis
-//! (a real redis-server per test): every test here must pass for both.
+//! The ledger contract, run against the embedded ledger (in memory, and
+//! reopened from its disk around every operation) and against Redis (a real
+//! redis-server per test): every test here must pass for all three.
 //! Time is the test's: both ledgers read it from a clock the test moves.
 
 use crate::support;
@@ -32,6 +33,13 @@ fn redis(settings: LedgerSettings) -> Subject {
     Subject {
         ledger: TimedLedger::redis(&server, &support::unique_prefix("contract"), settings),
         _redis: Some(server),
+    }
+}
+
+fn on_disk(settings: LedgerSettings) -> Subject {
+    Subject {
+        ledger: TimedLedger::on_disk(settings),
+        _redis: None,
     }
 }
 

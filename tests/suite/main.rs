@@ -16,6 +16,7 @@ mod api_templates;
 mod apps;
 mod clock_skew;
 mod cluster_failover;
+mod embedded_store;
 mod grants_contract;
 mod grants_props;
 mod hardening;

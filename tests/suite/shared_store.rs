@@ -1,4 +1,5 @@
-//! The shared store's records, on the embedded store and on Redis: a
+//! The shared store's records, on the embedded store (in memory, and reopened from its disk around
+//! every operation) and on Redis: a
 //! compare-and-set writes only over what the writer read, so two writers of
 //! one record take turns instead of one losing the other's change.
 
@@ -7,7 +8,9 @@ use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use formid_ledger::store::{MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore};
+use formid_ledger::store::{
+    KeyState, MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, StoredToken,
+};
 
 struct Subject {
     store: Arc<dyn SharedStore>,
@@ -30,9 +33,17 @@ fn redis() -> Subject {
     }
 }
 
+fn on_disk() -> Subject {
+    Subject {
+        store: Arc::new(support::reopen::ReopeningStore::new()),
+        _redis: None,
+    }
+}
+
 contract!(
     a_record_is_replaced_only_over_what_was_read,
     concurrent_read_change_writes_lose_nothing,
+    every_kind_of_record_reads_back,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -92,4 +103,81 @@ async fn concurrent_read_change_writes_lose_nothing(subject: fn() -> Subject) {
     }
     let marks = store.get_cached("marks").await.unwrap().unwrap_or_default();
     assert_eq!(marks.split(',').filter(|m| !m.is_empty()).count(), 200);
+}
+
+/// Tokens, locks, cached values and an idempotency key through its life:
+/// claimed, noted, taken over as pending, finished.
+async fn every_kind_of_record_reads_back(subject: fn() -> Subject) {
+    let Subject { store, _redis } = subject();
+    // Tokens are kept to the second.
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
+    let token = StoredToken {
+        token: "t-1".into(),
+        refresh_at: now + chrono::Duration::hours(1),
+        expires_at: now + chrono::Duration::hours(2),
+    };
+    store.put_token("wxapp", &token).await.unwrap();
+    assert_eq!(store.get_token("wxapp").await.unwrap(), Some(token.clone()));
+    assert!(!store.invalidate_token("wxapp", "t-0").await.unwrap());
+    assert!(store.invalidate_token("wxapp", "t-1").await.unwrap());
+    assert_eq!(store.get_token("wxapp").await.unwrap(), None);
+
+    assert!(store.try_lock("refresh", "me", HOUR).await.unwrap());
+    assert!(!store.try_lock("refresh", "you", HOUR).await.unwrap());
+    store.unlock("refresh", "you").await.unwrap();
+    assert!(
+        !store.try_lock("refresh", "you", HOUR).await.unwrap(),
+        "only its holder unlocks it"
+    );
+    store.unlock("refresh", "me").await.unwrap();
+    assert!(store.try_lock("refresh", "you", HOUR).await.unwrap());
+
+    assert!(store.put_cached_if_absent("seen", "1", HOUR).await.unwrap());
+    assert!(!store.put_cached_if_absent("seen", "2", HOUR).await.unwrap());
+    store.drop_cached("seen").await.unwrap();
+    assert_eq!(store.get_cached("seen").await.unwrap(), None);
+
+    assert_eq!(
+        store.begin_idempotent("k", "body", HOUR).await.unwrap(),
+        KeyState::New
+    );
+    assert_eq!(
+        store.begin_idempotent("k", "bodx", HOUR).await.unwrap(),
+        KeyState::Mismatch
+    );
+    assert!(
+        store
+            .note_idempotent("k", "body", "lease-1", Duration::from_millis(200), HOUR)
+            .await
+            .unwrap()
+    );
+    // Its claim over, the next request with the key takes it over, pending.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        store.begin_idempotent("k", "body", HOUR).await.unwrap(),
+        KeyState::Pending("lease-1".into())
+    );
+    assert_eq!(
+        store.begin_idempotent("k", "body", HOUR).await.unwrap(),
+        KeyState::InProgress,
+        "taken over once"
+    );
+    store
+        .finish_idempotent("k", "body", "{\"ok\":1}", HOUR)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin_idempotent("k", "body", HOUR).await.unwrap(),
+        KeyState::Done("{\"ok\":1}".into())
+    );
+    store.park_idempotent("p", "body", "lease-2", HOUR).await.unwrap();
+    assert_eq!(
+        store.begin_idempotent("p", "body", HOUR).await.unwrap(),
+        KeyState::Pending("lease-2".into())
+    );
+    store.abandon_idempotent("p", "body").await.unwrap();
+    assert_eq!(
+        store.begin_idempotent("p", "body", HOUR).await.unwrap(),
+        KeyState::New
+    );
 }

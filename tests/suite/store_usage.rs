@@ -1,4 +1,5 @@
-//! Report counters in the store, on the embedded store and on Redis: they
+//! Report counters in the store, on the embedded store (in memory, and reopened from its disk around
+//! every operation) and on Redis: they
 //! add up, each flush counts once however often it is retried, and folding
 //! keeps sums.
 
@@ -34,6 +35,13 @@ fn redis() -> Subject {
     Subject {
         store: Arc::new(RedisStore::new(connection, &support::unique_prefix("usage"))),
         _redis: Some(server),
+    }
+}
+
+fn on_disk() -> Subject {
+    Subject {
+        store: Arc::new(support::reopen::ReopeningStore::new()),
+        _redis: None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use formid_ledger::app::{Application, Clocks};
 use formid_ledger::clock::{Clock, SystemClock};
-use formid_ledger::config::{Config, Secret};
+use formid_ledger::config::{Config, Secret, StoreMode};
 use serde_json::{Value, json};
 
 use super::RedisServer;
@@ -16,7 +16,10 @@ pub const REPORT_KEY: &str = "report-key-0123456789";
 
 /// Which ledger the service runs on.
 pub enum Store<'a> {
+    /// The embedded store in memory (`STORE=memory`).
     Memory,
+    /// The embedded store kept in this `DATA_DIR`.
+    Disk(&'a std::path::Path),
     Redis(&'a RedisServer),
 }
 
@@ -194,11 +197,19 @@ impl TestApp {
             usage_flush_secs: 1,
             ..Config::default()
         };
-        if let Store::Redis(server) = store {
-            config.redis_url = Some(server.url());
-            config.redis_key_prefix = super::unique_prefix("app");
+        match store {
+            Store::Memory => config.store = Some(StoreMode::Memory),
+            Store::Disk(dir) => config.data_dir = dir.to_owned(),
+            Store::Redis(server) => {
+                config.redis_url = Some(server.url());
+                config.redis_key_prefix = super::unique_prefix("app");
+            }
         }
         adjust(&mut config);
+        if config.redis_url.is_some() || !config.redis_cluster_nodes.is_empty() {
+            // The test named a Redis of its own.
+            config.store = None;
+        }
         let sandbox = config.sandbox_mode();
         // A test's sandbox on its own Redis is meant.
         config.sandbox = sandbox;

@@ -67,6 +67,15 @@ impl TimedLedger {
         }
     }
 
+    /// The embedded ledger kept on disk, reopened around every operation.
+    pub fn on_disk(settings: LedgerSettings) -> Self {
+        let clock = Arc::new(ManualClock::at_current_second());
+        Self {
+            ledger: Box::new(super::reopen::ReopeningLedger::new(settings, clock.clone())),
+            clock,
+        }
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         use formid_ledger::clock::Clock;
         self.clock.now()

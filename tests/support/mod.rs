@@ -6,6 +6,7 @@
 pub mod app;
 pub mod ledger;
 pub mod process;
+pub mod reopen;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -556,9 +557,11 @@ pub fn check_property<S: proptest::strategy::Strategy>(
     }
 }
 
-/// Declares each named contract test twice, `embedded::<name>` and
-/// `redis_server::<name>`, calling `<name>(<make>)` with the test file's
-/// constructor for each backend (`memory` and `redis`).
+/// Declares each named contract test three times, `embedded::<name>`,
+/// `redis_server::<name>` and `on_disk::<name>`, calling `<name>(<make>)`
+/// with the test file's constructor for each backend (`memory`, `redis`,
+/// and `on_disk`: the embedded store reopened from its disk around every
+/// operation).
 #[macro_export]
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -567,6 +570,9 @@ macro_rules! contract {
         }
         mod redis_server {
             $(#[tokio::test] async fn $name() { super::$name(super::redis).await })*
+        }
+        mod on_disk {
+            $(#[tokio::test] async fn $name() { super::$name(super::on_disk).await })*
         }
     };
 }

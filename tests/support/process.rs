@@ -29,6 +29,26 @@ impl ServiceProcess {
         env: &[(&str, &str)],
         skew: Option<&str>,
     ) -> Self {
+        let store = [
+            ("REDIS_URL", redis.url()),
+            ("REDIS_KEY_PREFIX", prefix.to_owned()),
+        ];
+        Self::launch(&store, sim, env, skew).await
+    }
+
+    /// Starts the service on the embedded store kept in `data_dir`, and the
+    /// simulator `sim`, with `env` added; returns once it is ready.
+    pub async fn start_embedded(data_dir: &std::path::Path, sim: &SimClient, env: &[(&str, &str)]) -> Self {
+        let store = [("DATA_DIR", data_dir.display().to_string())];
+        Self::launch(&store, sim, env, None).await
+    }
+
+    async fn launch(
+        store: &[(&str, String)],
+        sim: &SimClient,
+        env: &[(&str, &str)],
+        skew: Option<&str>,
+    ) -> Self {
         let port = super::free_port();
         let binary = env!("CARGO_BIN_EXE_formid-ledger");
         // libfaketime preloaded into the binary itself: the `faketime`
@@ -49,8 +69,7 @@ impl ServiceProcess {
         let child = command
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LISTEN", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", redis.url())
-            .env("REDIS_KEY_PREFIX", prefix)
+            .envs(store.iter().map(|(name, value)| (*name, value.as_str())))
             .env("WECHAT_API_BASE", format!("{}/sandbox/wechat", sim.base))
             .env("SESSION_SECRET", "test-session-secret-0123456789")
             .env(

@@ -3,9 +3,10 @@
 // else the newest one cargo built for this checkout (debug or release).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -115,18 +116,21 @@ export async function startSimulator({ apps = [] } = {}) {
 }
 
 /** `keys`: more `name:secret:scopes` entries for API_KEYS, beside the
- * generated admin key. Without `env`, the service runs the embedded ledger
- * in sandbox mode; `env` adds settings (an apps file, a simulator to call),
- * and `simulator` is where `sandbox()` then posts. */
+ * generated admin key. Without `env`, the service runs the embedded store
+ * (its data in a temporary DATA_DIR, removed at stop) in sandbox mode; `env`
+ * adds settings (an apps file, a simulator to call), and `simulator` is
+ * where `sandbox()` then posts. */
 export async function startService({ keys = [], env = {}, simulator = null } = {}) {
   const port = await freePort();
   const adminKey = 'client-test-' + randomBytes(16).toString('hex');
   const baseUrl = `http://127.0.0.1:${port}`;
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'formid-data-'));
   // Only what the test means: no WECHAT_* or REDIS_* from this shell.
   const process_ = await spawnHealthy(
     [],
     {
       LISTEN: `127.0.0.1:${port}`,
+      DATA_DIR: dataDir,
       API_KEYS: [`test:${adminKey}:admin`, ...keys].join(','),
       ...env,
     },
@@ -149,5 +153,10 @@ export async function startService({ keys = [], env = {}, simulator = null } = {
   /** A simulator control route: the service's own in sandbox mode. */
   const sandbox = (path, body) => post((simulator ? simulator.baseUrl : baseUrl) + path, body);
 
-  return { baseUrl, adminKey, admin, sandbox, ...process_ };
+  async function stop() {
+    await process_.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+
+  return { baseUrl, adminKey, admin, sandbox, ...process_, stop, dataDir };
 }

@@ -1,5 +1,8 @@
 //! The embedded grant ledger: grant books in process memory, one lock per
-//! shard of openids, the rules of [`super::book`], the process clock.
+//! shard of openids, the rules of [`super::book`], the process clock. Kept
+//! on a [`Space`] of the embedded store's disk (and one for its template
+//! numbers), every change is written there before it is answered and read
+//! back at start.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -10,6 +13,7 @@ use async_trait::async_trait;
 
 use super::book::{GrantBook, RawGrantEvent, Secs, Tpl};
 use super::dictionary::Dictionary;
+use super::packed;
 use super::{
     Accept, GrantAddOutcome, GrantEvent, GrantHoldings, GrantLedger, GrantReservation, GrantReserveOutcome,
     GrantSettings, GrantSettleOutcome, Holding,
@@ -17,6 +21,7 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{OpenId, TemplateId};
 use crate::ledger::{LeaseId, LedgerError, Settle, instant};
+use crate::store::{Change, Durable, Space};
 
 const SHARDS: usize = 64;
 /// Every this many writes to a shard, books past their retention are
@@ -36,6 +41,13 @@ pub struct MemoryGrants {
     hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
     dictionary: Mutex<Dictionary>,
+    disk: Option<GrantSpaces>,
+}
+
+/// Where a kept grant ledger writes: its books, and its template numbers.
+struct GrantSpaces {
+    books: Space,
+    templates: Space,
 }
 
 impl MemoryGrants {
@@ -50,13 +62,61 @@ impl MemoryGrants {
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             dictionary: Mutex::default(),
+            disk: None,
         }
     }
 
-    fn number(&self, template: &TemplateId) -> Result<Tpl, LedgerError> {
-        lock(&self.dictionary)
-            .assign(template)
-            .ok_or_else(|| LedgerError::Unavailable("the template dictionary is full".into()))
+    /// The grant ledger kept on `books` (and its template numbers on
+    /// `templates`): what they hold is read back now, and every change is
+    /// on them before it is answered.
+    pub fn kept_on(mut self, books: Space, templates: Space) -> Result<Self, LedgerError> {
+        let corrupt = |what: &str| LedgerError::Corrupt(format!("a stored {what} is not one"));
+        {
+            let mut dictionary = lock(&self.dictionary);
+            for (number, template) in templates.load()? {
+                let number = Tpl::from_be_bytes(number.try_into().map_err(|_| corrupt("template number"))?);
+                let template = String::from_utf8(template)
+                    .ok()
+                    .and_then(|raw| TemplateId::parse(&raw).ok())
+                    .ok_or_else(|| corrupt("template id"))?;
+                dictionary.learn(template, number);
+            }
+        }
+        let now = self.clock.now().timestamp();
+        for (key, blob) in books.load()? {
+            let openid = String::from_utf8(key)
+                .ok()
+                .and_then(|raw| OpenId::parse(&raw).ok())
+                .ok_or_else(|| corrupt("openid"))?;
+            let until = kept_until(&blob)?;
+            let book = packed::decode(&blob, now)?;
+            let shard_at = self.shard_of(&openid);
+            lock(&self.shards[shard_at]).books.insert(openid, (book, until));
+        }
+        self.disk = Some(GrantSpaces { books, templates });
+        Ok(self)
+    }
+
+    /// The template's number, numbering it (on disk first, when kept
+    /// there) if it is new.
+    async fn number(&self, template: &TemplateId) -> Result<Tpl, LedgerError> {
+        let (number, durable) = {
+            let mut dictionary = lock(&self.dictionary);
+            let known = dictionary.number(template);
+            let number = dictionary
+                .assign(template)
+                .ok_or_else(|| LedgerError::Unavailable("the template dictionary is full".into()))?;
+            let durable = match (&self.disk, known) {
+                (Some(disk), None) => disk.templates.record(vec![(
+                    number.to_be_bytes().to_vec(),
+                    Some(template.as_str().as_bytes().to_vec()),
+                )]),
+                _ => Durable::done(),
+            };
+            (number, durable)
+        };
+        durable.wait().await?;
+        Ok(number)
     }
 
     fn events(&self, raw: &[RawGrantEvent]) -> Vec<GrantEvent> {
@@ -70,38 +130,80 @@ impl MemoryGrants {
     }
 
     /// Runs `op` on the openid's book under its shard lock: lapsed leases
-    /// first, the retention renewed after (or the book dropped when empty).
-    fn write<T>(
+    /// first, the retention renewed after (or the book dropped when empty);
+    /// answers once the change is on disk, when kept there.
+    async fn write<T>(
         &self,
         openid: &OpenId,
         op: impl FnOnce(&mut GrantBook, Secs, &mut Vec<RawGrantEvent>) -> T,
-    ) -> (T, Vec<RawGrantEvent>) {
-        let now = self.clock.now().timestamp();
-        let keep = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX / 4);
-        let mut shard = lock(&self.shards[self.shard_of(openid)]);
-        shard.writes = shard.writes.wrapping_add(1);
-        if shard.writes.is_multiple_of(PURGE_EVERY) {
-            shard.books.retain(|_, (_, until)| *until > now);
+    ) -> Result<(T, Vec<RawGrantEvent>), LedgerError> {
+        if let Some(disk) = &self.disk {
+            disk.books.check()?;
         }
-        let mut book = match shard.books.remove(openid) {
-            Some((book, until)) if until > now => book,
-            _ => GrantBook::default(),
+        let (result, events, durable) = {
+            let now = self.clock.now().timestamp();
+            let keep = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX / 4);
+            let mut changes: Vec<Change> = Vec::new();
+            let mut shard = lock(&self.shards[self.shard_of(openid)]);
+            shard.writes = shard.writes.wrapping_add(1);
+            if shard.writes.is_multiple_of(PURGE_EVERY) {
+                shard.books.retain(|openid, (_, until)| {
+                    let keep = *until > now;
+                    if !keep {
+                        changes.push((openid.as_str().as_bytes().to_vec(), None));
+                    }
+                    keep
+                });
+            }
+            let stored = shard.books.remove(openid);
+            let before = stored
+                .as_ref()
+                .filter(|_| self.disk.is_some())
+                .map(|(book, until)| packed::encode(book, *until));
+            let mut book = match stored {
+                Some((book, until)) if until > now => book,
+                _ => GrantBook::default(),
+            };
+            let mut events = Vec::new();
+            book.housekeep(now, &mut events);
+            let result = op(&mut book, now, &mut events);
+            let mut after = None;
+            if !(book.entries.is_empty() && book.leases.is_empty()) {
+                let last_deadline = book.leases.iter().map(|l| l.deadline).max().unwrap_or(now);
+                let until = (now + keep).max(last_deadline);
+                if self.disk.is_some() {
+                    after = Some(packed::encode(&book, until));
+                }
+                shard.books.insert(openid.clone(), (book, until));
+            }
+            let durable = match &self.disk {
+                Some(disk) => {
+                    if after != before {
+                        changes.push((openid.as_str().as_bytes().to_vec(), after));
+                    }
+                    // Queued while the shard is still locked: in order.
+                    disk.books.record(changes)
+                }
+                None => Durable::done(),
+            };
+            (result, events, durable)
         };
-        let mut events = Vec::new();
-        book.housekeep(now, &mut events);
-        let result = op(&mut book, now, &mut events);
-        if !(book.entries.is_empty() && book.leases.is_empty()) {
-            let last_deadline = book.leases.iter().map(|l| l.deadline).max().unwrap_or(now);
-            shard
-                .books
-                .insert(openid.clone(), (book, (now + keep).max(last_deadline)));
-        }
-        (result, events)
+        durable.wait().await?;
+        Ok((result, events))
     }
 
     fn shard_of(&self, openid: &OpenId) -> usize {
         (self.hasher.hash_one(openid) as usize) % SHARDS
     }
+}
+
+/// The "kept until" of a packed grant book.
+fn kept_until(blob: &[u8]) -> Result<Secs, LedgerError> {
+    let at: [u8; 4] = blob
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| LedgerError::Corrupt("malformed grant book".into()))?;
+    Ok(Secs::from(u32::from_be_bytes(at)))
 }
 
 impl Default for MemoryGrants {
@@ -125,12 +227,14 @@ impl GrantLedger for MemoryGrants {
         openid: &OpenId,
         batch: &[(TemplateId, Accept)],
     ) -> Result<GrantAddOutcome, LedgerError> {
-        let numbered = batch
-            .iter()
-            .map(|(t, accept)| Ok((self.number(t)?, *accept)))
-            .collect::<Result<Vec<_>, LedgerError>>()?;
+        let mut numbered = Vec::with_capacity(batch.len());
+        for (template, accept) in batch {
+            numbered.push((self.number(template).await?, *accept));
+        }
         let cap = self.settings.max_per_template;
-        let (held, raw) = self.write(openid, |book, _, events| book.add(&numbered, cap, events));
+        let (held, raw) = self
+            .write(openid, |book, _, events| book.add(&numbered, cap, events))
+            .await?;
         Ok(GrantAddOutcome {
             held: held.into_iter().map(Holding::of).collect(),
             events: self.events(&raw),
@@ -145,12 +249,14 @@ impl GrantLedger for MemoryGrants {
         lease: LeaseId,
         hold: Duration,
     ) -> Result<GrantReserveOutcome, LedgerError> {
-        let number = self.number(template)?;
-        let ((taken, left), raw) = self.write(openid, |book, now, events| {
-            let deadline = now.saturating_add(hold_secs(hold));
-            let taken = book.reserve(number, long_term, *lease.as_bytes(), deadline, events);
-            (taken, Holding::of(book.held(number)))
-        });
+        let number = self.number(template).await?;
+        let ((taken, left), raw) = self
+            .write(openid, |book, now, events| {
+                let deadline = now.saturating_add(hold_secs(hold));
+                let taken = book.reserve(number, long_term, *lease.as_bytes(), deadline, events);
+                (taken, Holding::of(book.held(number)))
+            })
+            .await?;
         let reservation = match taken {
             None => None,
             Some(taken) => Some(GrantReservation {
@@ -176,9 +282,11 @@ impl GrantLedger for MemoryGrants {
         how: Settle,
     ) -> Result<GrantSettleOutcome, LedgerError> {
         let retention = hold_secs(self.settings.retention);
-        let ((settled, _), raw) = self.write(openid, |book, now, events| {
-            book.settle(*lease.as_bytes(), how, now.saturating_add(retention), events)
-        });
+        let ((settled, _), raw) = self
+            .write(openid, |book, now, events| {
+                book.settle(*lease.as_bytes(), how, now.saturating_add(retention), events)
+            })
+            .await?;
         Ok(GrantSettleOutcome {
             settled,
             events: self.events(&raw),
@@ -190,8 +298,10 @@ impl GrantLedger for MemoryGrants {
         openid: &OpenId,
         template: &TemplateId,
     ) -> Result<Vec<GrantEvent>, LedgerError> {
-        let number = self.number(template)?;
-        let (_, raw) = self.write(openid, |book, _, events| book.burn_all(number, events));
+        let number = self.number(template).await?;
+        let (_, raw) = self
+            .write(openid, |book, _, events| book.burn_all(number, events))
+            .await?;
         Ok(self.events(&raw))
     }
 

@@ -18,6 +18,7 @@
 mod book;
 mod dictionary;
 mod memory;
+mod packed;
 mod redis;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -10,8 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{FromRedisValue, ParsingError, Script, ScriptInvocation, Value};
 
-use super::book::{GrantBook, GrantLease, RawGrantEvent, Secs, Tpl};
+use super::book::{GrantBook, RawGrantEvent, Secs, Tpl};
 use super::dictionary::{DICTIONARY_CAPACITY, Dictionary};
+use super::packed;
 use super::{
     Accept, GrantAddOutcome, GrantEvent, GrantHoldings, GrantLedger, GrantReservation, GrantReserveOutcome,
     GrantSettings, GrantSettleOutcome, Holding,
@@ -304,7 +305,7 @@ impl GrantLedger for RedisGrants {
             .invoke(READ.key(self.key(openid)).arg(self.pinned_clock()))
             .await?;
         let mut book = match blob {
-            Some(blob) => decode(&blob, now)?,
+            Some(blob) => packed::decode(&blob, now)?,
             None => GrantBook::default(),
         };
         book.housekeep(now, &mut Vec::new());
@@ -319,42 +320,4 @@ impl GrantLedger for RedisGrants {
         }
         Ok(holdings)
     }
-}
-
-/// Reads the packed grant book written by `scripts/grants/book.lua`.
-fn decode(blob: &[u8], now: Secs) -> Result<GrantBook, LedgerError> {
-    let bad = || LedgerError::Corrupt("malformed grant book".into());
-    let take = |at: &mut usize, n: usize| -> Result<&[u8], LedgerError> {
-        let slice = blob.get(*at..*at + n).ok_or_else(bad)?;
-        *at += n;
-        Ok(slice)
-    };
-    let u16_at = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
-    let u32_at = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let mut at = 0;
-    if take(&mut at, 1)?[0] != 1 {
-        return Err(LedgerError::Corrupt("unknown grant book version".into()));
-    }
-    let kept_until = Secs::from(u32_at(take(&mut at, 4)?));
-    let count = u16_at(take(&mut at, 2)?);
-    if kept_until <= now {
-        return Ok(GrantBook::default());
-    }
-    let mut book = GrantBook::default();
-    for _ in 0..count {
-        let deadline = Secs::from(u32_at(take(&mut at, 4)?));
-        let id: [u8; 8] = take(&mut at, 8)?.try_into().map_err(|_| bad())?;
-        let template = u16_at(take(&mut at, 2)?);
-        book.leases.push(GrantLease {
-            id,
-            deadline,
-            template,
-        });
-    }
-    while at < blob.len() {
-        let template = u16_at(take(&mut at, 2)?);
-        let grants = u32::from(u16_at(take(&mut at, 2)?));
-        book.entries.push((template, grants));
-    }
-    Ok(book)
 }
