@@ -34,7 +34,7 @@ use crate::push::verify::{PushEndpoints, PushSettings};
 use crate::report::UsageRecorder;
 use crate::send::{SendPolicy, Sender};
 use crate::sim::{self, PushTargets, SANDBOX_PUSH_AES_KEY, SANDBOX_PUSH_TOKEN, SimConfig, Simulator};
-use crate::store::{EvictionWatch, RedisConnection, SharedStore};
+use crate::store::{Barrier, EvictionWatch, RedisConnection, SharedStore};
 use crate::templates::{self, Templates};
 use crate::wechat::{TokenError, TokenManager, WechatClient};
 
@@ -47,6 +47,9 @@ pub struct Application {
     /// The Redis to watch for an eviction policy, and what was seen.
     store_watch: Option<(RedisConnection, Arc<EvictionWatch>)>,
     flush_every: Duration,
+    /// The embedded store's disk, waited for once the last counters are
+    /// written at shutdown.
+    barrier: Barrier,
     generated_admin_key: Option<Secret>,
 }
 
@@ -215,14 +218,17 @@ impl Application {
         };
 
         let body_timeout = BodyTimeout(Duration::from_secs(config.request_body_timeout_secs));
+        let barrier = web::Data::new(backend.barrier());
         if let Some(limit) = api::connections::raise_open_files_limit() {
             tracing::info!(limit, "open files limit");
         }
         let server = HttpServer::new(move || {
             let simulator = simulator.clone();
             App::new()
+                .wrap(from_fn(api::middleware::answer_when_durable))
                 .wrap(from_fn(api::connections::body_deadline))
                 .wrap(from_fn(api::middleware::request_context))
+                .app_data(barrier.clone())
                 .app_data(body_timeout)
                 .app_data(state.clone())
                 .app_data(auth.clone())
@@ -252,6 +258,7 @@ impl Application {
             apps: every_app,
             store_watch: redis.map(|redis| (redis, eviction)),
             flush_every: Duration::from_secs(config.usage_flush_secs.max(1)),
+            barrier: backend.barrier(),
             generated_admin_key,
         })
     }
@@ -293,6 +300,9 @@ impl Application {
             if let Err(err) = app.usage.flush().await {
                 tracing::error!(app = %app.name, error = %err, "report counters could not be written at shutdown");
             }
+        }
+        if let Err(err) = self.barrier.wait().await {
+            tracing::error!(error = %err, "the last changes could not be committed at shutdown");
         }
         result
     }
@@ -392,11 +402,11 @@ fn build_app(spec: AppSpec, shared: &Shared<'_>) -> anyhow::Result<AppContext> {
             .expect("bootstrap opens a grant ledger for every grant channel")
     };
     Ok(AppContext {
-        sender: Sender::new(tokens.clone(), usage.clone(), policy),
+        sender: Sender::new(tokens.clone(), usage.clone(), policy, shared.backend.barrier()),
         template: TemplateChannel::new(stores.ledger.clone(), wechat.clone(), usage.clone()),
         subscribe: SubscribeChannel::new(grants(ChannelKind::Subscribe), wechat.clone(), usage.clone()),
         official_account: official_account.map(|oa| OfficialAccount {
-            sender: Sender::new(oa.tokens.clone(), usage.clone(), policy),
+            sender: Sender::new(oa.tokens.clone(), usage.clone(), policy, shared.backend.barrier()),
             subscribe: OfficialAccountSubscribeChannel::new(
                 grants(ChannelKind::OfficialAccountSubscribe),
                 oa.client.clone(),

@@ -18,7 +18,9 @@ use crate::domain::ChannelKind;
 use crate::ledger::grants::{GrantLedger, GrantSettings, MemoryGrants, RedisGrants};
 use crate::ledger::{Ledger, LedgerClock, LedgerSettings, MemoryLedger, MeteredLedger, RedisLedger};
 use crate::sim::SimConfig;
-use crate::store::{Disk, MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore};
+use crate::store::{
+    Barrier, Disk, MemoryStore, RedisConnection, RedisStore, RedisTarget, SharedStore, UsageStore,
+};
 use crate::wechat::WechatClient;
 
 /// Bound of every Redis command.
@@ -119,6 +121,15 @@ impl Backend {
             Backend::Redis(backend) => backend.name,
             Backend::Embedded { disk: Some(_), .. } => "embedded",
             Backend::Embedded { disk: None, .. } => "memory",
+        }
+    }
+
+    /// What waits for the embedded store's disk before anything that
+    /// cannot be taken back; nothing to wait for on Redis or in memory.
+    pub fn barrier(&self) -> Barrier {
+        match self {
+            Backend::Embedded { disk: Some(disk), .. } => Barrier::on(disk.clone()),
+            _ => Barrier::default(),
         }
     }
 

@@ -14,12 +14,13 @@ use super::support::app::{COLLECT_KEY, Store, TestApp, start_sim};
 use super::support::{Persistence, RedisServer};
 use super::{give_form_ids, keyed_template_send, random_form_id, rate};
 
-/// Users whose books the ingest phase grows, and whose formIds the send
-/// phase spends (sim-issued, so WeChat takes them).
-const USERS: usize = 1_000;
-/// formIds each user holds for the send phase: 40,000 uses, more than a
-/// phase spends on any of the stores.
-const HELD: u32 = 40;
+/// Users the ingest phase spreads over: each is given 10 formIds a few
+/// times, so books stay as small as real users' (10 to 30 credentials).
+const INGEST_USERS: usize = 50_000;
+/// Users whose formIds (sim-issued, so WeChat takes them) the send phase
+/// spends, 20 each: 80,000 uses, more than a phase spends on any store.
+const USERS: usize = 4_000;
+const HELD: u32 = 20;
 
 /// Rates (per second) on the three stores: `[memory, disk, redis]`.
 pub struct Durability {
@@ -42,14 +43,14 @@ pub async fn durability() -> Durability {
     Durability { ingest, send }
 }
 
-/// `POST /v1/credentials` of 10 formIds for one of [`USERS`] users.
+/// `POST /v1/credentials` of 10 formIds for one of [`INGEST_USERS`] users.
 async fn ingest_rate(app: &Arc<TestApp>) -> f64 {
     let app = app.clone();
     rate(move |n| {
         let app = app.clone();
         async move {
             let ids: Vec<String> = (0..10).map(|_| random_form_id()).collect();
-            let body = json!({"openid": format!("oIngest{:04}", n % USERS), "form_ids": ids});
+            let body = json!({"openid": format!("oIngest{:05}", n % INGEST_USERS), "form_ids": ids});
             app.post("/v1/credentials", Some(COLLECT_KEY), body).await.0 == 200
         }
     })

@@ -1,6 +1,7 @@
 //! Per-request context: a request id (taken from `X-Request-Id` when it is
 //! sane, else generated) on the tracing span and the response, and one log
-//! line per request with its route, status and latency.
+//! line per request with its route, status and latency; and no answer
+//! before what it acknowledges is on the embedded store's disk.
 //!
 //! Metric labels come from closed sets only: the method is one of the
 //! standard ones or `other` (a request with any other method is answered
@@ -20,6 +21,7 @@ use tracing::Instrument;
 use super::AllowedMethods;
 use crate::error::ApiError;
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
+use crate::store::Barrier;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -89,4 +91,33 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(response)
+}
+
+/// Holds every answer until the changes queued before it are committed on
+/// the embedded store's disk (a no-op on Redis and in memory), so nothing
+/// is acknowledged, and nothing read is shown, that a crash could still
+/// take back. One wait per request, shared by every request of the same
+/// commit. The sandbox's own WeChat routes answer at once: they play
+/// WeChat, which keeps nothing here.
+pub async fn answer_when_durable(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let barrier = req
+        .app_data::<web::Data<Barrier>>()
+        .filter(|_| !req.path().starts_with("/sandbox/"))
+        .cloned();
+    let response = next.call(req).await?;
+    let Some(barrier) = barrier else {
+        return Ok(response.map_into_left_body());
+    };
+    match barrier.wait().await {
+        Ok(()) => Ok(response.map_into_left_body()),
+        Err(err) => {
+            tracing::error!(error = %err, "the answer's changes are not on disk");
+            let (req, _) = response.into_parts();
+            let failed = actix_web::ResponseError::error_response(&ApiError::store_unavailable());
+            Ok(ServiceResponse::new(req, failed).map_into_right_body())
+        }
+    }
 }

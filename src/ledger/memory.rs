@@ -1,8 +1,8 @@
 //! The embedded ledger: books in process memory, one lock per shard of
 //! openids. Same rules as Redis (they live in [`super::book`]); its clock is
 //! the process's. Kept on a [`Space`] of the embedded store's disk, every
-//! changed book is written there (packed as in Redis) before the change is
-//! answered, and the books are read back at start; without one, nothing
+//! changed book is queued to it (packed as in Redis) in the order it was
+//! changed, and the books are read back at start; without one, nothing
 //! survives a restart.
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::OpenId;
-use crate::store::{Change, Durable, Space};
+use crate::store::{Change, Space};
 
 const SHARDS: usize = 64;
 /// Every this many writes to a shard, books that have ended are dropped, so
@@ -57,7 +57,7 @@ impl MemoryLedger {
     }
 
     /// The ledger kept on `space`: the books written there before are read
-    /// back now, and every change is on it before it is answered.
+    /// back now, and every change is queued to it.
     pub fn kept_on(mut self, space: Space) -> Result<Self, LedgerError> {
         for (key, blob) in space.load()? {
             let openid = String::from_utf8(key)
@@ -82,22 +82,13 @@ impl MemoryLedger {
 
     /// Runs `op` on the openid's book under its shard lock, with the rules
     /// every write shares: housekeeping first, the reach event last, and the
-    /// book stored back (or removed when empty), on disk too when kept there.
-    async fn write<T>(
+    /// book stored back (or removed when empty), queued to the disk too when
+    /// kept there.
+    fn write<T>(
         &self,
         openid: &OpenId,
         op: impl FnOnce(&mut Book, i64, &mut Vec<LedgerEvent>) -> T,
     ) -> Result<(T, Vec<LedgerEvent>), LedgerError> {
-        let (result, events, durable) = self.apply(openid, op)?;
-        durable.wait().await?;
-        Ok((result, events))
-    }
-
-    fn apply<T>(
-        &self,
-        openid: &OpenId,
-        op: impl FnOnce(&mut Book, i64, &mut Vec<LedgerEvent>) -> T,
-    ) -> Result<(T, Vec<LedgerEvent>, Durable), LedgerError> {
         if let Some(disk) = &self.disk {
             disk.check()?;
         }
@@ -130,7 +121,7 @@ impl MemoryLedger {
             if book.ends_at().is_some() {
                 shard.books.insert(openid.clone(), book);
             }
-            return Ok((result, events, Durable::done()));
+            return Ok((result, events));
         };
         let after = book.ends_at().map(|_| encode_book(&book));
         if after != before {
@@ -140,8 +131,8 @@ impl MemoryLedger {
             shard.books.insert(openid.clone(), book);
         }
         // Queued while the shard is still locked: in the order it was made.
-        let durable = disk.record(changes);
-        Ok((result, events, durable))
+        disk.record(changes);
+        Ok((result, events))
     }
 
     fn read(&self, openid: &OpenId) -> Option<Book> {
@@ -181,12 +172,10 @@ impl Ledger for MemoryLedger {
             max_credentials_per_user: cap,
             expiry,
         } = self.settings;
-        let ((items, evicted, available_sends), events) = self
-            .write(openid, |book, now, events| {
-                let (statuses, evicted) = book.add(&items, cap, &expiry, now, events);
-                (statuses, evicted, book.available())
-            })
-            .await?;
+        let ((items, evicted, available_sends), events) = self.write(openid, |book, now, events| {
+            let (statuses, evicted) = book.add(&items, cap, &expiry, now, events);
+            (statuses, evicted, book.available())
+        })?;
         Ok(AddOutcome {
             items,
             evicted,
@@ -202,11 +191,9 @@ impl Ledger for MemoryLedger {
         hold: std::time::Duration,
     ) -> Result<ReserveOutcome, LedgerError> {
         let hold = i64::try_from(hold.as_secs()).unwrap_or(i64::MAX / 2);
-        let (taken, events) = self
-            .write(openid, |book, now, _| {
-                book.reserve(*lease.as_bytes(), now.saturating_add(hold))
-            })
-            .await?;
+        let (taken, events) = self.write(openid, |book, now, _| {
+            book.reserve(*lease.as_bytes(), now.saturating_add(hold))
+        })?;
         Ok(ReserveOutcome {
             reservation: taken.map(|lease| lease.reservation()).transpose()?,
             events,
@@ -219,11 +206,9 @@ impl Ledger for MemoryLedger {
         lease: LeaseId,
         how: Settle,
     ) -> Result<SettleOutcome, LedgerError> {
-        let (settled, events) = self
-            .write(openid, |book, now, events| {
-                book.settle(*lease.as_bytes(), how, now, events)
-            })
-            .await?;
+        let (settled, events) = self.write(openid, |book, now, events| {
+            book.settle(*lease.as_bytes(), how, now, events)
+        })?;
         Ok(SettleOutcome { settled, events })
     }
 

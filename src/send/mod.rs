@@ -29,6 +29,7 @@ pub use channel::Channel;
 use crate::ledger::{LeaseId, LedgerError, Settle};
 use crate::metrics::{WECHAT_CALL_FAILURES, WECHAT_ERRCODES};
 use crate::report::UsageRecorder;
+use crate::store::Barrier;
 use crate::wechat::{TokenError, TokenManager, WechatAnswer};
 use decision::{Action, Failure, History, Recheck, Reply, Then};
 
@@ -121,14 +122,23 @@ pub struct Sender {
     tokens: Arc<TokenManager>,
     usage: Arc<UsageRecorder>,
     policy: SendPolicy,
+    barrier: Barrier,
 }
 
 impl Sender {
-    pub fn new(tokens: Arc<TokenManager>, usage: Arc<UsageRecorder>, policy: SendPolicy) -> Self {
+    /// `barrier`: what a credential waits for before it is presented (the
+    /// embedded store's disk: the use's reservation and note committed).
+    pub fn new(
+        tokens: Arc<TokenManager>,
+        usage: Arc<UsageRecorder>,
+        policy: SendPolicy,
+        barrier: Barrier,
+    ) -> Self {
         Self {
             tokens,
             usage,
             policy,
+            barrier,
         }
     }
 
@@ -262,8 +272,9 @@ impl Sender {
 
     /// Calls WeChat with one reserved credential until the decision table
     /// says how to settle it; also returns WeChat's last answer. Errors
-    /// when the access token's store is unreachable and no call of this
-    /// attempt can have reached WeChat.
+    /// when the store (the access token's, or the disk the use's lease must
+    /// be on first) fails and no call of this attempt can have reached
+    /// WeChat.
     async fn attempt<C: Channel>(
         &self,
         channel: &C,
@@ -273,6 +284,9 @@ impl Sender {
         attempts: &mut u32,
         mut history: History,
     ) -> Result<(Settle, Then, Option<WechatAnswer>), LedgerError> {
+        // What a crash must not forget (the use's lease, its note) is
+        // committed before WeChat sees the credential.
+        self.barrier.wait().await?;
         let recheck = channel.recheck(credential);
         let mut retries = 0;
         let mut last_answer = None;

@@ -4,10 +4,12 @@
 //!
 //! The embedded stores keep their working set in memory and hand each
 //! change to the [`Disk`] in the order they made it, while they still hold
-//! the lock that ordered it. One writer thread commits whatever has queued
-//! up in one transaction: one fsync for every request waiting (group
-//! commit). A request is answered only once its change is on disk
-//! ([`Durable::wait`]). At start each store reads its space back.
+//! the lock that ordered it, and go on. One writer thread commits whatever
+//! has queued up in one transaction: one fsync for every request waiting
+//! (group commit). Nothing that cannot be taken back happens before what
+//! led to it is committed: an HTTP answer, or a credential presented to
+//! WeChat, first waits at the [`Barrier`] for every change queued so far.
+//! At start each store reads its space back.
 //!
 //! SQLite (bundled, in WAL mode with `synchronous=FULL`) because a second
 //! process can read a consistent snapshot while the service writes: that is
@@ -15,12 +17,14 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, params};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use super::StoreError;
 
@@ -40,18 +44,31 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 pub type Row = (Vec<u8>, Vec<u8>);
 
 struct Queued {
+    /// Its place in the queue: 1, 2, ...
+    seq: u64,
     space: Arc<str>,
     changes: Vec<Change>,
-    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// How far the writer got: every change up to `seq` is committed, unless a
+/// commit failed. After a failure nothing more is accepted, since what is in
+/// memory may be ahead of what is on disk.
+#[derive(Debug, Clone, Default)]
+struct Committed {
+    seq: u64,
+    failure: Option<String>,
 }
 
 /// The database of one `DATA_DIR`, opened by the process that serves it.
 pub struct Disk {
     path: PathBuf,
-    queue: mpsc::Sender<Queued>,
-    /// The first commit that failed: from then on nothing more is accepted,
-    /// since what is in memory may be ahead of what is on disk.
-    failed: Arc<Mutex<Option<String>>>,
+    /// The queue to the writer and the last place handed out in it, taken
+    /// together so that places follow the queue's order.
+    queue: Mutex<Option<(mpsc::Sender<Queued>, u64)>>,
+    /// The last place handed out, for [`Barrier::wait`].
+    queued: AtomicU64,
+    committed: watch::Sender<Committed>,
+    writer: Option<JoinHandle<()>>,
     /// Holds the lock file's lock while the process lives.
     _lock: File,
 }
@@ -82,16 +99,18 @@ impl Disk {
         let writer = connect(&path, OpenFlags::default()).map_err(|e| describe(&path, &e))?;
         prepare(&writer).map_err(|e| format!("{}: {e}", path.display()))?;
         let (queue, jobs) = mpsc::channel();
-        let failed = Arc::new(Mutex::new(None));
-        let failures = failed.clone();
-        std::thread::Builder::new()
+        let committed = watch::Sender::new(Committed::default());
+        let progress = committed.clone();
+        let writer = std::thread::Builder::new()
             .name("formid-disk".into())
-            .spawn(move || write_all(writer, &jobs, &failures))
+            .spawn(move || write_all(writer, &jobs, &progress))
             .map_err(|e| format!("cannot start the disk writer: {e}"))?;
         Ok(Arc::new(Self {
             path,
-            queue,
-            failed,
+            queue: Mutex::new(Some((queue, 0))),
+            queued: AtomicU64::new(0),
+            committed,
+            writer: Some(writer),
             _lock: lock,
         }))
     }
@@ -111,7 +130,66 @@ impl Disk {
 
     /// Why the disk accepts no more changes, if it does not.
     pub fn failure(&self) -> Option<String> {
-        lock(&self.failed).clone()
+        self.committed.borrow().failure.clone()
+    }
+
+    /// Queues `changes` of `space` behind everything queued before.
+    fn queue(&self, space: &Arc<str>, changes: Vec<Change>) {
+        let mut queue = lock(&self.queue);
+        let Some((sender, last)) = queue.as_mut() else {
+            return;
+        };
+        *last += 1;
+        let queued = Queued {
+            seq: *last,
+            space: space.clone(),
+            changes,
+        };
+        if sender.send(queued).is_ok() {
+            self.queued.store(*last, Ordering::Release);
+        }
+    }
+}
+
+/// The writer commits what is queued, then stops; the lock file's lock is
+/// released after.
+impl Drop for Disk {
+    fn drop(&mut self) {
+        lock(&self.queue).take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Waits until every change queued so far is committed: before anything
+/// that cannot be taken back. Does nothing without a disk (Redis answers
+/// each write once it applied it; `STORE=memory` keeps nothing).
+#[derive(Clone, Default)]
+pub struct Barrier(Option<Arc<Disk>>);
+
+impl Barrier {
+    pub fn on(disk: Arc<Disk>) -> Self {
+        Self(Some(disk))
+    }
+
+    /// Returns once every change queued before the call is committed, or
+    /// why it never will be.
+    pub async fn wait(&self) -> Result<(), StoreError> {
+        let Some(disk) = &self.0 else {
+            return Ok(());
+        };
+        let target = disk.queued.load(Ordering::Acquire);
+        let mut progress = disk.committed.subscribe();
+        let reached = progress
+            .wait_for(|c| c.failure.is_some() || c.seq >= target)
+            .await
+            .map(|c| c.failure.clone());
+        match reached {
+            Ok(None) => Ok(()),
+            Ok(Some(failure)) => Err(StoreError::Unavailable(failure)),
+            Err(_) => Err(StoreError::Unavailable("the disk writer has stopped".into())),
+        }
     }
 }
 
@@ -137,22 +215,11 @@ impl Space {
     }
 
     /// Queues `changes` behind every change queued before them (call it
-    /// under the lock that ordered them); the [`Durable`] says when they
-    /// are on disk.
-    pub fn record(&self, changes: Vec<Change>) -> Durable {
-        if changes.is_empty() {
-            return Durable(None);
+    /// under the lock that ordered them); a [`Barrier`] waits for them.
+    pub fn record(&self, changes: Vec<Change>) {
+        if !changes.is_empty() {
+            self.disk.queue(&self.name, changes);
         }
-        let (done, on_disk) = oneshot::channel();
-        let queued = Queued {
-            space: self.name.clone(),
-            changes,
-            done,
-        };
-        if let Err(mpsc::SendError(queued)) = self.disk.queue.send(queued) {
-            let _ = queued.done.send(Err("the disk writer has stopped".into()));
-        }
-        Durable(Some(on_disk))
     }
 
     /// Whether the disk still takes changes.
@@ -160,29 +227,6 @@ impl Space {
         match self.disk.failure() {
             Some(failure) => Err(StoreError::Unavailable(failure)),
             None => Ok(()),
-        }
-    }
-}
-
-/// Changes on their way to disk.
-#[must_use = "a change is not durable until waited for"]
-pub struct Durable(Option<oneshot::Receiver<Result<(), String>>>);
-
-impl Durable {
-    /// Nothing to wait for (no disk, or nothing changed).
-    pub fn done() -> Self {
-        Self(None)
-    }
-
-    /// Returns once the changes are committed, or why they never will be.
-    pub async fn wait(self) -> Result<(), StoreError> {
-        let Some(on_disk) = self.0 else {
-            return Ok(());
-        };
-        match on_disk.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(failure)) => Err(StoreError::Unavailable(failure)),
-            Err(_) => Err(StoreError::Unavailable("the disk writer has stopped".into())),
         }
     }
 }
@@ -254,9 +298,9 @@ fn prepare(connection: &Connection) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The writer thread: takes what has queued, commits it at once, answers
-/// everyone in it; until every [`Disk`] handle is gone.
-fn write_all(mut connection: Connection, jobs: &mpsc::Receiver<Queued>, failed: &Mutex<Option<String>>) {
+/// The writer thread: takes what has queued, commits it at once, and says
+/// how far it got; until the [`Disk`] closes the queue.
+fn write_all(mut connection: Connection, jobs: &mpsc::Receiver<Queued>, progress: &watch::Sender<Committed>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         let mut changes = batch[0].changes.len();
@@ -265,17 +309,19 @@ fn write_all(mut connection: Connection, jobs: &mpsc::Receiver<Queued>, failed: 
             changes += next.changes.len();
             batch.push(next);
         }
-        let outcome = match lock(failed).clone() {
-            Some(failure) => Err(failure),
-            None => commit(&mut connection, &batch).map_err(|e| {
+        if progress.borrow().failure.is_some() {
+            continue;
+        }
+        let last = batch.last().map_or(0, |queued| queued.seq);
+        match commit(&mut connection, &batch) {
+            Ok(()) => {
+                progress.send_modify(|c| c.seq = last);
+            }
+            Err(e) => {
                 let failure = format!("writing to the embedded store failed ({e}); restart the service");
                 tracing::error!("{failure}");
-                *lock(failed) = Some(failure.clone());
-                failure
-            }),
-        };
-        for queued in batch {
-            let _ = queued.done.send(outcome.clone());
+                progress.send_modify(|c| c.failure = Some(failure));
+            }
         }
     }
 }
@@ -306,4 +352,64 @@ fn describe(path: &Path, error: &rusqlite::Error) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn change(key: &str, value: &str) -> Change {
+        (key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()))
+    }
+
+    #[tokio::test]
+    async fn a_barrier_returns_once_what_was_queued_before_it_is_committed() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let disk = Disk::open(dir.path()).unwrap();
+        let space = disk.space("test");
+        for n in 0..1000 {
+            space.record(vec![change(&format!("k{n}"), "v")]);
+        }
+        space.record(vec![change("k7", "w"), (b"k8".to_vec(), None)]);
+        Barrier::on(disk.clone()).wait().await.unwrap();
+        // Read by another connection, as the next start would.
+        let rows: BTreeMap<Vec<u8>, Vec<u8>> = space.load().unwrap().into_iter().collect();
+        assert_eq!(rows.len(), 999);
+        assert_eq!(rows[b"k7".as_slice()], b"w");
+        assert!(!rows.contains_key(b"k8".as_slice()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_that_wait_and_every_later_one() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let disk = Disk::open(dir.path()).unwrap();
+        let space = disk.space("test");
+        space.record(vec![change("a", "1")]);
+        Barrier::on(disk.clone()).wait().await.unwrap();
+        // The database stops taking writes under the writer's feet.
+        Connection::open(dir.path().join(DATABASE_FILE))
+            .unwrap()
+            .execute_batch("DROP TABLE kv")
+            .unwrap();
+        space.record(vec![change("b", "2")]);
+        assert!(Barrier::on(disk.clone()).wait().await.is_err());
+        assert!(space.check().is_err(), "nothing more is accepted");
+        space.record(vec![change("c", "3")]);
+        assert!(Barrier::on(disk.clone()).wait().await.is_err());
+    }
+
+    #[test]
+    fn one_process_serves_a_data_directory() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let first = Disk::open(dir.path()).unwrap();
+        let refused = Disk::open(dir.path()).err().unwrap();
+        assert!(
+            refused.contains("in use by another formid-ledger process"),
+            "{refused}"
+        );
+        drop(first);
+        assert!(Disk::open(dir.path()).is_ok(), "free again once closed");
+    }
 }

@@ -1,8 +1,8 @@
 //! [`SharedStore`] and [`UsageStore`] for a single process: a map with
 //! expiry times, and the report days. Expired entries are swept in expiry
 //! order, a few at a time, so no call scans the whole map. Kept on the
-//! embedded store's disk, every changed entry and day is written there
-//! before the change is answered, and read back at start.
+//! embedded store's disk, every changed entry and day is queued to it in
+//! the order it was made, and read back at start.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use serde::{Deserialize, Serialize};
 
-use super::disk::{Change, Durable, Space};
+use super::disk::{Change, Space};
 use super::{
     DayCounters, KeyState, SharedStore, StoreError, StoredToken, TOTALS, USAGE_RETENTION_DAYS, UsageBatch,
     UsageDeltas, UsageStore, flush_marker,
@@ -125,8 +125,7 @@ struct StoreSpaces {
 
 impl MemoryStore {
     /// The store kept on `records` (and its report days on `usage`): what
-    /// they hold is read back now, and every change is on them before it
-    /// is answered.
+    /// they hold is read back now, and every change is queued to them.
     pub fn kept_on(mut self, records: Space, usage: Space) -> Result<Self, StoreError> {
         let now = Utc::now();
         {
@@ -153,53 +152,42 @@ impl MemoryStore {
         Ok(self)
     }
 
-    /// Runs `f` on the live entries (expired ones are dropped first);
-    /// answers once what it changed is on disk, when kept there.
+    /// Runs `f` on the live entries (expired ones are dropped first), and
+    /// queues what it changed to the disk, when kept there.
     async fn with<T>(&self, f: impl FnOnce(&mut Entries, DateTime<Utc>) -> T) -> Result<T, StoreError> {
         if let Some(disk) = &self.disk {
             disk.records.check()?;
         }
-        let (result, durable) = {
-            let now = Utc::now();
-            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            entries.sweep(now);
-            let result = f(&mut entries, now);
-            let durable = match &self.disk {
-                // Queued under the lock: in the order the changes were made.
-                Some(disk) => disk.records.record(entries.take_touched()),
-                None => {
-                    entries.touched.clear();
-                    Durable::done()
-                }
-            };
-            (result, durable)
-        };
-        durable.wait().await?;
+        let now = Utc::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.sweep(now);
+        let result = f(&mut entries, now);
+        match &self.disk {
+            // Queued under the lock: in the order the changes were made.
+            Some(disk) => disk.records.record(entries.take_touched()),
+            None => entries.touched.clear(),
+        }
         Ok(result)
     }
 
-    /// Runs `f` on the report days, then writes the days it names back.
+    /// Runs `f` on the report days, then queues the days it names.
     async fn with_usage(&self, f: impl FnOnce(&mut UsageDeltas) -> Vec<NaiveDate>) -> Result<(), StoreError> {
         if let Some(disk) = &self.disk {
             disk.usage.check()?;
         }
-        let durable = {
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            let touched = f(&mut usage);
-            match &self.disk {
-                Some(disk) => disk.usage.record(
-                    touched
-                        .into_iter()
-                        .map(|day| {
-                            let value = usage.get(&day).map(|c| serde_json::to_vec(c).unwrap_or_default());
-                            (day.to_string().into_bytes(), value)
-                        })
-                        .collect(),
-                ),
-                None => Durable::done(),
-            }
-        };
-        durable.wait().await
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let touched = f(&mut usage);
+        if let Some(disk) = &self.disk {
+            let changes = touched
+                .into_iter()
+                .map(|day| {
+                    let value = usage.get(&day).map(|c| serde_json::to_vec(c).unwrap_or_default());
+                    (day.to_string().into_bytes(), value)
+                })
+                .collect();
+            disk.usage.record(changes);
+        }
+        Ok(())
     }
 }
 

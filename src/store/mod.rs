@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use connection::{Durability, RedisConnection, RedisFailure, RedisTarget};
-pub use disk::{Change, DATABASE_FILE, Disk, Durable, Space, backup};
+pub use disk::{Barrier, Change, DATABASE_FILE, Disk, Space, backup};
 pub use eviction::EvictionWatch;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;

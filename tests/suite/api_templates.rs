@@ -368,7 +368,7 @@ async fn a_burst_after_expiry_fetches_the_list_once_for_the_fleet() {
     let configure = |c: &mut formid_ledger::config::Config| {
         TestApp::on_simulator(&sim, c);
         c.redis_key_prefix = prefix.clone();
-        c.template_cache_secs = 1;
+        c.template_cache_secs = 2;
     };
     let a = TestApp::spawn_with(Store::Redis(&redis), configure).await;
     let b = TestApp::spawn_with(Store::Redis(&redis), configure).await;
@@ -383,8 +383,9 @@ async fn a_burst_after_expiry_fetches_the_list_once_for_the_fleet() {
         );
     }
     // Past the store's TTL and each instance's own reuse of it.
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_000)).await;
     let before = sim.stats().await["template_lists"].as_u64().unwrap();
+    let burst = std::time::Instant::now();
     let sends: Vec<_> = (0..20)
         .map(|n| {
             let app = if n % 2 == 0 { &a } else { &b };
@@ -400,7 +401,14 @@ async fn a_burst_after_expiry_fetches_the_list_once_for_the_fleet() {
         assert_eq!(send.await.unwrap(), 200);
     }
     let after = sim.stats().await["template_lists"].as_u64().unwrap();
-    assert_eq!(after - before, 1, "one list call for 20 sends on two instances");
+    // One call per lifetime of the cached list: on a machine so loaded that
+    // the burst outlived it, the list was fetched again, once.
+    let lifetimes = 1 + burst.elapsed().as_secs() / 2;
+    assert!(
+        (1..=lifetimes).contains(&(after - before)),
+        "{} list calls for 20 sends on two instances in {lifetimes} lifetimes of the list",
+        after - before
+    );
 }
 
 /// `formid-ledger templates ...` against the same configuration as `serve`

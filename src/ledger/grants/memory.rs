@@ -1,8 +1,8 @@
 //! The embedded grant ledger: grant books in process memory, one lock per
 //! shard of openids, the rules of [`super::book`], the process clock. Kept
 //! on a [`Space`] of the embedded store's disk (and one for its template
-//! numbers), every change is written there before it is answered and read
-//! back at start.
+//! numbers), every change is queued to it in the order it was made, and
+//! read back at start.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -21,7 +21,7 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{OpenId, TemplateId};
 use crate::ledger::{LeaseId, LedgerError, Settle, instant};
-use crate::store::{Change, Durable, Space};
+use crate::store::{Change, Space};
 
 const SHARDS: usize = 64;
 /// Every this many writes to a shard, books past their retention are
@@ -68,7 +68,7 @@ impl MemoryGrants {
 
     /// The grant ledger kept on `books` (and its template numbers on
     /// `templates`): what they hold is read back now, and every change is
-    /// on them before it is answered.
+    /// queued to them.
     pub fn kept_on(mut self, books: Space, templates: Space) -> Result<Self, LedgerError> {
         let corrupt = |what: &str| LedgerError::Corrupt(format!("a stored {what} is not one"));
         {
@@ -97,25 +97,19 @@ impl MemoryGrants {
         Ok(self)
     }
 
-    /// The template's number, numbering it (on disk first, when kept
-    /// there) if it is new.
-    async fn number(&self, template: &TemplateId) -> Result<Tpl, LedgerError> {
-        let (number, durable) = {
-            let mut dictionary = lock(&self.dictionary);
-            let known = dictionary.number(template);
-            let number = dictionary
-                .assign(template)
-                .ok_or_else(|| LedgerError::Unavailable("the template dictionary is full".into()))?;
-            let durable = match (&self.disk, known) {
-                (Some(disk), None) => disk.templates.record(vec![(
-                    number.to_be_bytes().to_vec(),
-                    Some(template.as_str().as_bytes().to_vec()),
-                )]),
-                _ => Durable::done(),
-            };
-            (number, durable)
-        };
-        durable.wait().await?;
+    /// The template's number, numbering it (queued to the disk before any
+    /// book that uses it, when kept there) if it is new.
+    fn number(&self, template: &TemplateId) -> Result<Tpl, LedgerError> {
+        let mut dictionary = lock(&self.dictionary);
+        let known = dictionary.number(template);
+        let number = dictionary
+            .assign(template)
+            .ok_or_else(|| LedgerError::Unavailable("the template dictionary is full".into()))?;
+        if let (Some(disk), None) = (&self.disk, known) {
+            let name = template.as_str().as_bytes().to_vec();
+            disk.templates
+                .record(vec![(number.to_be_bytes().to_vec(), Some(name))]);
+        }
         Ok(number)
     }
 
@@ -131,8 +125,8 @@ impl MemoryGrants {
 
     /// Runs `op` on the openid's book under its shard lock: lapsed leases
     /// first, the retention renewed after (or the book dropped when empty);
-    /// answers once the change is on disk, when kept there.
-    async fn write<T>(
+    /// queued to the disk too when kept there.
+    fn write<T>(
         &self,
         openid: &OpenId,
         op: impl FnOnce(&mut GrantBook, Secs, &mut Vec<RawGrantEvent>) -> T,
@@ -140,55 +134,48 @@ impl MemoryGrants {
         if let Some(disk) = &self.disk {
             disk.books.check()?;
         }
-        let (result, events, durable) = {
-            let now = self.clock.now().timestamp();
-            let keep = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX / 4);
-            let mut changes: Vec<Change> = Vec::new();
-            let mut shard = lock(&self.shards[self.shard_of(openid)]);
-            shard.writes = shard.writes.wrapping_add(1);
-            if shard.writes.is_multiple_of(PURGE_EVERY) {
-                shard.books.retain(|openid, (_, until)| {
-                    let keep = *until > now;
-                    if !keep {
-                        changes.push((openid.as_str().as_bytes().to_vec(), None));
-                    }
-                    keep
-                });
-            }
-            let stored = shard.books.remove(openid);
-            let before = stored
-                .as_ref()
-                .filter(|_| self.disk.is_some())
-                .map(|(book, until)| packed::encode(book, *until));
-            let mut book = match stored {
-                Some((book, until)) if until > now => book,
-                _ => GrantBook::default(),
-            };
-            let mut events = Vec::new();
-            book.housekeep(now, &mut events);
-            let result = op(&mut book, now, &mut events);
-            let mut after = None;
-            if !(book.entries.is_empty() && book.leases.is_empty()) {
-                let last_deadline = book.leases.iter().map(|l| l.deadline).max().unwrap_or(now);
-                let until = (now + keep).max(last_deadline);
-                if self.disk.is_some() {
-                    after = Some(packed::encode(&book, until));
+        let now = self.clock.now().timestamp();
+        let keep = i64::try_from(self.settings.retention.as_secs()).unwrap_or(i64::MAX / 4);
+        let mut changes: Vec<Change> = Vec::new();
+        let mut shard = lock(&self.shards[self.shard_of(openid)]);
+        shard.writes = shard.writes.wrapping_add(1);
+        if shard.writes.is_multiple_of(PURGE_EVERY) {
+            shard.books.retain(|openid, (_, until)| {
+                let keep = *until > now;
+                if !keep {
+                    changes.push((openid.as_str().as_bytes().to_vec(), None));
                 }
-                shard.books.insert(openid.clone(), (book, until));
-            }
-            let durable = match &self.disk {
-                Some(disk) => {
-                    if after != before {
-                        changes.push((openid.as_str().as_bytes().to_vec(), after));
-                    }
-                    // Queued while the shard is still locked: in order.
-                    disk.books.record(changes)
-                }
-                None => Durable::done(),
-            };
-            (result, events, durable)
+                keep
+            });
+        }
+        let stored = shard.books.remove(openid);
+        let before = stored
+            .as_ref()
+            .filter(|_| self.disk.is_some())
+            .map(|(book, until)| packed::encode(book, *until));
+        let mut book = match stored {
+            Some((book, until)) if until > now => book,
+            _ => GrantBook::default(),
         };
-        durable.wait().await?;
+        let mut events = Vec::new();
+        book.housekeep(now, &mut events);
+        let result = op(&mut book, now, &mut events);
+        let mut after = None;
+        if !(book.entries.is_empty() && book.leases.is_empty()) {
+            let last_deadline = book.leases.iter().map(|l| l.deadline).max().unwrap_or(now);
+            let until = (now + keep).max(last_deadline);
+            if self.disk.is_some() {
+                after = Some(packed::encode(&book, until));
+            }
+            shard.books.insert(openid.clone(), (book, until));
+        }
+        if let Some(disk) = &self.disk {
+            if after != before {
+                changes.push((openid.as_str().as_bytes().to_vec(), after));
+            }
+            // Queued while the shard is still locked: in order.
+            disk.books.record(changes);
+        }
         Ok((result, events))
     }
 
@@ -229,12 +216,10 @@ impl GrantLedger for MemoryGrants {
     ) -> Result<GrantAddOutcome, LedgerError> {
         let mut numbered = Vec::with_capacity(batch.len());
         for (template, accept) in batch {
-            numbered.push((self.number(template).await?, *accept));
+            numbered.push((self.number(template)?, *accept));
         }
         let cap = self.settings.max_per_template;
-        let (held, raw) = self
-            .write(openid, |book, _, events| book.add(&numbered, cap, events))
-            .await?;
+        let (held, raw) = self.write(openid, |book, _, events| book.add(&numbered, cap, events))?;
         Ok(GrantAddOutcome {
             held: held.into_iter().map(Holding::of).collect(),
             events: self.events(&raw),
@@ -249,14 +234,12 @@ impl GrantLedger for MemoryGrants {
         lease: LeaseId,
         hold: Duration,
     ) -> Result<GrantReserveOutcome, LedgerError> {
-        let number = self.number(template).await?;
-        let ((taken, left), raw) = self
-            .write(openid, |book, now, events| {
-                let deadline = now.saturating_add(hold_secs(hold));
-                let taken = book.reserve(number, long_term, *lease.as_bytes(), deadline, events);
-                (taken, Holding::of(book.held(number)))
-            })
-            .await?;
+        let number = self.number(template)?;
+        let ((taken, left), raw) = self.write(openid, |book, now, events| {
+            let deadline = now.saturating_add(hold_secs(hold));
+            let taken = book.reserve(number, long_term, *lease.as_bytes(), deadline, events);
+            (taken, Holding::of(book.held(number)))
+        })?;
         let reservation = match taken {
             None => None,
             Some(taken) => Some(GrantReservation {
@@ -282,11 +265,9 @@ impl GrantLedger for MemoryGrants {
         how: Settle,
     ) -> Result<GrantSettleOutcome, LedgerError> {
         let retention = hold_secs(self.settings.retention);
-        let ((settled, _), raw) = self
-            .write(openid, |book, now, events| {
-                book.settle(*lease.as_bytes(), how, now.saturating_add(retention), events)
-            })
-            .await?;
+        let ((settled, _), raw) = self.write(openid, |book, now, events| {
+            book.settle(*lease.as_bytes(), how, now.saturating_add(retention), events)
+        })?;
         Ok(GrantSettleOutcome {
             settled,
             events: self.events(&raw),
@@ -298,10 +279,8 @@ impl GrantLedger for MemoryGrants {
         openid: &OpenId,
         template: &TemplateId,
     ) -> Result<Vec<GrantEvent>, LedgerError> {
-        let number = self.number(template).await?;
-        let (_, raw) = self
-            .write(openid, |book, _, events| book.burn_all(number, events))
-            .await?;
+        let number = self.number(template)?;
+        let (_, raw) = self.write(openid, |book, _, events| book.burn_all(number, events))?;
         Ok(self.events(&raw))
     }
 
