@@ -15,6 +15,7 @@
 //! process can read a consistent snapshot while the service writes: that is
 //! what `formid-ledger backup` does.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -326,7 +327,15 @@ fn write_all(mut connection: Connection, jobs: &mpsc::Receiver<Queued>, progress
     }
 }
 
+/// Writes a batch in one transaction: each key's last value only (a send
+/// changes its Idempotency-Key's record three times, often in one batch).
 fn commit(connection: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
+    let mut last: HashMap<(&str, &[u8]), Option<&[u8]>> = HashMap::new();
+    for queued in batch {
+        for (key, value) in &queued.changes {
+            last.insert((&queued.space, key), value.as_deref());
+        }
+    }
     let transaction = connection.transaction()?;
     {
         let mut put = transaction.prepare_cached(
@@ -334,13 +343,11 @@ fn commit(connection: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()>
              ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
         )?;
         let mut delete = transaction.prepare_cached("DELETE FROM kv WHERE space = ?1 AND key = ?2")?;
-        for queued in batch {
-            for (key, value) in &queued.changes {
-                match value {
-                    Some(value) => put.execute(params![&*queued.space, key, value])?,
-                    None => delete.execute(params![&*queued.space, key])?,
-                };
-            }
+        for ((space, key), value) in last {
+            match value {
+                Some(value) => put.execute(params![space, key, value])?,
+                None => delete.execute(params![space, key])?,
+            };
         }
     }
     transaction.commit()

@@ -1,5 +1,6 @@
-//! Random sequences of grant operations on the embedded ledger and on Redis
-//! side by side: every answer must be identical, and no grant may appear or
+//! Random sequences of grant operations on the embedded ledger (in memory,
+//! and kept on disk and restarted at random points) and on Redis side by
+//! side: every answer must be identical, and no grant may appear or
 //! vanish without an event saying so. Accepts and reserves may be of the
 //! long-term kind: subscriptions hold no grant, and one-time grants they
 //! absorb are said by their event.
@@ -50,6 +51,8 @@ enum Op {
     Advance {
         secs: i64,
     },
+    /// The disk-kept ledger restarts: read back from its disk.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -65,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (user.clone(), template).prop_map(|(user, template)| Op::Burn { user, template }),
         1 => user.prop_map(|user| Op::Read { user }),
         2 => prop_oneof![0i64..90, 0i64..40 * 86_400].prop_map(|secs| Op::Advance { secs }),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -101,6 +105,7 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
     };
     let clock = Arc::new(ManualClock::at_current_second());
     let memory = MemoryGrants::with_clock(settings, clock.clone());
+    let disk = support::reopen::Restartable::grants(settings, clock.clone());
     let connection = RedisConnection::new(RedisTarget::Single(server.url()), Duration::from_secs(2));
     let redis =
         RedisGrants::on(connection, &support::unique_prefix("gprops"), settings).with_clock(clock.clone());
@@ -127,6 +132,8 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                 let a = memory.add_accepts(&users[user], &batch).await.unwrap();
                 let b = redis.add_accepts(&users[user], &batch).await.unwrap();
                 prop_assert_eq!(&a, &b, "step {}: add", step);
+                let c = disk.add_accepts(&users[user], &batch).await.unwrap();
+                prop_assert_eq!(&a, &c, "step {}: add on disk", step);
                 let after = total(&memory, &users[user]).await;
                 prop_assert_eq!(
                     after,
@@ -154,6 +161,11 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                     .await
                     .unwrap();
                 prop_assert_eq!(&a, &b, "step {}: reserve", step);
+                let c = disk
+                    .reserve_for(user, template, long_term, leases[lease], hold)
+                    .await
+                    .unwrap();
+                prop_assert_eq!(&a, &c, "step {}: reserve on disk", step);
                 prop_assert_eq!(
                     total(&memory, user).await,
                     before + delta(&a.events),
@@ -173,6 +185,8 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                     .await
                     .unwrap();
                 prop_assert_eq!(&a, &b, "step {}: settle", step);
+                let c = disk.settle_grant(&users[user], leases[lease], how).await.unwrap();
+                prop_assert_eq!(&a, &c, "step {}: settle on disk", step);
                 let after = total(&memory, &users[user]).await;
                 prop_assert_eq!(
                     after,
@@ -191,21 +205,29 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                     .burn_grants(&users[user], &templates[template])
                     .await
                     .unwrap();
-                prop_assert_eq!(a, b, "step {}: burn", step);
+                prop_assert_eq!(&a, &b, "step {}: burn", step);
+                let c = disk
+                    .burn_grants(&users[user], &templates[template])
+                    .await
+                    .unwrap();
+                prop_assert_eq!(&a, &c, "step {}: burn on disk", step);
             }
             Op::Read { user } => {
                 let a = memory.grants(&users[user]).await.unwrap();
                 let b = redis.grants(&users[user]).await.unwrap();
-                prop_assert_eq!(a, b, "step {}: read", step);
+                prop_assert_eq!(&a, &b, "step {}: read", step);
+                let c = disk.grants(&users[user]).await.unwrap();
+                prop_assert_eq!(&a, &c, "step {}: read on disk", step);
             }
             Op::Advance { secs } => clock.advance(chrono::Duration::seconds(secs)),
+            Op::Restart => disk.restart(),
         }
     }
+    disk.restart();
     for user in &users {
-        prop_assert_eq!(
-            memory.grants(user).await.unwrap(),
-            redis.grants(user).await.unwrap()
-        );
+        let a = memory.grants(user).await.unwrap();
+        prop_assert_eq!(&a, &redis.grants(user).await.unwrap());
+        prop_assert_eq!(&a, &disk.grants(user).await.unwrap(), "restarted from disk");
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! Random sequences of ledger operations, applied to the embedded ledger and
-//! to Redis side by side: every answer must be identical, and no use may be
-//! created or destroyed without an event saying so.
+//! Random sequences of ledger operations, applied to the embedded ledger (in
+//! memory, and kept on disk and restarted at random points) and to Redis
+//! side by side: every answer must be identical, and no use may be created
+//! or destroyed without an event saying so.
 
 use crate::support;
 
@@ -45,6 +46,8 @@ enum Op {
     Advance {
         secs: i64,
     },
+    /// The disk-kept ledger restarts: read back from its disk.
+    Restart,
 }
 
 /// Seconds from now to a credential's expiry: mostly a few fixed values, so
@@ -65,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (user.clone(), 0..LEASES, 0u8..4).prop_map(|(user, lease, how)| Op::Settle { user, lease, how }),
         1 => user.prop_map(|user| Op::Inspect { user }),
         2 => prop_oneof![0i64..120, 0i64..3 * 86_400].prop_map(|secs| Op::Advance { secs }),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -76,6 +80,7 @@ async fn available(ledger: &TimedLedger, user: &OpenId, now: DateTime<Utc>) -> i
 async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let memory = TimedLedger::memory(exact(4));
     let redis = TimedLedger::redis(server, &support::unique_prefix("props"), exact(4));
+    let (disk, restartable) = TimedLedger::restartable(exact(4));
     let leases: Vec<LeaseId> = (0..LEASES).map(|_| LeaseId::random()).collect();
     let users: Vec<OpenId> = USERS.iter().map(|u| OpenId::parse(u).unwrap()).collect();
     let mut now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
@@ -98,6 +103,8 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                 let a = memory.add(&users[user], &batch, now).await.unwrap();
                 let b = redis.add(&users[user], &batch, now).await.unwrap();
                 prop_assert_eq!(&a, &b, "step {}: add", step);
+                let c = disk.add(&users[user], &batch, now).await.unwrap();
+                prop_assert_eq!(&a, &c, "step {}: add on disk", step);
                 // Conservation: every use gained or lost is an event.
                 let collected: i64 = a
                     .events
@@ -132,6 +139,11 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                     .await
                     .unwrap();
                 prop_assert_eq!(&a, &b, "step {}: reserve", step);
+                let c = disk
+                    .reserve(&users[user], leases[lease], deadline, now)
+                    .await
+                    .unwrap();
+                prop_assert_eq!(&a, &c, "step {}: reserve on disk", step);
                 let after = memory.inspect(&users[user], now).await.unwrap();
                 let taken = i64::from(after.leased) - i64::from(held);
                 prop_assert_eq!(
@@ -152,6 +164,8 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
                     .unwrap();
                 let b = redis.settle(&users[user], leases[lease], how, now).await.unwrap();
                 prop_assert_eq!(&a, &b, "step {}: settle", step);
+                let c = disk.settle(&users[user], leases[lease], how, now).await.unwrap();
+                prop_assert_eq!(&a, &c, "step {}: settle on disk", step);
                 let expected = match a.settled {
                     Settled::Refunded => before + 1,
                     // The leased use was not available; the rest were.
@@ -169,15 +183,21 @@ async fn run(server: &support::RedisServer, ops: Vec<Op>) -> Result<(), TestCase
             Op::Inspect { user } => {
                 let a = memory.inspect(&users[user], now).await.unwrap();
                 let b = redis.inspect(&users[user], now).await.unwrap();
-                prop_assert_eq!(a, b, "step {}: inspect", step);
+                prop_assert_eq!(&a, &b, "step {}: inspect", step);
+                let c = disk.inspect(&users[user], now).await.unwrap();
+                prop_assert_eq!(&a, &c, "step {}: inspect on disk", step);
             }
             Op::Advance { secs } => now += Duration::seconds(secs),
+            Op::Restart => restartable.restart(),
         }
     }
+    restartable.restart();
     for user in &users {
         let a = memory.inspect(user, now).await.unwrap();
         let b = redis.inspect(user, now).await.unwrap();
-        prop_assert_eq!(a, b, "final state");
+        prop_assert_eq!(&a, &b, "final state");
+        let c = disk.inspect(user, now).await.unwrap();
+        prop_assert_eq!(&a, &c, "final state on disk, restarted");
     }
     Ok(())
 }

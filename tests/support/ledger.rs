@@ -67,6 +67,17 @@ impl TimedLedger {
         }
     }
 
+    /// The embedded ledger kept on disk, restarted when the test says so.
+    pub fn restartable(settings: LedgerSettings) -> (Self, super::reopen::Restartable<MemoryLedger>) {
+        let clock = Arc::new(ManualClock::at_current_second());
+        let ledger = super::reopen::Restartable::ledger(settings, clock.clone());
+        let timed = Self {
+            ledger: Box::new(ledger.clone()),
+            clock,
+        };
+        (timed, ledger)
+    }
+
     /// The embedded ledger kept on disk, reopened around every operation.
     pub fn on_disk(settings: LedgerSettings) -> Self {
         let clock = Arc::new(ManualClock::at_current_second());

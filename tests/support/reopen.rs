@@ -1,7 +1,8 @@
 //! The embedded stores kept on disk, closed and opened again around every
 //! operation: whatever one operation leaves must be on disk, and read back,
 //! for the next one to see it. The contract tests run these as a third
-//! store beside the embedded one in memory and Redis.
+//! store beside the embedded one in memory and Redis; the property test
+//! restarts kept ledgers at random points ([`Restartable`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -317,5 +318,147 @@ impl UsageStore for ReopeningStore {
     async fn fold_usage(&self, day: NaiveDate, fold: &[&str], drop: &[&str]) -> Result<(), StoreError> {
         let _turn = self.turn.lock().await;
         self.open().fold_usage(day, fold, drop).await
+    }
+}
+
+/// An embedded store kept on disk, restarted (closed, and opened again from
+/// its disk) when the test says so, between two operations.
+pub struct Restartable<T>(Arc<Kept<T>>);
+
+impl<T> Clone for Restartable<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+type Opener<T> = Box<dyn Fn(&Path) -> T + Send + Sync>;
+
+struct Kept<T> {
+    dir: TempDir,
+    open: Opener<T>,
+    current: std::sync::Mutex<Option<Arc<T>>>,
+}
+
+impl<T> Restartable<T> {
+    /// `open` opens the store from the data directory it is given.
+    pub fn new(open: impl Fn(&Path) -> T + Send + Sync + 'static) -> Self {
+        let kept = Self(Arc::new(Kept {
+            dir: TempDir::new().unwrap(),
+            open: Box::new(open),
+            current: std::sync::Mutex::new(None),
+        }));
+        kept.restart();
+        kept
+    }
+
+    /// Closes the store (its disk commits what is queued) and opens it
+    /// again from the disk.
+    pub fn restart(&self) {
+        let mut current = self.0.current.lock().unwrap();
+        drop(current.take());
+        *current = Some(Arc::new((self.0.open)(self.0.dir.path())));
+    }
+
+    fn current(&self) -> Arc<T> {
+        self.0.current.lock().unwrap().clone().expect("open")
+    }
+}
+
+impl Restartable<MemoryLedger> {
+    pub fn ledger(settings: LedgerSettings, clock: Arc<dyn Clock>) -> Self {
+        Self::new(move |dir| {
+            MemoryLedger::with_clock(settings, clock.clone())
+                .kept_on(disk(dir).space("credentials"))
+                .expect("the books read back")
+        })
+    }
+}
+
+impl Restartable<MemoryGrants> {
+    pub fn grants(settings: GrantSettings, clock: Arc<dyn Clock>) -> Self {
+        Self::new(move |dir| {
+            let disk = disk(dir);
+            MemoryGrants::with_clock(settings, clock.clone())
+                .kept_on(disk.space("grants"), disk.space("grants/templates"))
+                .expect("the grant books read back")
+        })
+    }
+}
+
+#[async_trait]
+impl Ledger for Restartable<MemoryLedger> {
+    async fn add(&self, openid: &OpenId, batch: &[NewCredential]) -> Result<AddOutcome, LedgerError> {
+        self.current().add(openid, batch).await
+    }
+
+    async fn reserve(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        hold: Duration,
+    ) -> Result<ReserveOutcome, LedgerError> {
+        self.current().reserve(openid, lease, hold).await
+    }
+
+    async fn settle(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        how: Settle,
+    ) -> Result<SettleOutcome, LedgerError> {
+        self.current().settle(openid, lease, how).await
+    }
+
+    async fn inspect(&self, openid: &OpenId) -> Result<Holdings, LedgerError> {
+        self.current().inspect(openid).await
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        self.current().ping().await
+    }
+}
+
+#[async_trait]
+impl GrantLedger for Restartable<MemoryGrants> {
+    async fn add_accepts(
+        &self,
+        openid: &OpenId,
+        batch: &[(TemplateId, Accept)],
+    ) -> Result<GrantAddOutcome, LedgerError> {
+        self.current().add_accepts(openid, batch).await
+    }
+
+    async fn reserve_for(
+        &self,
+        openid: &OpenId,
+        template: &TemplateId,
+        long_term: bool,
+        lease: LeaseId,
+        hold: Duration,
+    ) -> Result<GrantReserveOutcome, LedgerError> {
+        self.current()
+            .reserve_for(openid, template, long_term, lease, hold)
+            .await
+    }
+
+    async fn settle_grant(
+        &self,
+        openid: &OpenId,
+        lease: LeaseId,
+        how: Settle,
+    ) -> Result<GrantSettleOutcome, LedgerError> {
+        self.current().settle_grant(openid, lease, how).await
+    }
+
+    async fn burn_grants(
+        &self,
+        openid: &OpenId,
+        template: &TemplateId,
+    ) -> Result<Vec<GrantEvent>, LedgerError> {
+        self.current().burn_grants(openid, template).await
+    }
+
+    async fn grants(&self, openid: &OpenId) -> Result<GrantHoldings, LedgerError> {
+        self.current().grants(openid).await
     }
 }
