@@ -1,8 +1,8 @@
 //! What the service and its commands open from the configuration: the
 //! store (Redis, Redis Cluster, or the embedded one on its disk or in
 //! memory) with each app's ledgers and records in it, and the WeChat
-//! clients of the default app. Nothing
-//! here serves requests; `app` (the server) and the CLIs build on it.
+//! clients of the default app. Nothing here serves requests; `app` (the
+//! server) and the CLIs build on it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -95,8 +95,8 @@ impl Backend {
             }
             None => {
                 let disk = Disk::open(&config.data_dir).map_err(anyhow::Error::msg)?;
-                let where_ = disk.path().display();
-                tracing::info!("the embedded store keeps its data in {where_} (DATA_DIR)");
+                let path = disk.path().display();
+                tracing::info!("the embedded store keeps its data in {path} (DATA_DIR)");
                 let deployment = MemoryStore::default()
                     .kept_on(disk.space("deployment/records"), disk.space("deployment/usage"))?;
                 Backend::Embedded {
