@@ -136,8 +136,10 @@ impl MemoryStore {
                     serde_json::from_slice(&value).map_err(|_| corrupt("record"))?;
                 entries.insert(key, (entry, until));
             }
-            entries.sweep(now);
+            // What expired while the service was down leaves the disk with
+            // the next change.
             entries.touched.clear();
+            entries.sweep(now);
         }
         let days = self.usage.get_mut().unwrap_or_else(|p| p.into_inner());
         for (day, counters) in usage.load()? {
@@ -482,6 +484,45 @@ impl UsageStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Barrier, Disk};
+
+    /// A record that expired while the service was down is read, dropped,
+    /// and deleted from the disk by the next operation.
+    #[tokio::test]
+    async fn records_that_expired_while_down_leave_the_disk() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let open = || {
+            let disk = Disk::open(dir.path()).unwrap();
+            let store = MemoryStore::default()
+                .kept_on(disk.space("records"), disk.space("usage"))
+                .unwrap();
+            (store, disk)
+        };
+        let (store, disk) = open();
+        store
+            .put_cached("short", "1", Duration::from_millis(100))
+            .await
+            .unwrap();
+        store
+            .put_cached("long", "2", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        Barrier::on(disk.clone()).wait().await.unwrap();
+        drop((store, disk));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let (store, disk) = open();
+        assert_eq!(store.get_cached("short").await.unwrap(), None);
+        Barrier::on(disk.clone()).wait().await.unwrap();
+        let rows: Vec<Vec<u8>> = disk
+            .space("records")
+            .load()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(rows, vec![b"cache:long".to_vec()]);
+    }
 
     fn entry(key: &str) -> String {
         key.to_owned()

@@ -147,12 +147,12 @@ async fn every_kind_of_record_reads_back(subject: fn() -> Subject) {
     );
     assert!(
         store
-            .note_idempotent("k", "body", "lease-1", Duration::from_millis(200), HOUR)
+            .note_idempotent("k", "body", "lease-1", Duration::from_millis(100), HOUR)
             .await
             .unwrap()
     );
     // Its claim over, the next request with the key takes it over, pending.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store.begin_idempotent("k", "body", HOUR).await.unwrap(),
         KeyState::Pending("lease-1".into())
