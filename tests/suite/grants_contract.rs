@@ -51,7 +51,9 @@ fn redis(settings: GrantSettings) -> Subject {
 fn on_disk(settings: GrantSettings) -> Subject {
     let clock = Arc::new(ManualClock::at_current_second());
     Subject {
-        grants: Box::new(support::reopen::ReopeningGrants::new(settings, clock.clone())),
+        grants: Box::new(
+            support::reopen::Restartable::grants(settings, clock.clone()).around_every_operation(),
+        ),
         clock,
         _redis: None,
     }

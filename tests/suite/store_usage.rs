@@ -40,7 +40,7 @@ fn redis() -> Subject {
 
 fn on_disk() -> Subject {
     Subject {
-        store: Arc::new(support::reopen::ReopeningStore::new()),
+        store: Arc::new(support::reopen::Restartable::store().around_every_operation()),
         _redis: None,
     }
 }

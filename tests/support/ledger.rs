@@ -82,7 +82,9 @@ impl TimedLedger {
     pub fn on_disk(settings: LedgerSettings) -> Self {
         let clock = Arc::new(ManualClock::at_current_second());
         Self {
-            ledger: Box::new(super::reopen::ReopeningLedger::new(settings, clock.clone())),
+            ledger: Box::new(
+                super::reopen::Restartable::ledger(settings, clock.clone()).around_every_operation(),
+            ),
             clock,
         }
     }
